@@ -1,0 +1,97 @@
+//! # ractor-otp
+//!
+//! Erlang/OTP-grade fault tolerance for [`ractor`] actors: supervision trees
+//! that restart failed actors under OTP's strategies, restart types and
+//! restart intensity, with ordered graceful shutdown, backoff, dynamic
+//! supervisors and handles ([`ChildRef`]) that survive restarts.
+//!
+//! Children are plain ractor actors: no special trait to implement.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use ractor::{Actor, ActorProcessingErr, ActorRef};
+//! use ractor_otp::prelude::*;
+//!
+//! /// A worker that fails on demand.
+//! #[derive(Clone)]
+//! struct Worker;
+//!
+//! impl Actor for Worker {
+//!     type Msg = &'static str;
+//!     type State = ();
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+//!         Ok(())
+//!     }
+//!     async fn handle(&self, _: ActorRef<Self::Msg>, msg: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+//!         match msg {
+//!             "crash" => Err("asked to crash".into()),
+//!             _ => Ok(()),
+//!         }
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let spec = SupervisorSpec::new(Strategy::OneForAll)
+//!         .intensity(5, Duration::from_secs(10))
+//!         .child(ChildSpec::new("a", Worker, || ()))
+//!         .child(ChildSpec::new("b", Worker, || ()).restart(Restart::Transient));
+//!     let (sup, _join) = Supervisor::spawn(Some("quick-start".into()), spec).await?;
+//!
+//!     let a = sup.child::<&'static str>("a").expect("child a");
+//!     a.cast("crash").expect("a is running");
+//!
+//!     // Both children come back (one-for-all); the supervisor keeps answering.
+//!     let counts = sup.count_children().await?;
+//!     assert_eq!(counts.specs, 2);
+//!
+//!     println!("{}", sup.render_tree().await?);
+//!     sup.cell().stop_and_wait(None, None).await?; // children stop in reverse order
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Modules
+//!
+//! - [`supervisor`]: supervisors, child specs, strategies, intensity,
+//!   backoff, dynamic supervisors, `ChildRef`.
+//! - [`exit`]: [`ExitReason`], how a child ended.
+//!
+//! # Features
+//!
+//! | feature  | default | what it adds |
+//! |----------|---------|--------------|
+//! | `macros` | yes     | re-exports `ractor-otp-macros` (derives arrive with the cluster) |
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod exit;
+pub mod supervisor;
+
+pub use exit::ExitReason;
+pub use supervisor::{
+    AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,
+    ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, Restart,
+    Shutdown, Strategy, Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
+};
+
+// The macro crate exports its first derive with the cluster layer; the
+// glob re-export is in place so that nothing changes for users then.
+#[cfg(feature = "macros")]
+#[doc(inline)]
+#[allow(unused_imports)]
+pub use ractor_otp_macros::*;
+
+/// Everything an application usually needs, for `use ractor_otp::prelude::*`.
+pub mod prelude {
+    pub use crate::exit::ExitReason;
+    pub use crate::supervisor::{
+        AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,
+        ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, Restart,
+        Shutdown, Strategy, Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
+    };
+}

@@ -1,0 +1,69 @@
+//! [`SupervisorError`]: every way a supervisor call or spec can fail.
+
+use std::time::Duration;
+
+use crate::exit::ExitReason;
+
+/// Errors from building, spawning and administering supervisors, named after
+/// OTP's error terms and carrying the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SupervisorError {
+    /// `start_child` with an id whose spec is already present but not
+    /// running (OTP's `already_present`).
+    #[error("child `{0}` is already present; use restart_child to start it or delete_child to remove it")]
+    AlreadyPresent(String),
+    /// The child is running, so the operation is refused (OTP's
+    /// `already_started` / `running`).
+    #[error("child `{0}` is running; terminate_child it first")]
+    Running(String),
+    /// The child is being restarted (OTP's `restarting`).
+    #[error("child `{0}` is restarting; terminate_child it or wait until it runs")]
+    Restarting(String),
+    /// No child with this id (OTP's `not_found`).
+    #[error("no child `{0}` in this supervisor")]
+    NotFound(String),
+    /// A dynamic supervisor already has `max_children` children.
+    #[error("max_children ({0}) reached; terminate a child or raise the limit")]
+    MaxChildren(usize),
+    /// Two children in one spec share an id.
+    #[error("duplicate child id `{0}`: ids must be unique within a supervisor")]
+    DuplicateChildId(String),
+    /// A spec field has a value that cannot work.
+    #[error("invalid spec: `{field}`{}: {reason}", child.as_ref().map(|c| format!(" of child `{c}`")).unwrap_or_default())]
+    InvalidSpec {
+        /// The child whose spec is wrong, if the problem is in a child.
+        child: Option<String>,
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A child's `pre_start` failed (OTP's `failed_to_start_child`).
+    #[error("child `{id}` failed to start: {reason}")]
+    FailedToStart {
+        /// The child.
+        id: String,
+        /// Its start error.
+        reason: String,
+    },
+    /// The supervisor gave up: one restart more than its intensity allows.
+    /// This is the failure its parent sees (escalation).
+    #[error("reached max restart intensity ({max_restarts} in {period:?}) after child `{child}` ended: {reason}")]
+    IntensityExceeded {
+        /// The child whose exit (or failed restart) was one too many.
+        child: String,
+        /// How that child ended.
+        reason: ExitReason,
+        /// The configured intensity.
+        max_restarts: u32,
+        /// The configured period.
+        period: Duration,
+    },
+    /// The supervisor actor itself could not be spawned (for example its
+    /// name is already registered).
+    #[error("the supervisor could not be spawned: {0}")]
+    Spawn(String),
+    /// The supervisor is not running, so it cannot answer.
+    #[error("the supervisor is not running")]
+    NotRunning,
+}

@@ -1,0 +1,103 @@
+//! Supervision trees: supervisors restart failed actors, OTP-style.
+//!
+//! A supervisor starts its children in order, watches them, and when one
+//! ends decides — from the child's [`Restart`] type, the supervisor's
+//! [`Strategy`] and its restart intensity — whether to restart it, restart
+//! some of its siblings with it, or give up and fail itself so that its own
+//! parent decides (escalation). Stopping a supervisor stops its children in
+//! reverse start order, each under its [`Shutdown`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use ractor::{Actor, ActorProcessingErr, ActorRef};
+//! use ractor_otp::prelude::*;
+//!
+//! #[derive(Clone)]
+//! struct Counter;
+//!
+//! impl Actor for Counter {
+//!     type Msg = u64;
+//!     type State = u64;
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<u64>, _: ()) -> Result<u64, ActorProcessingErr> {
+//!         Ok(0)
+//!     }
+//!     async fn handle(&self, _: ActorRef<u64>, n: u64, total: &mut u64) -> Result<(), ActorProcessingErr> {
+//!         if n == 0 {
+//!             return Err("zero is not a count".into()); // the supervisor restarts us
+//!         }
+//!         *total += n;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = SupervisorSpec::new(Strategy::OneForOne)
+//!     .intensity(3, Duration::from_secs(5))
+//!     .child(ChildSpec::new("counter", Counter, || ()));
+//! let (sup, _join) = Supervisor::spawn(None, spec).await?;
+//!
+//! let counter = sup.child::<u64>("counter").expect("counter is a child");
+//! let first = counter.current().expect("running").get_id();
+//! counter.cast(0).expect("delivered"); // crashes the counter
+//! for _ in 0..100 {
+//!     if counter.current().is_some_and(|c| c.get_id() != first) { break; }
+//!     tokio::time::sleep(Duration::from_millis(5)).await;
+//! }
+//! assert_ne!(counter.current().map(|c| c.get_id()), Some(first), "a new incarnation runs");
+//! sup.cell().stop_and_wait(None, None).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Semantics
+//!
+//! As Erlang/OTP's `supervisor`, with these choices:
+//!
+//! | topic | behaviour |
+//! |-------|-----------|
+//! | start | children start in spec order, each fully (`pre_start` done) before the next; if one fails, the started ones stop in reverse order and spawning fails with [`SupervisorError::FailedToStart`] naming it |
+//! | restart types | see [`strategy::should_restart`]: permanent always, transient after an abnormal exit (a kill is abnormal), temporary never (its spec is dropped) |
+//! | group restarts | `OneForAll` / `RestForOne` stop the affected running siblings in reverse order under their own `Shutdown`, drop temporary ones, then start the group in forward order. Their induced exits are not counted. A sibling that was *stopped* (terminated by `terminate_child`, or a transient that ended normally) stays stopped; OTP would start it again |
+//! | intensity | every restart attempt counts, failed starts included; a group restart counts once. One more than allowed and the supervisor stops all children (reverse order) and fails with [`SupervisorError::IntensityExceeded`], an abnormal exit for its parent. OTP exits with `shutdown` here; we fail so that a transient parent child restarts too |
+//! | non-blocking | stopping a group and waiting for a backoff happen outside the supervisor's mailbox loop; it answers calls meanwhile and shows those children as `Restarting`. Starting one incarnation (`pre_start`) runs inline, as in OTP: keep `pre_start` short and do slow work in `post_start` |
+//! | failed restart | counted, then retried through the mailbox (after the child's backoff if it has one); the rest of the group starts after it |
+//! | backoff | optional per child, see [`Backoff`]; a group restart waits for the backoff of the child that failed |
+//! | auto-shutdown | a significant child that ends for good (not restarted) stops the supervisor with reason `shutdown` under `AnySignificant`, or once all significant children have under `AllSignificant`; `terminate_child` never triggers it |
+//! | kill | killing a supervisor (ractor's `kill()`) kills its whole subtree at once without `post_stop`; use `stop` for an ordered shutdown |
+//! | panics | a panic in a child is caught by ractor and is a failure like an `Err`; building with `panic = "abort"` kills the process instead, so do not |
+//!
+//! # Choosing a strategy
+//!
+//! - `OneForOne`: children are independent (a cache, a metrics reporter).
+//! - `RestForOne`: later children depend on earlier ones (a connection, then
+//!   the writers that use it).
+//! - `OneForAll`: the children only make sense together.
+//! - [`DynamicSupervisor`]: many similar children started at run time
+//!   (sessions, connections).
+
+pub(crate) mod actor;
+pub mod backoff;
+mod child_ref;
+mod children;
+mod dynamic;
+mod error;
+mod handle;
+pub mod intensity;
+mod spec;
+pub mod strategy;
+
+pub use backoff::Backoff;
+pub use child_ref::{CallError, CastError, ChildRef};
+pub use dynamic::{
+    DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, DEFAULT_DYNAMIC_INTENSITY,
+    DEFAULT_DYNAMIC_PERIOD,
+};
+pub use error::SupervisorError;
+pub use handle::{ChildCounts, ChildInfo, Supervisor, SupervisorRef};
+pub use spec::{
+    AutoShutdown, ChildKind, ChildSpec, ChildStatus, Restart, Shutdown, SupervisorSpec,
+    DEFAULT_INTENSITY, DEFAULT_PERIOD, DEFAULT_WORKER_SHUTDOWN,
+};
+pub use strategy::Strategy;
