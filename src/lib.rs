@@ -95,3 +95,9 @@ pub mod prelude {
         Shutdown, Strategy, Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
     };
 }
+
+/// The README's code blocks run as doc tests, so its quick start always
+/// compiles and works.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

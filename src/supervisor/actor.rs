@@ -34,10 +34,29 @@ use crate::supervisor::spec::{
 };
 use crate::supervisor::strategy::{affected, should_restart, Strategy};
 
-/// Child id → (slot, is a dynamic supervisor), shared with every
-/// `SupervisorRef` so that `SupervisorRef::child` needs no round trip.
-pub(crate) type SharedSlots =
-    Arc<RwLock<std::collections::HashMap<String, (Arc<dyn ErasedSlot>, bool)>>>;
+/// Child id → its slot, shared with every `SupervisorRef` so that
+/// `SupervisorRef::child` needs no round trip. A nested supervisor keeps the
+/// same map across its restarts, and a restarted child reuses its slot, so
+/// `ChildRef`s taken below a supervisor survive that supervisor's restarts.
+pub(crate) type SharedSlots = Arc<RwLock<std::collections::HashMap<String, SlotEntry>>>;
+
+/// One entry of [`SharedSlots`].
+#[derive(Clone)]
+pub(crate) struct SlotEntry {
+    pub(crate) slot: Arc<dyn ErasedSlot>,
+    pub(crate) nested: Nested,
+}
+
+/// What kind of actor a child is, as far as handles to it go.
+#[derive(Clone)]
+pub(crate) enum Nested {
+    /// A worker (or anything that is not one of our supervisors).
+    Worker,
+    /// A static supervisor, with the slot map it keeps across restarts.
+    Static(SharedSlots),
+    /// A dynamic supervisor.
+    Dynamic,
+}
 
 /// Static (ordered, unique ids, fixed strategy) or dynamic (Elixir's
 /// `DynamicSupervisor`).
@@ -138,10 +157,10 @@ pub(crate) async fn spawn_static(
     name: Option<String>,
     spec: SupervisorSpec,
     parent: Option<ActorCell>,
+    slots: SharedSlots,
 ) -> Result<(SupervisorRef, ractor::concurrency::JoinHandle<()>), SpawnErr> {
     spec.validate()
         .map_err(|e| SpawnErr::StartupFailed(Box::new(e)))?;
-    let slots = SharedSlots::default();
     let args = Args {
         strategy: spec.strategy,
         window: RestartWindow::new(spec.max_restarts, spec.period),
@@ -462,15 +481,27 @@ impl State {
     // Starting children
 
     fn add_child(&mut self, spec: ChildSpec) -> u64 {
-        let id = spec.id.clone();
-        let seq = self.children.push(spec);
-        if self.mode == Mode::Static {
-            if let Some(child) = self.children.get(seq) {
-                let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-                slots.insert(id, (child.slot.clone(), child.spec.dynamic));
-            }
+        if self.mode != Mode::Static {
+            return self.children.push(spec, None);
         }
-        seq
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        // Reuse the slot of an earlier incarnation of this supervisor (or of
+        // a deleted child with the same id) when it carries the same type,
+        // so that existing ChildRefs keep working.
+        let fresh = (spec.new_slot)();
+        let slot = match slots.get(&spec.id) {
+            Some(entry) if entry.slot.message_type() == fresh.message_type() => entry.slot.clone(),
+            _ => fresh,
+        };
+        slots.insert(
+            spec.id.clone(),
+            SlotEntry {
+                slot: slot.clone(),
+                nested: spec.nested.clone(),
+            },
+        );
+        drop(slots);
+        self.children.push(spec, Some(slot))
     }
 
     fn remove_child(&mut self, seq: u64) {

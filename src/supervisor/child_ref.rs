@@ -28,7 +28,7 @@
 //! # }
 //! ```
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -42,6 +42,8 @@ pub(crate) trait ErasedSlot: Send + Sync + 'static {
     fn clear(&self);
     /// For downcasting to the typed slot.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// The message type of the child behind the slot.
+    fn message_type(&self) -> TypeId;
 }
 
 /// The current incarnation of one child, shared by the supervisor (writer)
@@ -80,6 +82,10 @@ impl<M: Message> ErasedSlot for Slot<M> {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn message_type(&self) -> TypeId {
+        TypeId::of::<M>()
     }
 }
 

@@ -85,14 +85,15 @@ impl Children {
         self.order.len()
     }
 
-    /// Adds a child at the end of the start order, in state `Stopped`.
-    pub(crate) fn push(&mut self, spec: ChildSpec) -> u64 {
+    /// Adds a child at the end of the start order, in state `Stopped`, with
+    /// the given slot or a fresh one.
+    pub(crate) fn push(&mut self, spec: ChildSpec, slot: Option<Arc<dyn ErasedSlot>>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.unique_ids {
             self.by_id.insert(spec.id.clone(), seq);
         }
-        let slot = (spec.new_slot)();
+        let slot = slot.unwrap_or_else(|| (spec.new_slot)());
         self.order.insert(
             seq,
             Child {

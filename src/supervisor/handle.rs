@@ -8,7 +8,7 @@ use ractor::concurrency::JoinHandle;
 use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorRef, Message, RpcReplyPort};
 
-use crate::supervisor::actor::{self, ChildKey, SharedSlots, SupervisorMsg};
+use crate::supervisor::actor::{self, ChildKey, Nested, SharedSlots, SlotEntry, SupervisorMsg};
 use crate::supervisor::child_ref::{ChildRef, Slot};
 use crate::supervisor::dynamic::DynamicSupervisorRef;
 use crate::supervisor::error::SupervisorError;
@@ -60,7 +60,7 @@ impl Supervisor {
         spec: SupervisorSpec,
     ) -> Result<(SupervisorRef, JoinHandle<()>), SupervisorError> {
         spec.validate()?;
-        actor::spawn_static(name, spec, None)
+        actor::spawn_static(name, spec, None, SharedSlots::default())
             .await
             .map_err(actor::spawn_error)
     }
@@ -78,7 +78,7 @@ impl Supervisor {
         parent: ActorCell,
     ) -> Result<(SupervisorRef, JoinHandle<()>), SupervisorError> {
         spec.validate()?;
-        actor::spawn_static(name, spec, Some(parent))
+        actor::spawn_static(name, spec, Some(parent), SharedSlots::default())
             .await
             .map_err(actor::spawn_error)
     }
@@ -190,7 +190,7 @@ impl SupervisorRef {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
         let slot = slots
             .get(id)?
-            .0
+            .slot
             .clone()
             .into_any()
             .downcast::<Slot<M>>()
@@ -202,14 +202,33 @@ impl SupervisorRef {
     /// [`ChildSpec::dynamic_supervisor`]); the handle follows its restarts.
     #[must_use]
     pub fn dynamic_child(&self, id: &str) -> Option<DynamicSupervisorRef> {
-        let is_dynamic = self
-            .slots
+        let is_dynamic = matches!(self.entry(id)?.nested, Nested::Dynamic);
+        let child = self.child::<SupervisorMsg>(id)?;
+        is_dynamic.then(|| DynamicSupervisorRef::following(child))
+    }
+
+    /// A handle to child `id` when it is a nested supervisor
+    /// ([`ChildSpec::supervisor`]) that is running now; `None` otherwise.
+    ///
+    /// The returned `SupervisorRef` talks to the current incarnation of the
+    /// nested supervisor, but `ChildRef`s taken from it (with
+    /// [`child`](Self::child)) follow the grandchildren across restarts of
+    /// the nested supervisor too.
+    #[must_use]
+    pub fn supervisor_child(&self, id: &str) -> Option<SupervisorRef> {
+        let Nested::Static(slots) = self.entry(id)?.nested else {
+            return None;
+        };
+        let actor = self.child::<SupervisorMsg>(id)?.current()?;
+        Some(SupervisorRef::new(actor, slots))
+    }
+
+    fn entry(&self, id: &str) -> Option<SlotEntry> {
+        self.slots
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .is_some_and(|(_, dynamic)| *dynamic);
-        let child = self.child::<SupervisorMsg>(id)?;
-        is_dynamic.then(|| DynamicSupervisorRef::following(child))
+            .cloned()
     }
 
     /// The live tree below this supervisor as indented text, one child a

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, SpawnErr};
 
-use crate::supervisor::actor::SupervisorMsg;
+use crate::supervisor::actor::{Nested, SharedSlots, SupervisorMsg};
 use crate::supervisor::backoff::Backoff;
 use crate::supervisor::child_ref::{ErasedSlot, Slot};
 use crate::supervisor::error::SupervisorError;
@@ -149,8 +149,8 @@ pub struct ChildSpec {
     pub(crate) kind: ChildKind,
     pub(crate) significant: bool,
     pub(crate) backoff: Option<Backoff>,
-    /// The child is a [`DynamicSupervisor`](crate::DynamicSupervisor).
-    pub(crate) dynamic: bool,
+    /// Whether the child is one of our supervisors, for handles to it.
+    pub(crate) nested: Nested,
 }
 
 impl fmt::Debug for ChildSpec {
@@ -195,18 +195,27 @@ impl ChildSpec {
             kind: ChildKind::Worker,
             significant: false,
             backoff: None,
-            dynamic: false,
+            nested: Nested::Worker,
         }
     }
 
     /// A nested supervisor child running `spec`; its shutdown defaults to
     /// [`Shutdown::Infinity`] so that it can stop its own children in order.
+    ///
+    /// Get a handle to it with
+    /// [`SupervisorRef::supervisor_child`](crate::SupervisorRef::supervisor_child);
+    /// `ChildRef`s taken through that handle follow the nested children
+    /// across restarts of the nested supervisor itself.
     pub fn supervisor(id: impl Into<String>, spec: SupervisorSpec) -> Self {
+        // Shared by every incarnation of the nested supervisor.
+        let slots = SharedSlots::default();
+        let nested_slots = slots.clone();
         let start: StartFn = Arc::new(move |parent: ActorCell, slot: Arc<dyn ErasedSlot>| {
             let spec = spec.clone();
+            let slots = nested_slots.clone();
             Box::pin(async move {
                 let (sup, _join) =
-                    crate::supervisor::actor::spawn_static(None, spec, Some(parent)).await?;
+                    crate::supervisor::actor::spawn_static(None, spec, Some(parent), slots).await?;
                 if let Ok(slot) = slot.into_any().downcast::<Slot<SupervisorMsg>>() {
                     slot.set(sup.actor.clone());
                 }
@@ -222,7 +231,7 @@ impl ChildSpec {
             kind: ChildKind::Supervisor,
             significant: false,
             backoff: None,
-            dynamic: false,
+            nested: Nested::Static(slots),
         }
     }
 
@@ -251,7 +260,7 @@ impl ChildSpec {
             kind: ChildKind::Supervisor,
             significant: false,
             backoff: None,
-            dynamic: true,
+            nested: Nested::Dynamic,
         }
     }
 

@@ -1,0 +1,281 @@
+//! A tour of ractor-otp's supervision: a small application tree that fails
+//! on purpose and recovers, narrated on stdout.
+//!
+//! ```text
+//! app (OneForOne)
+//!   cache            worker, permanent
+//!   storage (RestForOne)
+//!     db             worker, permanent
+//!     writer         worker, permanent, depends on db
+//!   sessions         DynamicSupervisor of temporary sessions
+//!   flaky            worker, transient, restarts with backoff
+//! ```
+//!
+//! Run it with `cargo run --example tour`. Set `TOUR_TRACE=1` to also see
+//! the supervisors' structured tracing events.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_otp::prelude::*;
+
+/// Messages every actor in the tour understands.
+enum Msg {
+    /// Fail with a panic: the supervisor sees an abnormal exit.
+    Crash,
+    /// Answer with this incarnation's id and its handled-message count.
+    Hello(RpcReplyPort<(ActorId, u64)>),
+    /// Stop normally (a transient child is not restarted after this).
+    Finish,
+}
+
+/// A worker that narrates its own lifecycle.
+#[derive(Clone)]
+struct Worker {
+    name: &'static str,
+}
+
+impl Actor for Worker {
+    type Msg = Msg;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, myself: ActorRef<Msg>, _: ()) -> Result<u64, ActorProcessingErr> {
+        println!("    [{}] started as {}", self.name, myself.get_id());
+        Ok(0)
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Msg>,
+        _: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        println!("    [{}] {} stopped gracefully", self.name, myself.get_id());
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        handled: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        *handled += 1;
+        match msg {
+            Msg::Crash => panic!("{} crashed on purpose", self.name),
+            Msg::Hello(reply) => {
+                let _ = reply.send((myself.get_id(), *handled));
+            }
+            Msg::Finish => myself.stop(None),
+        }
+        Ok(())
+    }
+}
+
+fn worker(name: &'static str) -> ChildSpec {
+    ChildSpec::new(name, Worker { name }, || ())
+}
+
+/// Waits (at most ~2 s) until `child` answers from an incarnation other than
+/// `old`, and returns the new id.
+async fn new_incarnation(child: &ChildRef<Msg>, old: ActorId) -> Result<ActorId, String> {
+    for _ in 0..400 {
+        if let Ok((id, _)) = child
+            .call(Msg::Hello, Some(Duration::from_millis(100)))
+            .await
+        {
+            if id != old {
+                return Ok(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(format!("{} did not come back", child.id()))
+}
+
+async fn hello(child: &ChildRef<Msg>) -> Result<ActorId, Box<dyn std::error::Error>> {
+    Ok(child
+        .call(Msg::Hello, Some(Duration::from_secs(1)))
+        .await?
+        .0)
+}
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("TOUR_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_target(false)
+            .compact()
+            .init();
+    }
+    // Panics in actors are caught by ractor and become supervision events;
+    // keep the default hook from printing a backtrace banner for each.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        println!("    !! panic: {text}");
+    }));
+
+    step("1. Start the tree: children start in order, each fully before the next");
+    let storage = SupervisorSpec::new(Strategy::RestForOne)
+        .intensity(2, Duration::from_secs(5))
+        .child(worker("db"))
+        .child(worker("writer"));
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(5, Duration::from_secs(5))
+        .child(worker("cache"))
+        .child(ChildSpec::supervisor("storage", storage))
+        .child(ChildSpec::dynamic_supervisor(
+            "sessions",
+            DynamicSpec::new().max_children(100),
+        ))
+        .child(
+            worker("flaky")
+                .restart(Restart::Transient)
+                .backoff(Backoff::new(
+                    Duration::from_millis(100),
+                    Duration::from_secs(1),
+                )),
+        );
+    let (app, _join) = Supervisor::spawn(Some("app".into()), spec).await?;
+    print!("{}", app.render_tree().await?);
+
+    step("2. One-for-one: the cache crashes, only the cache restarts");
+    let cache = app.child::<Msg>("cache").ok_or("no cache child")?;
+    let before = hello(&cache).await?;
+    cache.cast(Msg::Crash).map_err(|e| e.to_string())?;
+    let after = new_incarnation(&cache, before).await?;
+    println!("  cache was {before}, now {after}; the same ChildRef reaches it");
+
+    step("3. Rest-for-one: the db crashes, so the writer that depends on it restarts too");
+    print!("{}", app.render_tree().await?);
+    // Reach the grandchildren through the storage supervisor's own handle.
+    let (db, writer) = storage_handles(&app).await?;
+    let (db0, writer0) = (hello(&db).await?, hello(&writer).await?);
+    db.cast(Msg::Crash).map_err(|e| e.to_string())?;
+    let db1 = new_incarnation(&db, db0).await?;
+    let writer1 = new_incarnation(&writer, writer0).await?;
+    println!("  db {db0} -> {db1}, writer {writer0} -> {writer1} (stopped in reverse, restarted in order)");
+
+    step("4. A dynamic supervisor of sessions: started at run time, temporary");
+    let sessions = app.dynamic_child("sessions").ok_or("no sessions child")?;
+    let mut session_refs = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let cell = sessions
+            .start_child(ChildSpec::new(name, Worker { name }, || ()).restart(Restart::Temporary))
+            .await?;
+        session_refs.push(ActorRef::<Msg>::from(cell));
+    }
+    println!("  {:?}", sessions.count_children().await?);
+    session_refs[1]
+        .cast(Msg::Crash)
+        .map_err(|_| "bob's session is gone")?;
+    for _ in 0..400 {
+        if sessions.count_children().await?.specs == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "  bob's session crashed and, being temporary, was not restarted: {:?}",
+        sessions.count_children().await?
+    );
+
+    step("5. Backoff: flaky crashes and waits before it restarts; the supervisor keeps answering");
+    let flaky = app.child::<Msg>("flaky").ok_or("no flaky child")?;
+    let flaky0 = hello(&flaky).await?;
+    flaky.cast(Msg::Crash).map_err(|e| e.to_string())?;
+    for _ in 0..100 {
+        let status = app
+            .which_children()
+            .await?
+            .into_iter()
+            .find(|c| c.id == "flaky")
+            .map(|c| c.status);
+        if status == Some(ChildStatus::Restarting) {
+            println!("  flaky is {status:?}; a cast now comes back instead of being lost:");
+            if let Err(err) = flaky.cast(Msg::Finish) {
+                println!("    cast refused: {err}");
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let flaky1 = new_incarnation(&flaky, flaky0).await?;
+    println!("  flaky is back as {flaky1} after its backoff");
+    flaky.cast(Msg::Finish).map_err(|e| e.to_string())?;
+    for _ in 0..400 {
+        if flaky.current().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("  flaky finished normally; being transient it stays stopped");
+
+    step("6. Escalation: the db crash-loops beyond storage's intensity (2 restarts in 5 s)");
+    // The db restarted once in step 3; two more crashes are one too many.
+    let storage_before = storage_id(&app).await?;
+    let (db, _) = storage_handles(&app).await?;
+    for round in 1..=2 {
+        let old = hello(&db).await?;
+        println!("  crash #{round} of db {old}");
+        db.cast(Msg::Crash).map_err(|e| e.to_string())?;
+        new_incarnation(&db, old).await?;
+    }
+    let storage_after = storage_id(&app).await?;
+    println!(
+        "  storage {storage_before} stopped its children, failed, and app (one-for-one) restarted it as {storage_after};"
+    );
+    println!(
+        "  the db ChildRef taken before still reaches the new db {}:",
+        hello(&db).await?
+    );
+    print!("{}", app.render_tree().await?);
+
+    step("7. Graceful shutdown: children stop in reverse start order");
+    app.cell()
+        .stop_and_wait(None, Some(Duration::from_secs(10)))
+        .await?;
+    println!("\nThe tour is over.");
+    Ok(())
+}
+
+/// The actor id of the storage supervisor's running incarnation.
+async fn storage_id(app: &SupervisorRef) -> Result<ActorId, Box<dyn std::error::Error>> {
+    for _ in 0..400 {
+        if let Some(storage) = app.supervisor_child("storage") {
+            return Ok(storage.cell().get_id());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err("the storage supervisor did not come back".into())
+}
+
+/// The db and writer handles, through the storage supervisor's current
+/// incarnation.
+async fn storage_handles(
+    app: &SupervisorRef,
+) -> Result<(ChildRef<Msg>, ChildRef<Msg>), Box<dyn std::error::Error>> {
+    for _ in 0..400 {
+        if let Some(storage) = app.supervisor_child("storage") {
+            if let (Some(db), Some(writer)) =
+                (storage.child::<Msg>("db"), storage.child::<Msg>("writer"))
+            {
+                if db.current().is_some() && writer.current().is_some() {
+                    return Ok((db, writer));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err("the storage supervisor did not come back".into())
+}
