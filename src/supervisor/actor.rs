@@ -22,6 +22,7 @@ use ractor::{
     Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
 };
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::exit::{ExitReason, SHUTDOWN_REASON};
 use crate::supervisor::child_ref::ErasedSlot;
@@ -257,39 +258,44 @@ impl Actor for SupervisorActor {
         message: SupervisorMsg,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        let outcome = match message {
-            SupervisorMsg::WhichChildren(port) => {
-                let _ = port.send(state.which_children());
-                Ok(())
-            }
-            SupervisorMsg::CountChildren(port) => {
-                let _ = port.send(state.count_children());
-                Ok(())
-            }
-            SupervisorMsg::Describe(port) => {
-                let _ = port.send(state.describe());
-                Ok(())
-            }
-            SupervisorMsg::StartChild(spec, port) => {
-                let _ = port.send(state.start_child(spec).await);
-                Ok(())
-            }
-            SupervisorMsg::TerminateChild(key, port) => {
-                let _ = port.send(state.terminate_child(key).await);
-                Ok(())
-            }
-            SupervisorMsg::RestartChild(id, port) => {
-                let _ = port.send(state.restart_child(&id).await);
-                Ok(())
-            }
-            SupervisorMsg::DeleteChild(id, port) => {
-                let _ = port.send(state.delete_child(&id));
-                Ok(())
-            }
-            SupervisorMsg::GroupStopped { token } => state.group_stopped(token).await,
-            SupervisorMsg::RestartDue { token } => state.restart_due(token).await,
-        };
-        state.finish(outcome).await
+        let span = state.span();
+        async move {
+            let outcome = match message {
+                SupervisorMsg::WhichChildren(port) => {
+                    let _ = port.send(state.which_children());
+                    Ok(())
+                }
+                SupervisorMsg::CountChildren(port) => {
+                    let _ = port.send(state.count_children());
+                    Ok(())
+                }
+                SupervisorMsg::Describe(port) => {
+                    let _ = port.send(state.describe());
+                    Ok(())
+                }
+                SupervisorMsg::StartChild(spec, port) => {
+                    let _ = port.send(state.start_child(spec).await);
+                    Ok(())
+                }
+                SupervisorMsg::TerminateChild(key, port) => {
+                    let _ = port.send(state.terminate_child(key).await);
+                    Ok(())
+                }
+                SupervisorMsg::RestartChild(id, port) => {
+                    let _ = port.send(state.restart_child(&id).await);
+                    Ok(())
+                }
+                SupervisorMsg::DeleteChild(id, port) => {
+                    let _ = port.send(state.delete_child(&id));
+                    Ok(())
+                }
+                SupervisorMsg::GroupStopped { token } => state.group_stopped(token).await,
+                SupervisorMsg::RestartDue { token } => state.restart_due(token).await,
+            };
+            state.finish(outcome).await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn handle_supervisor_evt(
@@ -304,8 +310,13 @@ impl Actor for SupervisorActor {
         let Some(cell) = event.actor_cell() else {
             return Ok(());
         };
-        let outcome = state.child_exited(cell, reason).await;
-        state.finish(outcome).await
+        let span = state.span();
+        async move {
+            let outcome = state.child_exited(cell, reason).await;
+            state.finish(outcome).await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn post_stop(
@@ -320,6 +331,11 @@ impl Actor for SupervisorActor {
 }
 
 impl State {
+    /// The span every event of this supervisor is recorded in.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("supervisor", name = %self.label)
+    }
+
     /// Acts on an [`Exit`]: stops the children and makes the actor end.
     async fn finish(&mut self, outcome: Result<(), Exit>) -> Result<(), ActorProcessingErr> {
         match outcome {
