@@ -594,8 +594,12 @@ impl State {
 
         self.count_restart(&id, &reason)?;
         if let Some(child) = self.children.get_mut(seq) {
-            if let Some(backoff) = child.spec.backoff {
-                child.attempt = backoff.next_attempt(child.attempt, ran_for);
+            if child
+                .spec
+                .backoff
+                .is_some_and(|b| b.is_healthy_run(ran_for))
+            {
+                child.attempt = 0;
             }
         }
         self.children.set_state(seq, ChildState::Restarting);
@@ -728,14 +732,17 @@ impl State {
 
     /// Schedules `RestartDue` after child `seq`'s backoff; `false` if it has
     /// no backoff (restart at once).
+    /// Each scheduled delay moves the child one attempt further, so that
+    /// consecutive restarts wait `min`, `2·min`, `4·min`, ...
     fn schedule_backoff(&mut self, seq: u64, token: u64) -> bool {
-        let Some(child) = self.children.get(seq) else {
+        let Some(child) = self.children.get_mut(seq) else {
             return false;
         };
         let Some(backoff) = child.spec.backoff else {
             return false;
         };
         let delay = backoff.delay(child.attempt, &mut rand::rng());
+        child.attempt = child.attempt.saturating_add(1);
         if delay.is_zero() {
             return false;
         }
@@ -790,9 +797,6 @@ impl State {
                     let reason = ExitReason::from_spawn_err(&err);
                     tracing::warn!(supervisor = %self.label, child = %id, %reason, "restart failed; will retry");
                     self.count_restart(&id, &reason)?;
-                    if let Some(child) = self.children.get_mut(seq) {
-                        child.attempt = child.attempt.saturating_add(1);
-                    }
                     if let Some(op) = self.op.as_mut() {
                         op.cause = seq;
                     }

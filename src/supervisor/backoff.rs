@@ -107,15 +107,11 @@ impl Backoff {
         base.mul_f64(1.0 + self.jitter * r)
     }
 
-    /// The attempt number to use after a child that ran for `ran_for` ended:
-    /// `previous + 1`, or 0 if it ran long enough to count as healthy.
+    /// Whether a child that ran for `ran_for` before it ended counts as
+    /// healthy, so that its next restart starts over at attempt 0 (`min`).
     #[must_use]
-    pub fn next_attempt(&self, previous: u32, ran_for: Duration) -> u32 {
-        if ran_for >= self.reset_after {
-            0
-        } else {
-            previous.saturating_add(1)
-        }
+    pub fn is_healthy_run(&self, ran_for: Duration) -> bool {
+        ran_for >= self.reset_after
     }
 
     /// `min(max, min · 2^attempt)`, without overflow.
@@ -211,10 +207,9 @@ mod tests {
     #[test]
     fn a_healthy_run_resets_the_attempts() {
         let backoff = Backoff::new(ms(10), ms(100)).reset_after(ms(500));
-        assert_eq!(backoff.next_attempt(0, ms(1)), 1);
-        assert_eq!(backoff.next_attempt(4, ms(499)), 5);
-        assert_eq!(backoff.next_attempt(4, ms(500)), 0);
-        assert_eq!(backoff.next_attempt(u32::MAX, ms(1)), u32::MAX);
+        assert!(!backoff.is_healthy_run(ms(0)));
+        assert!(!backoff.is_healthy_run(ms(499)));
+        assert!(backoff.is_healthy_run(ms(500)));
         assert_eq!(Backoff::new(ms(10), ms(100)).reset_interval(), ms(100));
     }
 

@@ -34,7 +34,8 @@ pub(crate) struct Child {
     /// Published to `ChildRef`s; set by the start function, cleared on exit.
     pub(crate) slot: Arc<dyn ErasedSlot>,
     pub(crate) state: ChildState,
-    /// Consecutive restarts for the backoff policy.
+    /// Backoff delays already waited in the current run of failures; back
+    /// to 0 after a run of at least the backoff's reset interval.
     pub(crate) attempt: u32,
     /// When the current (or last) incarnation started.
     pub(crate) started_at: Option<Instant>,

@@ -112,7 +112,12 @@ impl Actor for Probe {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Cmd>, cmd: Cmd, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Cmd>,
+        cmd: Cmd,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         match cmd {
             Cmd::Fail => return Err(format!("{} failed on purpose", self.name).into()),
             Cmd::Panic => panic!("{} panicked on purpose", self.name),
