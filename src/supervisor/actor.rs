@@ -501,9 +501,11 @@ impl State {
             return self.children.push(spec, None);
         }
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        // Reuse the slot of an earlier incarnation of this supervisor (or of
-        // a deleted child with the same id) when it carries the same type,
-        // so that existing ChildRefs keep working.
+        // Reuse the slot that an earlier incarnation of this supervisor
+        // registered for this id when it carries the same type, so that
+        // existing ChildRefs keep working across the supervisor's restarts.
+        // (delete_child removes the entry: a re-added id is a new child, as
+        // in OTP, and handles to the deleted one stay empty.)
         let fresh = (spec.new_slot)();
         let slot = match slots.get(&spec.id) {
             Some(entry) if entry.slot.message_type() == fresh.message_type() => entry.slot.clone(),
