@@ -22,11 +22,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, SpawnErr};
+use ractor::{Actor, ActorCell, ActorRef, Message, SpawnErr};
 
-use crate::supervisor::actor::{Nested, SharedSlots, SupervisorMsg};
+use crate::supervisor::actor::{spawn_static, Nested, SharedSlots};
 use crate::supervisor::backoff::Backoff;
 use crate::supervisor::child_ref::{ErasedSlot, Slot};
+use crate::supervisor::dynamic::spawn_dynamic_actor;
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::strategy::Strategy;
 
@@ -174,29 +175,20 @@ impl ChildSpec {
         A: Actor + Clone,
         F: Fn() -> A::Arguments + Send + Sync + 'static,
     {
-        let start: StartFn = Arc::new(move |supervisor: ActorCell, slot: Arc<dyn ErasedSlot>| {
-            let actor = actor.clone();
-            let arguments = args();
-            Box::pin(async move {
-                let (actor_ref, _join) =
-                    A::spawn_linked(None, actor, arguments, supervisor).await?;
-                if let Ok(slot) = slot.into_any().downcast::<Slot<A::Msg>>() {
-                    slot.set(actor_ref.clone());
+        Self::from_start(
+            id.into(),
+            ChildKind::Worker,
+            Nested::Worker,
+            move |parent| {
+                let actor = actor.clone();
+                let arguments = args();
+                async move {
+                    let (actor_ref, _join) =
+                        A::spawn_linked(None, actor, arguments, parent).await?;
+                    Ok(actor_ref)
                 }
-                Ok(actor_ref.get_cell())
-            }) as StartFuture
-        });
-        Self {
-            id: id.into(),
-            start,
-            new_slot: Slot::<A::Msg>::new_erased,
-            restart: Restart::Permanent,
-            shutdown: Shutdown::Timeout(DEFAULT_WORKER_SHUTDOWN),
-            kind: ChildKind::Worker,
-            significant: false,
-            backoff: None,
-            nested: Nested::Worker,
-        }
+            },
+        )
     }
 
     /// A nested supervisor child running `spec`; its shutdown defaults to
@@ -209,30 +201,15 @@ impl ChildSpec {
     pub fn supervisor(id: impl Into<String>, spec: SupervisorSpec) -> Self {
         // Shared by every incarnation of the nested supervisor.
         let slots = SharedSlots::default();
-        let nested_slots = slots.clone();
-        let start: StartFn = Arc::new(move |parent: ActorCell, slot: Arc<dyn ErasedSlot>| {
+        let nested = Nested::Static(slots.clone());
+        Self::from_start(id.into(), ChildKind::Supervisor, nested, move |parent| {
             let spec = spec.clone();
-            let slots = nested_slots.clone();
-            Box::pin(async move {
-                let (sup, _join) =
-                    crate::supervisor::actor::spawn_static(None, spec, Some(parent), slots).await?;
-                if let Ok(slot) = slot.into_any().downcast::<Slot<SupervisorMsg>>() {
-                    slot.set(sup.actor.clone());
-                }
-                Ok(sup.cell())
-            }) as StartFuture
-        });
-        Self {
-            id: id.into(),
-            start,
-            new_slot: Slot::<SupervisorMsg>::new_erased,
-            restart: Restart::Permanent,
-            shutdown: Shutdown::Infinity,
-            kind: ChildKind::Supervisor,
-            significant: false,
-            backoff: None,
-            nested: Nested::Static(slots),
-        }
+            let slots = slots.clone();
+            async move {
+                let (sup, _join) = spawn_static(None, spec, Some(parent), slots).await?;
+                Ok(sup.actor)
+            }
+        })
     }
 
     /// A nested [`DynamicSupervisor`](crate::DynamicSupervisor) child;
@@ -240,27 +217,51 @@ impl ChildSpec {
     /// Its shutdown defaults to [`Shutdown::Infinity`]. Its children are
     /// not kept across its restarts (they are started at run time).
     pub fn dynamic_supervisor(id: impl Into<String>, spec: crate::DynamicSpec) -> Self {
+        Self::from_start(
+            id.into(),
+            ChildKind::Supervisor,
+            Nested::Dynamic,
+            move |parent| async move {
+                let (actor, _join) = spawn_dynamic_actor(None, spec, Some(parent)).await?;
+                Ok(actor)
+            },
+        )
+    }
+
+    /// A permanent, non-significant child without backoff whose incarnations
+    /// come from `start`; each started `ActorRef` is published to the
+    /// child's `ChildRef` slot. Workers get OTP's 5 s shutdown, supervisors
+    /// infinity.
+    fn from_start<M, S, Fut>(id: String, kind: ChildKind, nested: Nested, start: S) -> Self
+    where
+        M: Message,
+        S: Fn(ActorCell) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ActorRef<M>, SpawnErr>> + Send + 'static,
+    {
         let start: StartFn = Arc::new(move |parent: ActorCell, slot: Arc<dyn ErasedSlot>| {
+            let started = start(parent);
             Box::pin(async move {
-                let (actor, _join) =
-                    crate::supervisor::dynamic::spawn_dynamic_actor(None, spec, Some(parent))
-                        .await?;
-                if let Ok(slot) = slot.into_any().downcast::<Slot<SupervisorMsg>>() {
+                let actor = started.await?;
+                if let Ok(slot) = slot.into_any().downcast::<Slot<M>>() {
                     slot.set(actor.clone());
                 }
                 Ok(actor.get_cell())
             }) as StartFuture
         });
+        let shutdown = match kind {
+            ChildKind::Worker => Shutdown::Timeout(DEFAULT_WORKER_SHUTDOWN),
+            ChildKind::Supervisor => Shutdown::Infinity,
+        };
         Self {
-            id: id.into(),
+            id,
             start,
-            new_slot: Slot::<SupervisorMsg>::new_erased,
+            new_slot: Slot::<M>::new_erased,
             restart: Restart::Permanent,
-            shutdown: Shutdown::Infinity,
-            kind: ChildKind::Supervisor,
+            shutdown,
+            kind,
             significant: false,
             backoff: None,
-            nested: Nested::Dynamic,
+            nested,
         }
     }
 

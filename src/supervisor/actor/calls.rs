@@ -1,0 +1,152 @@
+//! The administration calls of `SupervisorRef` and `DynamicSupervisorRef`,
+//! as OTP's `which_children`, `start_child`, `terminate_child`, ...
+
+use ractor::ActorCell;
+
+use super::{start_error_text, ChildKey, Mode, State};
+use crate::supervisor::actor::shutdown::stop_child;
+use crate::supervisor::children::ChildState;
+use crate::supervisor::error::SupervisorError;
+use crate::supervisor::handle::{ChildCounts, ChildInfo};
+use crate::supervisor::spec::{ChildKind, ChildSpec, Restart};
+
+impl State {
+    pub(super) fn which_children(&self) -> Vec<ChildInfo> {
+        self.children
+            .iter()
+            .map(|(_, child)| ChildInfo {
+                id: child.spec.id.clone(),
+                actor: match &child.state {
+                    ChildState::Running(cell) => Some(cell.clone()),
+                    _ => None,
+                },
+                status: child.status(),
+                kind: child.spec.kind,
+            })
+            .collect()
+    }
+
+    pub(super) fn count_children(&self) -> ChildCounts {
+        let mut counts = ChildCounts::default();
+        for (_, child) in self.children.iter() {
+            counts.specs += 1;
+            if matches!(child.state, ChildState::Running(_)) {
+                counts.active += 1;
+            }
+            match child.spec.kind {
+                ChildKind::Supervisor => counts.supervisors += 1,
+                ChildKind::Worker => counts.workers += 1,
+            }
+        }
+        counts
+    }
+
+    pub(super) fn describe(&self) -> String {
+        match self.mode {
+            Mode::Static => format!("{} ({:?})", self.label, self.strategy),
+            Mode::Dynamic { max_children: None } => format!("{} (dynamic)", self.label),
+            Mode::Dynamic {
+                max_children: Some(max),
+            } => format!("{} (dynamic, max {max})", self.label),
+        }
+    }
+
+    pub(super) async fn start_child(
+        &mut self,
+        spec: ChildSpec,
+    ) -> Result<ActorCell, SupervisorError> {
+        spec.validate()?;
+        match self.mode {
+            Mode::Static => {
+                if let Some(seq) = self.children.seq_of_id(&spec.id) {
+                    return Err(match self.children.get(seq).map(|c| c.status()) {
+                        Some(crate::ChildStatus::Running) => SupervisorError::Running(spec.id),
+                        _ => SupervisorError::AlreadyPresent(spec.id),
+                    });
+                }
+            }
+            Mode::Dynamic {
+                max_children: Some(max),
+            } if self.children.len() >= max => return Err(SupervisorError::MaxChildren(max)),
+            Mode::Dynamic { .. } => {}
+        }
+        let id = spec.id.clone();
+        let seq = self.add_child(spec);
+        match self.start_incarnation(seq).await {
+            Ok(cell) => Ok(cell),
+            Err(err) => {
+                self.remove_child(seq);
+                Err(SupervisorError::FailedToStart {
+                    id,
+                    reason: start_error_text(&err),
+                })
+            }
+        }
+    }
+
+    pub(super) async fn terminate_child(&mut self, key: ChildKey) -> Result<(), SupervisorError> {
+        let seq = match &key {
+            ChildKey::Id(id) => self.children.seq_of_id(id),
+            ChildKey::Actor(cell) => self.children.seq_of_actor(cell.get_id()),
+        };
+        let Some(seq) = seq else {
+            return Err(SupervisorError::NotFound(match key {
+                ChildKey::Id(id) => id,
+                ChildKey::Actor(cell) => format!("actor {}", cell.get_id()),
+            }));
+        };
+        let Some(child) = self.children.get(seq) else {
+            return Err(SupervisorError::NotFound(format!("#{seq}")));
+        };
+        let stopping = child
+            .cell()
+            .cloned()
+            .map(|cell| (cell, child.spec.shutdown));
+        let id = child.spec.id.clone();
+        let temporary = child.spec.restart == Restart::Temporary;
+        // Forget the incarnation before stopping it, so that its exit event,
+        // which arrives after this call, is recognised as stale. A pending
+        // restart of this child skips it from now on.
+        self.children.set_state(seq, ChildState::Stopped);
+        if let Some((cell, shutdown)) = stopping {
+            stop_child(&cell, shutdown).await;
+        }
+        tracing::info!(supervisor = %self.label, child = %id, "child terminated");
+        if temporary || matches!(self.mode, Mode::Dynamic { .. }) {
+            self.remove_child(seq);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn restart_child(&mut self, id: &str) -> Result<ActorCell, SupervisorError> {
+        let seq = self.stopped_child(id)?;
+        self.start_incarnation(seq)
+            .await
+            .map_err(|err| SupervisorError::FailedToStart {
+                id: id.to_string(),
+                reason: start_error_text(&err),
+            })
+    }
+
+    pub(super) fn delete_child(&mut self, id: &str) -> Result<(), SupervisorError> {
+        let seq = self.stopped_child(id)?;
+        self.remove_child(seq);
+        Ok(())
+    }
+
+    /// The child `id`, if it exists and is stopped (OTP's error cases).
+    fn stopped_child(&self, id: &str) -> Result<u64, SupervisorError> {
+        let seq = self
+            .children
+            .seq_of_id(id)
+            .ok_or_else(|| SupervisorError::NotFound(id.to_string()))?;
+        match self.children.get(seq).map(|c| c.status()) {
+            Some(crate::ChildStatus::Stopped) => Ok(seq),
+            Some(crate::ChildStatus::Running) => Err(SupervisorError::Running(id.to_string())),
+            Some(crate::ChildStatus::Restarting) => {
+                Err(SupervisorError::Restarting(id.to_string()))
+            }
+            None => Err(SupervisorError::NotFound(id.to_string())),
+        }
+    }
+}
