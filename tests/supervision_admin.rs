@@ -8,69 +8,24 @@ mod common;
 
 use std::time::Duration;
 
-use common::{current_id, probe, send, wait_until, Cmd, Log, Probe};
+use common::{
+    children, current_id, ids, one_for_one, probe, send, spawn, spawn_dynamic, status, stop,
+    stop_dynamic, strings, wait_until, Cmd, Log, Probe,
+};
 use ractor::{ActorCell, ActorRef};
 use ractor_otp::{
-    Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec, ChildStatus, DynamicSpec,
-    DynamicSupervisor, DynamicSupervisorRef, Restart, Strategy, Supervisor, SupervisorError,
-    SupervisorRef, SupervisorSpec,
+    Backoff, ChildCounts, ChildKind, ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor,
+    Restart, Supervisor, SupervisorError,
 };
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// Spawns an unnamed supervisor that must start.
-async fn spawn(spec: SupervisorSpec) -> SupervisorRef {
-    Supervisor::spawn(None, spec)
-        .await
-        .expect("the supervisor starts")
-        .0
-}
-
-/// A one-for-one spec with the given children.
-fn one_for_one(children: Vec<ChildSpec>) -> SupervisorSpec {
-    children
-        .into_iter()
-        .fold(SupervisorSpec::new(Strategy::OneForOne), |spec, child| {
-            spec.child(child)
-        })
-}
-
-/// Stops a supervisor (and so its children) and waits until it has ended.
-async fn stop(sup: &SupervisorRef) {
-    sup.cell()
-        .stop_and_wait(None, None)
-        .await
-        .expect("the supervisor stops");
-}
-
-async fn children(sup: &SupervisorRef) -> Vec<ChildInfo> {
-    sup.which_children()
-        .await
-        .expect("the supervisor answers which_children")
-}
-
-async fn ids(sup: &SupervisorRef) -> Vec<String> {
-    children(sup).await.into_iter().map(|c| c.id).collect()
-}
-
-async fn status(sup: &SupervisorRef, id: &str) -> Option<ChildStatus> {
-    children(sup)
-        .await
-        .into_iter()
-        .find(|c| c.id == id)
-        .map(|c| c.status)
-}
 
 /// A probe child whose every start fails: its argument factory, which runs
 /// right before its `pre_start`, arms the log's start failure.
 fn refusing_probe(id: &str, log: &Log) -> ChildSpec {
     let arm = log.clone();
     ChildSpec::new(id, Probe::new(id, log), move || arm.fail_next_starts(1))
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -677,21 +632,6 @@ async fn when_the_third_of_four_children_fails_to_start_spawn_fails_and_the_star
 
 // ---------------------------------------------------------------------------
 // DynamicSupervisor
-
-async fn spawn_dynamic(spec: DynamicSpec) -> DynamicSupervisorRef {
-    DynamicSupervisor::spawn(None, spec)
-        .await
-        .expect("the dynamic supervisor starts")
-        .0
-}
-
-async fn stop_dynamic(sup: &DynamicSupervisorRef) {
-    sup.cell()
-        .expect("the dynamic supervisor runs")
-        .stop_and_wait(None, None)
-        .await
-        .expect("the dynamic supervisor stops");
-}
 
 #[tokio::test]
 async fn a_dynamic_supervisor_starts_and_terminates_children_by_actor() {

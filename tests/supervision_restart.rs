@@ -14,18 +14,19 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
+use ractor::{ActorId, ActorStatus};
 use ractor_otp::{
-    Backoff, CastError, ChildRef, ChildSpec, ChildStatus, Restart, Strategy, Supervisor,
-    SupervisorError, SupervisorRef, SupervisorSpec,
+    Backoff, CastError, ChildRef, ChildSpec, ChildStatus, Restart, Strategy, SupervisorError,
+    SupervisorRef, SupervisorSpec,
 };
 use tokio::time::Instant;
 
-use common::{current_id, probe, send, wait_until, Cmd, Log, Probe};
+use common::{
+    current_id, ids, probe, send, slow, spawn, status, stop, wait_until, Cmd, Linked, Log,
+};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -49,43 +50,11 @@ fn abc(strategy: Strategy, max_restarts: u32, period: Duration, log: &Log) -> Su
         .child(probe("c", log))
 }
 
-async fn spawn(spec: SupervisorSpec) -> SupervisorRef {
-    Supervisor::spawn(None, spec)
-        .await
-        .expect("a valid spec with startable children spawns")
-        .0
-}
-
-async fn stop(sup: SupervisorRef) {
-    sup.cell()
-        .stop_and_wait(None, Some(secs(30)))
-        .await
-        .expect("the supervisor stops when asked");
-}
-
 /// The running incarnation of child `id`; panics if it is not running.
 async fn running_id(sup: &SupervisorRef, id: &str) -> ActorId {
     current_id(sup, id)
         .await
         .unwrap_or_else(|| panic!("child `{id}` should be running"))
-}
-
-async fn status_of(sup: &SupervisorRef, id: &str) -> Option<ChildStatus> {
-    sup.which_children()
-        .await
-        .ok()?
-        .into_iter()
-        .find(|c| c.id == id)
-        .map(|c| c.status)
-}
-
-async fn child_ids(sup: &SupervisorRef) -> Vec<String> {
-    sup.which_children()
-        .await
-        .expect("the supervisor answers which_children")
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
 }
 
 /// Waits until child `id` runs as an incarnation other than `old`.
@@ -124,6 +93,12 @@ async fn incarnations<'a>(sup: &SupervisorRef, ids: &[&'a str]) -> Vec<(&'a str,
     out
 }
 
+/// Asserts that child `id` still runs as the incarnation `old` it had before,
+/// untouched by any restart.
+async fn assert_untouched(sup: &SupervisorRef, (id, old): &(&str, ActorId)) {
+    assert_eq!(current_id(sup, id).await, Some(*old), "{id} is untouched");
+}
+
 /// Kills child `id`'s running incarnation (an abnormal exit).
 fn kill(sup: &SupervisorRef, id: &str) {
     sup.child::<Cmd>(id)
@@ -141,87 +116,18 @@ async fn joined(join: JoinHandle<()>) {
 }
 
 // ---------------------------------------------------------------------------
-// A parent actor that records the supervision events of what it links.
-
-/// Records `failed: <message>` / `terminated: <reason>` for each child exit.
-#[derive(Clone, Default)]
-struct Recorder {
-    events: Arc<Mutex<Vec<String>>>,
-}
-
-impl Actor for Recorder {
-    type Msg = ();
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<()>,
-        event: SupervisionEvent,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        let line = match event {
-            SupervisionEvent::ActorFailed(_, err) => format!("failed: {err}"),
-            SupervisionEvent::ActorTerminated(_, _, reason) => format!("terminated: {reason:?}"),
-            _ => return Ok(()),
-        };
-        self.events.lock().unwrap().push(line);
-        Ok(())
-    }
-}
-
-/// A supervisor spawned linked under a [`Recorder`].
-struct Linked {
-    sup: SupervisorRef,
-    join: JoinHandle<()>,
-    parent: ActorRef<()>,
-    recorder: Recorder,
-}
+// Escalation to the recording parent
 
 impl Linked {
-    async fn spawn(spec: SupervisorSpec) -> Self {
-        let recorder = Recorder::default();
-        let (parent, _) = Recorder::spawn(None, recorder.clone(), ())
-            .await
-            .expect("the recording parent starts");
-        let (sup, join) = Supervisor::spawn_linked(None, spec, parent.get_cell())
-            .await
-            .expect("a valid spec with startable children spawns");
-        Self {
-            sup,
-            join,
-            parent,
-            recorder,
-        }
-    }
-
-    fn events(&self) -> Vec<String> {
-        self.recorder.events.lock().unwrap().clone()
-    }
-
     /// Waits until the parent saw the supervisor fail with "max restart
-    /// intensity", and returns that failure's message.
+    /// intensity", and returns that failure's record.
     async fn wait_escalated(&self) -> String {
-        wait_until("the parent sees the supervisor fail", || async {
-            !self.events().is_empty()
-        })
-        .await;
-        let events = self.events();
-        assert_eq!(
-            events.len(),
-            1,
-            "the supervisor exits exactly once: {events:?}"
-        );
-        let event = events[0].clone();
+        let exit = self.wait_exit().await;
         assert!(
-            event.starts_with("failed: ") && event.contains("max restart intensity"),
-            "an exceeded intensity is an abnormal exit naming the cause, got {event:?}"
+            exit.starts_with("failed:") && exit.contains("max restart intensity"),
+            "an exceeded intensity is an abnormal exit naming the cause, got {exit:?}"
         );
-        event
+        exit
     }
 
     /// Checks that the supervisor is gone after escalating.
@@ -234,16 +140,6 @@ impl Linked {
             "an escalated supervisor no longer answers calls"
         );
         joined(self.join).await;
-        self.parent.stop(None);
-    }
-
-    async fn stop(self) {
-        assert!(
-            self.events().is_empty(),
-            "the supervisor must not have exited: {:?}",
-            self.events()
-        );
-        stop(self.sup).await;
         self.parent.stop(None);
     }
 }
@@ -315,13 +211,13 @@ async fn check_restart_table(restart: Restart, table: &[(End, Outcome)]) {
             Outcome::Restarted => wait_restarted(&sup, "w", &old).await,
             Outcome::StaysStopped => {
                 wait_until(&format!("{case} is reported stopped"), || async {
-                    status_of(&sup, "w").await == Some(ChildStatus::Stopped)
+                    status(&sup, "w").await == Some(ChildStatus::Stopped)
                 })
                 .await;
             }
             Outcome::Dropped => {
                 wait_until(&format!("{case} is dropped"), || async {
-                    !child_ids(&sup).await.contains(&"w".to_string())
+                    !ids(&sup).await.contains(&"w".to_string())
                 })
                 .await;
             }
@@ -334,7 +230,7 @@ async fn check_restart_table(restart: Restart, table: &[(End, Outcome)]) {
             Outcome::Restarted => {
                 assert_eq!(starts, 2, "{case}: restarted exactly once");
                 assert_eq!(
-                    status_of(&sup, "w").await,
+                    status(&sup, "w").await,
                     Some(ChildStatus::Running),
                     "{case}: the new incarnation runs"
                 );
@@ -358,7 +254,7 @@ async fn check_restart_table(restart: Restart, table: &[(End, Outcome)]) {
             Outcome::Dropped => {
                 assert_eq!(starts, 1, "{case}: not restarted");
                 assert_eq!(
-                    child_ids(&sup).await,
+                    ids(&sup).await,
                     vec!["peer".to_string()],
                     "{case}: its spec is dropped"
                 );
@@ -373,7 +269,7 @@ async fn check_restart_table(restart: Restart, table: &[(End, Outcome)]) {
             Some(peer),
             "{case}: a one-for-one sibling is left alone"
         );
-        stop(sup).await;
+        stop(&sup).await;
     }
 }
 
@@ -448,18 +344,10 @@ async fn one_for_one_restarts_only_the_failed_child() {
     send(&sup, "b", Cmd::Fail);
     wait_restarted(&sup, "b", &before[1].1).await;
 
-    assert_eq!(
-        current_id(&sup, "a").await,
-        Some(before[0].1),
-        "a is untouched"
-    );
-    assert_eq!(
-        current_id(&sup, "c").await,
-        Some(before[2].1),
-        "c is untouched"
-    );
+    assert_untouched(&sup, &before[0]).await;
+    assert_untouched(&sup, &before[2]).await;
     assert_eq!(log.events(), ["start:b"], "only b is started again");
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -477,7 +365,7 @@ async fn one_for_all_stops_the_siblings_in_reverse_order_and_restarts_all_in_for
         ["stop:c", "stop:a", "start:a", "start:b", "start:c"],
         "siblings stop gracefully in reverse start order, then all start in start order"
     );
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -490,17 +378,14 @@ async fn rest_for_one_restarts_the_failed_child_and_those_started_after_it() {
     kill(&sup, "b");
     wait_all_restarted(&sup, &before[1..]).await;
 
-    assert_eq!(
-        current_id(&sup, "a").await,
-        Some(before[0].1),
-        "a, started before b, is untouched"
-    );
+    // a, started before b, is untouched.
+    assert_untouched(&sup, &before[0]).await;
     assert_eq!(
         log.events(),
         ["stop:c", "start:b", "start:c"],
         "c stops, then b and c start in start order"
     );
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -513,18 +398,10 @@ async fn rest_for_one_restarts_only_the_last_child_when_the_last_fails() {
     send(&sup, "c", Cmd::Fail);
     wait_restarted(&sup, "c", &before[2].1).await;
 
-    assert_eq!(
-        current_id(&sup, "a").await,
-        Some(before[0].1),
-        "a is untouched"
-    );
-    assert_eq!(
-        current_id(&sup, "b").await,
-        Some(before[1].1),
-        "b is untouched"
-    );
+    assert_untouched(&sup, &before[0]).await;
+    assert_untouched(&sup, &before[1]).await;
     assert_eq!(log.events(), ["start:c"], "only c is started again");
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 /// Intensity 1: the first failure of `b` restarts (as the strategy says),
@@ -546,7 +423,7 @@ async fn check_escalation(strategy: Strategy, first_restart: &[&str]) {
         "{strategy:?}: the first failure is within the intensity and restarts as the strategy says"
     );
     assert!(
-        linked.events().is_empty(),
+        linked.exits().is_empty(),
         "{strategy:?}: one restart in 5 s is allowed"
     );
 
@@ -606,9 +483,9 @@ async fn a_group_restart_counts_once_against_the_intensity() {
     wait_all_restarted(sup, &before).await;
     tokio::time::sleep(ms(100)).await;
     assert!(
-        linked.events().is_empty(),
+        linked.exits().is_empty(),
         "stopping a and c for b's restart must not count as two more restarts: {:?}",
-        linked.events()
+        linked.exits()
     );
 
     // Exactly one restart was counted: a second failure is one too many.
@@ -625,11 +502,7 @@ async fn a_group_restart_starts_no_new_incarnation_before_the_old_ones_stopped_a
     let sup = spawn(
         SupervisorSpec::new(Strategy::OneForAll)
             .intensity(3, secs(5))
-            .child(ChildSpec::new(
-                "a",
-                Probe::new("a", &log).slow_stop(secs(2)),
-                || (),
-            ))
+            .child(slow("a", &log, secs(2)))
             .child(probe("b", &log))
             .child(probe("c", &log)),
     )
@@ -663,7 +536,7 @@ async fn a_group_restart_starts_no_new_incarnation_before_the_old_ones_stopped_a
         ["stop:b", "stop:a", "start:a", "start:b", "start:c"],
         "new incarnations start only after every old one has stopped"
     );
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -686,7 +559,7 @@ async fn a_temporary_bystander_of_a_one_for_all_restart_is_stopped_and_dropped()
     wait_restarted(&sup, "b", &b).await;
 
     assert_eq!(
-        child_ids(&sup).await,
+        ids(&sup).await,
         ["a", "b"],
         "the temporary sibling's spec is dropped"
     );
@@ -699,7 +572,7 @@ async fn a_temporary_bystander_of_a_one_for_all_restart_is_stopped_and_dropped()
         ["stop:b", "stop:t", "start:a", "start:b"],
         "the temporary sibling is stopped gracefully in order and not started again"
     );
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -746,28 +619,35 @@ async fn one_for_one_escalates_when_failed_restarts_exceed_the_intensity() {
     linked.assert_supervisor_gone().await;
 }
 
-/// `a` and `c` log to `log`; `b` to `b_log`, so that only `b`'s starts fail.
-fn abc_with_own_b_log(
+/// Spawns `a`, `b`, `c` (intensity `max_restarts` in 5 s) linked under a
+/// recording parent, with child `own` logging to a log of its own so that
+/// only its starts fail. Returns the supervisor, the others' log and `own`'s
+/// log, both cleared of the first starts.
+async fn spawn_with_own_log(
     strategy: Strategy,
     max_restarts: u32,
-    log: &Log,
-    b_log: &Log,
-) -> SupervisorSpec {
-    SupervisorSpec::new(strategy)
-        .intensity(max_restarts, secs(5))
-        .child(probe("a", log))
-        .child(ChildSpec::new("b", Probe::new("b", b_log), || ()))
-        .child(probe("c", log))
+    own: &str,
+) -> (Linked, Log, Log) {
+    let (log, own_log) = (Log::new(), Log::new());
+    let log_of = |id: &str| if id == own { &own_log } else { &log };
+    let linked = Linked::spawn(
+        SupervisorSpec::new(strategy)
+            .intensity(max_restarts, secs(5))
+            .child(probe("a", log_of("a")))
+            .child(probe("b", log_of("b")))
+            .child(probe("c", log_of("c"))),
+    )
+    .await;
+    log.clear();
+    own_log.clear();
+    (linked, log, own_log)
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_for_all_recovers_when_another_child_fails_to_restart_within_the_intensity() {
-    let (log, b_log) = (Log::new(), Log::new());
-    let linked = Linked::spawn(abc_with_own_b_log(Strategy::OneForAll, 2, &log, &b_log)).await;
+    let (linked, log, b_log) = spawn_with_own_log(Strategy::OneForAll, 2, "b").await;
     let sup = &linked.sup;
     let before = incarnations(sup, &["a", "b", "c"]).await;
-    log.clear();
-    b_log.clear();
 
     b_log.fail_next_starts(1);
     send(sup, "a", Cmd::Fail);
@@ -788,11 +668,8 @@ async fn one_for_all_recovers_when_another_child_fails_to_restart_within_the_int
 
 #[tokio::test(start_paused = true)]
 async fn one_for_all_escalates_when_another_child_fails_to_restart_beyond_the_intensity() {
-    let (log, b_log) = (Log::new(), Log::new());
-    let linked = Linked::spawn(abc_with_own_b_log(Strategy::OneForAll, 1, &log, &b_log)).await;
+    let (linked, log, b_log) = spawn_with_own_log(Strategy::OneForAll, 1, "b").await;
     let sup = &linked.sup;
-    log.clear();
-    b_log.clear();
 
     // a's exit counts once, b's failed start once more: 2 > 1.
     b_log.fail_next_starts(100);
@@ -816,38 +693,17 @@ async fn one_for_all_escalates_when_another_child_fails_to_restart_beyond_the_in
     linked.assert_supervisor_gone().await;
 }
 
-/// `a` and `b` log to `log`; `c` to `c_log`, so that only `c`'s starts fail.
-fn abc_with_own_c_log(
-    strategy: Strategy,
-    max_restarts: u32,
-    log: &Log,
-    c_log: &Log,
-) -> SupervisorSpec {
-    SupervisorSpec::new(strategy)
-        .intensity(max_restarts, secs(5))
-        .child(probe("a", log))
-        .child(probe("b", log))
-        .child(ChildSpec::new("c", Probe::new("c", c_log), || ()))
-}
-
 #[tokio::test(start_paused = true)]
 async fn rest_for_one_recovers_when_another_child_fails_to_restart_within_the_intensity() {
-    let (log, c_log) = (Log::new(), Log::new());
-    let linked = Linked::spawn(abc_with_own_c_log(Strategy::RestForOne, 2, &log, &c_log)).await;
+    let (linked, log, c_log) = spawn_with_own_log(Strategy::RestForOne, 2, "c").await;
     let sup = &linked.sup;
     let before = incarnations(sup, &["a", "b", "c"]).await;
-    log.clear();
-    c_log.clear();
 
     c_log.fail_next_starts(1);
     send(sup, "b", Cmd::Fail);
     wait_all_restarted(sup, &before[1..]).await;
 
-    assert_eq!(
-        current_id(sup, "a").await,
-        Some(before[0].1),
-        "a is untouched"
-    );
+    assert_untouched(sup, &before[0]).await;
     assert_eq!(
         c_log.events(),
         ["stop:c", "start_failed:c", "start:c"],
@@ -859,11 +715,8 @@ async fn rest_for_one_recovers_when_another_child_fails_to_restart_within_the_in
 
 #[tokio::test(start_paused = true)]
 async fn rest_for_one_escalates_when_another_child_fails_to_restart_beyond_the_intensity() {
-    let (log, c_log) = (Log::new(), Log::new());
-    let linked = Linked::spawn(abc_with_own_c_log(Strategy::RestForOne, 1, &log, &c_log)).await;
+    let (linked, log, c_log) = spawn_with_own_log(Strategy::RestForOne, 1, "c").await;
     let sup = &linked.sup;
-    log.clear();
-    c_log.clear();
 
     c_log.fail_next_starts(100);
     send(sup, "b", Cmd::Fail);
@@ -946,7 +799,7 @@ async fn the_intensity_window_slides_instead_of_resetting_every_period() {
     tokio::time::sleep_until(t0 + secs(11)).await;
     fail_and_wait_restart(&linked.sup).await;
     assert!(
-        linked.events().is_empty(),
+        linked.exits().is_empty(),
         "the restart at 0 s left the window before the one at 11 s"
     );
     tokio::time::sleep_until(t0 + secs(12)).await;
@@ -967,6 +820,14 @@ fn tree(root_intensity: u32, log: &Log) -> SupervisorSpec {
         .intensity(root_intensity, secs(5))
         .child(ChildSpec::supervisor("mid", mid))
         .child(probe("peer", log))
+}
+
+/// A `ChildRef` to `leaf`, taken through the running `mid`.
+fn leaf_of(root: &SupervisorRef) -> ChildRef<Cmd> {
+    root.supervisor_child("mid")
+        .expect("mid is a running nested supervisor")
+        .child::<Cmd>("leaf")
+        .expect("leaf is a Cmd child of mid")
 }
 
 /// Fails the leaf twice (its supervisor allows one restart in 5 s), so that
@@ -996,11 +857,7 @@ async fn a_nested_supervisor_that_escalates_is_restarted_by_its_parent_with_its_
     let root = spawn(tree(5, &log)).await;
     let mid = running_id(&root, "mid").await;
     let peer = running_id(&root, "peer").await;
-    let leaf = root
-        .supervisor_child("mid")
-        .expect("mid is a running nested supervisor")
-        .child::<Cmd>("leaf")
-        .expect("leaf is a Cmd child of mid");
+    let leaf = leaf_of(&root);
 
     fail_leaf_twice(&leaf).await;
     wait_restarted(&root, "mid", &mid).await;
@@ -1025,7 +882,7 @@ async fn a_nested_supervisor_that_escalates_is_restarted_by_its_parent_with_its_
         Some(peer),
         "root is one-for-one: peer is untouched"
     );
-    stop(root).await;
+    stop(&root).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1033,18 +890,14 @@ async fn repeated_grandchild_failures_escalate_through_two_levels_to_the_roots_p
     let log = Log::new();
     let linked = Linked::spawn(tree(1, &log)).await;
     let root = &linked.sup;
-    let leaf = root
-        .supervisor_child("mid")
-        .expect("mid is a running nested supervisor")
-        .child::<Cmd>("leaf")
-        .expect("leaf is a Cmd child of mid");
+    let leaf = leaf_of(root);
 
     // First escalation of mid: root restarts it (1 restart in 5 s is allowed).
     let mid = running_id(root, "mid").await;
     fail_leaf_twice(&leaf).await;
     wait_restarted(root, "mid", &mid).await;
     assert!(
-        linked.events().is_empty(),
+        linked.exits().is_empty(),
         "root absorbs mid's first escalation"
     );
 
@@ -1113,7 +966,7 @@ async fn a_child_waiting_for_its_backoff_is_reported_restarting_and_runs_again_a
         "the restart waits at least the minimum backoff, took {:?}",
         failed_at.elapsed()
     );
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1131,7 +984,7 @@ async fn the_backoff_delay_starts_at_its_minimum_and_doubles_on_consecutive_fail
             "consecutive restart #{n} waits min·2^{n} = {expected} ms, got {got:?} (all: {delays:?})"
         );
     }
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1154,7 +1007,7 @@ async fn the_backoff_delay_is_capped_at_its_maximum_and_resets_after_a_healthy_r
         after_rest >= ms(100) && after_rest < ms(150),
         "after a healthy run the delay is back to min = 100 ms, got {after_rest:?}"
     );
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1189,7 +1042,7 @@ async fn a_child_ref_reaches_the_new_incarnation_after_a_restart() {
         log.worked.load(std::sync::atomic::Ordering::SeqCst) == 1
     })
     .await;
-    stop(sup).await;
+    stop(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1201,7 +1054,7 @@ async fn a_cast_while_the_child_waits_for_its_backoff_hands_the_message_back() {
 
     w.cast(Cmd::Fail).expect("w runs");
     wait_until("w is restarting", || async {
-        status_of(&sup, "w").await == Some(ChildStatus::Restarting)
+        status(&sup, "w").await == Some(ChildStatus::Restarting)
     })
     .await;
     match w.cast(Cmd::Work) {
@@ -1221,5 +1074,5 @@ async fn a_cast_while_the_child_waits_for_its_backoff_hands_the_message_back() {
         log.worked.load(std::sync::atomic::Ordering::SeqCst) == 1
     })
     .await;
-    stop(sup).await;
+    stop(&sup).await;
 }

@@ -37,7 +37,7 @@ use crate::supervisor::children::{ChildState, Children};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::handle::{ChildCounts, ChildInfo, SupervisorRef};
 use crate::supervisor::intensity::RestartWindow;
-use crate::supervisor::spec::{AutoShutdown, ChildSpec, SupervisorSpec};
+use crate::supervisor::spec::{AutoShutdown, ChildSpec, OnStop, SupervisorSpec};
 use crate::supervisor::strategy::Strategy;
 
 /// Child id → its slot, shared with every `SupervisorRef` so that
@@ -107,6 +107,7 @@ pub(crate) struct Args {
     pub(crate) mode: Mode,
     pub(crate) children: Vec<ChildSpec>,
     pub(crate) slots: SharedSlots,
+    pub(crate) on_stop: Option<OnStop>,
 }
 
 /// The supervisor actor (stateless; all state is in [`State`]).
@@ -153,6 +154,8 @@ pub(crate) struct State {
     next_token: u64,
     /// The stopper or timer task of `op`; aborted when the supervisor stops.
     pending: Option<JoinHandle<()>>,
+    /// Run after the children have stopped for good.
+    on_stop: Option<OnStop>,
 }
 
 // ---------------------------------------------------------------------------
@@ -174,6 +177,7 @@ pub(crate) async fn spawn_static(
         mode: Mode::Static,
         children: spec.children,
         slots: slots.clone(),
+        on_stop: spec.on_stop,
     };
     let (actor, join) = spawn_actor(name, args, parent).await?;
     Ok((SupervisorRef::new(actor, slots), join))
@@ -234,6 +238,7 @@ impl Actor for SupervisorActor {
             window: args.window,
             children: Children::new(args.mode == Mode::Static),
             slots: args.slots,
+            on_stop: args.on_stop,
             op: None,
             queued: VecDeque::new(),
             next_token: 0,

@@ -152,6 +152,17 @@ pub struct ChildSpec {
     pub(crate) backoff: Option<Backoff>,
     /// Whether the child is one of our supervisors, for handles to it.
     pub(crate) nested: Nested,
+    /// Stop gracefully with ractor's `drain` (process the mailbox first)
+    /// instead of `stop`; used by pool workers so that no message is lost.
+    pub(crate) drain_on_stop: bool,
+}
+
+/// How the supervisor stops one child: its `Shutdown` and whether it
+/// drains its mailbox first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StopPolicy {
+    pub(crate) shutdown: Shutdown,
+    pub(crate) drain: bool,
 }
 
 impl fmt::Debug for ChildSpec {
@@ -262,6 +273,7 @@ impl ChildSpec {
             significant: false,
             backoff: None,
             nested,
+            drain_on_stop: false,
         }
     }
 
@@ -288,6 +300,13 @@ impl ChildSpec {
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = Some(backoff);
         self
+    }
+
+    pub(crate) fn stop_policy(&self) -> StopPolicy {
+        StopPolicy {
+            shutdown: self.shutdown,
+            drain: self.drain_on_stop,
+        }
     }
 
     /// The child's id, unique within its supervisor.
@@ -341,7 +360,7 @@ impl ChildSpec {
 ///     .auto_shutdown(AutoShutdown::Never);
 /// assert!(spec.validate().is_ok());
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a SupervisorSpec does nothing until a supervisor is spawned with it"]
 pub struct SupervisorSpec {
     pub(crate) strategy: Strategy,
@@ -349,6 +368,25 @@ pub struct SupervisorSpec {
     pub(crate) period: Duration,
     pub(crate) auto_shutdown: AutoShutdown,
     pub(crate) children: Vec<ChildSpec>,
+    /// Called once the supervisor has stopped all its children for good
+    /// (shutdown, escalation or a failed start); the pool uses it to report
+    /// messages still queued as dead letters.
+    pub(crate) on_stop: Option<OnStop>,
+}
+
+/// A hook run when a supervisor has stopped its children for good.
+pub(crate) type OnStop = Arc<dyn Fn() + Send + Sync>;
+
+impl fmt::Debug for SupervisorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorSpec")
+            .field("strategy", &self.strategy)
+            .field("max_restarts", &self.max_restarts)
+            .field("period", &self.period)
+            .field("auto_shutdown", &self.auto_shutdown)
+            .field("children", &self.children)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SupervisorSpec {
@@ -361,6 +399,7 @@ impl SupervisorSpec {
             period: DEFAULT_PERIOD,
             auto_shutdown: AutoShutdown::Never,
             children: Vec::new(),
+            on_stop: None,
         }
     }
 

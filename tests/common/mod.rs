@@ -1,12 +1,18 @@
-//! Shared test support: a configurable probe actor and bounded waits.
+//! Shared test support: a configurable probe actor, spawning and stopping
+//! supervisors (alone or linked under a recording parent), asking them
+//! about their children, and bounded waits.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_otp::{ChildSpec, SupervisorRef};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_otp::{
+    ChildInfo, ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef,
+    Strategy, Supervisor, SupervisorRef, SupervisorSpec,
+};
 
 /// What a probe is told to do.
 pub enum Cmd {
@@ -139,6 +145,195 @@ pub fn probe(id: &str, log: &Log) -> ChildSpec {
     ChildSpec::new(id, Probe::new(id, log), || ())
 }
 
+/// A [`probe`] child whose `post_stop` takes `delay`.
+pub fn slow(id: &str, log: &Log, delay: Duration) -> ChildSpec {
+    ChildSpec::new(id, Probe::new(id, log).slow_stop(delay), || ())
+}
+
+/// `items` as owned strings, to compare with [`Log`] events and child ids.
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Spawning and stopping supervisors
+
+/// A one-for-one spec with the given children, in start order.
+pub fn one_for_one(children: Vec<ChildSpec>) -> SupervisorSpec {
+    children
+        .into_iter()
+        .fold(SupervisorSpec::new(Strategy::OneForOne), |spec, child| {
+            spec.child(child)
+        })
+}
+
+/// Spawns an unnamed supervisor that must start.
+pub async fn spawn(spec: SupervisorSpec) -> SupervisorRef {
+    Supervisor::spawn(None, spec)
+        .await
+        .expect("the supervisor starts")
+        .0
+}
+
+/// How long [`stop`] waits for a supervisor to end: beyond the slowest
+/// `Shutdown::Infinity` child of the tests; under a paused clock waiting
+/// costs no real time.
+pub const STOP_BOUND: Duration = Duration::from_secs(600);
+
+/// Stops a supervisor (and so its children) and waits, within
+/// [`STOP_BOUND`], until it has ended.
+pub async fn stop(sup: &SupervisorRef) {
+    tokio::time::timeout(STOP_BOUND, sup.cell().stop_and_wait(None, None))
+        .await
+        .expect("the supervisor stops in bounded time")
+        .expect("the supervisor stops");
+}
+
+/// Spawns an unnamed dynamic supervisor that must start.
+pub async fn spawn_dynamic(spec: DynamicSpec) -> DynamicSupervisorRef {
+    DynamicSupervisor::spawn(None, spec)
+        .await
+        .expect("the dynamic supervisor starts")
+        .0
+}
+
+/// Stops a dynamic supervisor (and so its children) and waits, within
+/// [`STOP_BOUND`], until it has ended.
+pub async fn stop_dynamic(sup: &DynamicSupervisorRef) {
+    let cell = sup.cell().expect("the dynamic supervisor runs");
+    tokio::time::timeout(STOP_BOUND, cell.stop_and_wait(None, None))
+        .await
+        .expect("the dynamic supervisor stops in bounded time")
+        .expect("the dynamic supervisor stops");
+}
+
+// ---------------------------------------------------------------------------
+// A parent that records how the supervisor under test ends
+
+/// A parent for a supervisor under test: records, in its [`Log`], how what
+/// it links ends: `exit:<reason>` (`exit:normal` without a reason) or
+/// `failed:<error>`.
+#[derive(Clone)]
+pub struct Parent {
+    exits: Log,
+}
+
+impl Actor for Parent {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(_, _, reason) => self
+                .exits
+                .push(format!("exit:{}", reason.as_deref().unwrap_or("normal"))),
+            SupervisionEvent::ActorFailed(_, err) => self.exits.push(format!("failed:{err}")),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A supervisor spawned linked under a fresh recording [`Parent`].
+pub struct Linked {
+    pub sup: SupervisorRef,
+    /// The supervisor actor's join handle.
+    pub join: JoinHandle<()>,
+    pub parent: ActorRef<()>,
+    exits: Log,
+}
+
+impl Linked {
+    pub async fn spawn(spec: SupervisorSpec) -> Self {
+        let exits = Log::new();
+        let (parent, _) = Actor::spawn(
+            None,
+            Parent {
+                exits: exits.clone(),
+            },
+            (),
+        )
+        .await
+        .expect("the recording parent starts");
+        let (sup, join) = Supervisor::spawn_linked(None, spec, parent.get_cell())
+            .await
+            .expect("the supervisor starts");
+        Self {
+            sup,
+            join,
+            parent,
+            exits,
+        }
+    }
+
+    /// How the supervisor ended, as its parent saw it (empty while it runs).
+    pub fn exits(&self) -> Vec<String> {
+        self.exits.events()
+    }
+
+    /// Waits until the parent sees the supervisor end, checks that it ended
+    /// exactly once, and returns how (see [`Parent`]).
+    pub async fn wait_exit(&self) -> String {
+        wait_until("the supervisor's parent sees it end", || async {
+            !self.exits().is_empty()
+        })
+        .await;
+        let exits = self.exits();
+        assert_eq!(
+            exits.len(),
+            1,
+            "the supervisor ends exactly once: {exits:?}"
+        );
+        exits[0].clone()
+    }
+
+    /// Checks that the supervisor has not ended, then stops it and its
+    /// parent.
+    pub async fn stop(self) {
+        assert!(
+            self.exits().is_empty(),
+            "the supervisor must not have exited: {:?}",
+            self.exits()
+        );
+        stop(&self.sup).await;
+        self.parent.stop(None);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Asking a supervisor about its children
+
+/// `which_children`, which must answer.
+pub async fn children(sup: &SupervisorRef) -> Vec<ChildInfo> {
+    sup.which_children()
+        .await
+        .expect("the supervisor answers which_children")
+}
+
+/// The children's ids, in start order.
+pub async fn ids(sup: &SupervisorRef) -> Vec<String> {
+    children(sup).await.into_iter().map(|c| c.id).collect()
+}
+
+/// The status of child `id`, or `None` if it is not listed.
+pub async fn status(sup: &SupervisorRef, id: &str) -> Option<ChildStatus> {
+    children(sup)
+        .await
+        .into_iter()
+        .find(|c| c.id == id)
+        .map(|c| c.status)
+}
+
 /// The actor id of child `id`'s running incarnation, if any.
 pub async fn current_id(sup: &SupervisorRef, id: &str) -> Option<ActorId> {
     sup.which_children()
@@ -149,6 +344,9 @@ pub async fn current_id(sup: &SupervisorRef, id: &str) -> Option<ActorId> {
         .actor
         .map(|a| a.get_id())
 }
+
+// ---------------------------------------------------------------------------
+// Waiting and sending
 
 /// Waits (bounded: 2,000 polls of 5 ms, under a paused clock this costs no
 /// real time) until `cond` holds; panics with `what` if it never does.

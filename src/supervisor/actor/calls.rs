@@ -101,7 +101,7 @@ impl State {
         let stopping = child
             .cell()
             .cloned()
-            .map(|cell| (cell, child.spec.shutdown));
+            .map(|cell| (cell, child.spec.stop_policy()));
         let id = child.spec.id.clone();
         let temporary = child.spec.restart == Restart::Temporary;
         // Forget the incarnation before stopping it, so that its exit event,

@@ -10,7 +10,7 @@ use crate::exit::ExitReason;
 use crate::supervisor::actor::shutdown::stop_child;
 use crate::supervisor::children::ChildState;
 use crate::supervisor::error::SupervisorError;
-use crate::supervisor::spec::{AutoShutdown, Restart, Shutdown};
+use crate::supervisor::spec::{AutoShutdown, Restart, StopPolicy};
 use crate::supervisor::strategy::{affected, should_restart, Strategy};
 
 impl State {
@@ -135,12 +135,12 @@ impl State {
         let token = self.next_token;
         self.next_token += 1;
         tracing::info!(supervisor = %self.label, child = %self.child_id(cause), strategy = ?strategy, group = group.len(), "restarting");
-        let to_stop: Vec<(ActorCell, Shutdown)> = stopping
+        let to_stop: Vec<(ActorCell, StopPolicy)> = stopping
             .iter()
             .rev()
             .filter_map(|seq| {
                 let child = self.children.get(*seq)?;
-                Some((child.cell()?.clone(), child.spec.shutdown))
+                Some((child.cell()?.clone(), child.spec.stop_policy()))
             })
             .collect();
         self.op = Some(RestartOp {

@@ -6,7 +6,7 @@ use ractor::ActorCell;
 use super::{Mode, State};
 use crate::exit::SHUTDOWN_REASON;
 use crate::supervisor::children::ChildState;
-use crate::supervisor::spec::Shutdown;
+use crate::supervisor::spec::{Shutdown, StopPolicy};
 
 impl State {
     /// Stops every child: in reverse start order one at a time (static), or
@@ -21,7 +21,11 @@ impl State {
         for seq in self.children.seqs().into_iter().rev() {
             if let Some(child) = self.children.get(seq) {
                 if let Some(cell) = child.cell() {
-                    to_stop.push((child.spec.id.clone(), cell.clone(), child.spec.shutdown));
+                    to_stop.push((
+                        child.spec.id.clone(),
+                        cell.clone(),
+                        child.spec.stop_policy(),
+                    ));
                 }
             }
             self.children.set_state(seq, ChildState::Stopped);
@@ -41,18 +45,32 @@ impl State {
                 while set.join_next().await.is_some() {}
             }
         }
+        if let Some(on_stop) = &self.on_stop {
+            on_stop();
+        }
     }
 }
 
-/// Stops one incarnation under `shutdown` and waits until it has ended.
-pub(crate) async fn stop_child(cell: &ActorCell, shutdown: Shutdown) {
-    match shutdown {
+/// Stops one incarnation under its policy and waits until it has ended.
+///
+/// A graceful stop is ractor's `stop` (seen between messages; the rest of
+/// the mailbox is dropped), or with `drain` ractor's `drain` (the mailbox is
+/// processed first, new messages are refused); either way `post_stop` runs.
+pub(crate) async fn stop_child(cell: &ActorCell, policy: StopPolicy) {
+    let ask = || {
+        if policy.drain {
+            let _ = cell.drain();
+        } else {
+            cell.stop(Some(SHUTDOWN_REASON.to_string()));
+        }
+    };
+    match policy.shutdown {
         Shutdown::Brutal => {
             cell.kill();
             let _ = cell.wait(None).await;
         }
         Shutdown::Timeout(limit) => {
-            cell.stop(Some(SHUTDOWN_REASON.to_string()));
+            ask();
             if cell.wait(Some(limit)).await.is_err() {
                 tracing::warn!(actor = %cell.get_id(), timeout_ms = limit.as_millis() as u64, "child did not stop in time; killing it");
                 cell.kill();
@@ -60,7 +78,7 @@ pub(crate) async fn stop_child(cell: &ActorCell, shutdown: Shutdown) {
             }
         }
         Shutdown::Infinity => {
-            cell.stop(Some(SHUTDOWN_REASON.to_string()));
+            ask();
             let _ = cell.wait(None).await;
         }
     }
