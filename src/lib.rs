@@ -58,6 +58,7 @@
 //!
 //! - [`supervisor`]: supervisors, child specs, strategies, intensity,
 //!   backoff, dynamic supervisors, `ChildRef`.
+//! - [`pool`]: [`Pool`], load-balancing among supervised workers.
 //! - [`exit`]: [`ExitReason`], how a child ended.
 //!
 //! # Features
@@ -70,9 +71,14 @@
 #![forbid(unsafe_code)]
 
 pub mod exit;
+pub mod pool;
 pub mod supervisor;
 
 pub use exit::ExitReason;
+pub use pool::{
+    DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolError, PoolRef, PoolStats,
+    PoolStopped, QueueOrder, Routing, WorkerStats,
+};
 pub use supervisor::{
     AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,
     ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, Restart,
@@ -89,6 +95,10 @@ pub use ractor_otp_macros::*;
 /// Everything an application usually needs, for `use ractor_otp::prelude::*`.
 pub mod prelude {
     pub use crate::exit::ExitReason;
+    pub use crate::pool::{
+        DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolError, PoolRef,
+        PoolStats, PoolStopped, QueueOrder, Routing, WorkerStats,
+    };
     pub use crate::supervisor::{
         AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,
         ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, Restart,

@@ -97,6 +97,9 @@ pub(crate) enum SupervisorMsg {
     RestartDue {
         token: u64,
     },
+    /// A child that restarts itself in place (a pool worker) exceeded the
+    /// restart intensity: stop everything and fail with this error.
+    Escalate(SupervisorError),
 }
 
 /// Everything needed to start a supervisor.
@@ -301,6 +304,7 @@ impl Actor for SupervisorActor {
                 }
                 SupervisorMsg::GroupStopped { token } => state.group_stopped(token).await,
                 SupervisorMsg::RestartDue { token } => state.restart_due(token).await,
+                SupervisorMsg::Escalate(err) => Err(Exit::Escalate(err)),
             };
             state.finish(outcome).await
         }

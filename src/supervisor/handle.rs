@@ -107,6 +107,13 @@ impl SupervisorRef {
         Self { actor, slots }
     }
 
+    /// Makes the supervisor stop its children and fail with `err`, as if
+    /// its own intensity had been exceeded (used by pool workers, which
+    /// restart in place and keep their own restart window).
+    pub(crate) fn escalate(&self, err: SupervisorError) {
+        let _ = self.actor.cast(SupervisorMsg::Escalate(err));
+    }
+
     /// The supervisor's actor: link to it, or stop it with
     /// `cell().stop_and_wait(None, None)`, which stops the children in
     /// reverse start order first.

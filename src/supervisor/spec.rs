@@ -243,7 +243,12 @@ impl ChildSpec {
     /// come from `start`; each started `ActorRef` is published to the
     /// child's `ChildRef` slot. Workers get OTP's 5 s shutdown, supervisors
     /// infinity.
-    fn from_start<M, S, Fut>(id: String, kind: ChildKind, nested: Nested, start: S) -> Self
+    pub(crate) fn from_start<M, S, Fut>(
+        id: String,
+        kind: ChildKind,
+        nested: Nested,
+        start: S,
+    ) -> Self
     where
         M: Message,
         S: Fn(ActorCell) -> Fut + Send + Sync + 'static,

@@ -1,0 +1,71 @@
+//! Pools: load-balance messages among supervised workers.
+//!
+//! A pool is a one-for-one supervisor of N identical workers plus a router.
+//! Workers are plain ractor actors (no special trait); the pool restarts
+//! them under the same restart types, intensity and backoff as any
+//! supervisor, and escalates when they crash-loop.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+//! use ractor_otp::prelude::*;
+//!
+//! #[derive(Clone)]
+//! struct Squarer;
+//!
+//! impl Actor for Squarer {
+//!     type Msg = (u64, RpcReplyPort<u64>);
+//!     type State = ();
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+//!         Ok(())
+//!     }
+//!     async fn handle(&self, _: ActorRef<Self::Msg>, (n, reply): Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+//!         let _ = reply.send(n * n);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = Pool::builder(Squarer, |_worker| ())
+//!     .size(4)
+//!     .routing(Routing::LeastLoaded)
+//!     .spawn(None)
+//!     .await?;
+//! let nine = pool.call(|reply| (3, reply), Some(Duration::from_secs(1))).await?;
+//! assert_eq!(nine, 9);
+//! pool.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Semantics
+//!
+//! | topic | behaviour |
+//! |-------|-----------|
+//! | routing | on the caller's side: `cast` chooses a worker from shared counters and casts into its mailbox, no actor hop (see [`routing`] for the algorithms) |
+//! | restarting workers | skipped by every router; a worker that refuses a cast is marked down and the next choice gets the message |
+//! | no worker up | the message waits in the pool and goes to the first worker that comes up |
+//! | a worker fails | its current message goes to another worker with [redelivery](PoolBuilder::redelivery) on, or to the [dead-letter handler](PoolBuilder::dead_letters) with it off; its queued messages are re-routed either way (it drains its mailbox to the other workers) |
+//! | a worker is killed | its mailbox dies with it; each message in it is reported as a dead letter (without the message) |
+//! | resize | new workers start before `resize` returns; removed workers stop taking work, finish their mailbox and stop |
+//! | stop | each worker finishes its mailbox (within its shutdown limit); whatever still waits becomes a dead letter |
+//! | shared queue | idle workers pull one job at a time, FIFO or shortest job first (ties in arrival order) |
+//! | broadcast | a copy to each worker that is up; never re-routed, so no worker gets two |
+//!
+//! Processed plus dead letters always equals sent, once the pool is idle
+//! (`stats()` shows both).
+
+mod builder;
+mod core;
+mod error;
+mod pool_ref;
+pub mod queue;
+pub mod routing;
+mod worker;
+
+pub use builder::{Pool, PoolBuilder};
+pub use error::{DeadLetter, DeadLetterReason, PoolCallError, PoolError, PoolStopped};
+pub use pool_ref::{PoolRef, PoolStats, WorkerStats};
+pub use routing::{QueueOrder, Routing};
