@@ -168,7 +168,18 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
             .worker(self.index)
             .ok_or_else(|| format!("pool worker {} was removed by a resize", self.index))?;
         let args = (self.args)(self.index);
-        let inner = self.inner.pre_start(myself, args).await?;
+        let inner = self.inner.pre_start(myself.clone(), args).await?;
+        // Whatever a previous actor at this position still counted in flight
+        // died in its mailbox (it was killed): say so.
+        let lost = worker.in_flight.swap(0, Ordering::AcqRel);
+        self.core
+            .report_lost(self.index, lost, &DeadLetterReason::WorkerKilled);
+        worker.starts.fetch_add(1, Ordering::Relaxed);
+        // Routable from now on, so that a pool is fully usable when `spawn`
+        // returns: ractor queues what arrives before `post_start` and
+        // handles it after.
+        *lock!(worker.actor.write()) = Some(myself);
+        self.core.worker_up(&worker);
         Ok(WorkerState {
             inner,
             worker,
@@ -183,19 +194,7 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
         myself: ActorRef<A::Msg>,
         state: &mut WorkerState<A>,
     ) -> Result<(), ActorProcessingErr> {
-        self.inner
-            .post_start(myself.clone(), &mut state.inner)
-            .await?;
-        let worker = &state.worker;
-        // Whatever a previous actor at this position still counted in flight
-        // died in its mailbox (it was killed): say so.
-        let lost = worker.in_flight.swap(0, Ordering::AcqRel);
-        self.core
-            .report_lost(self.index, lost, &DeadLetterReason::WorkerKilled);
-        worker.starts.fetch_add(1, Ordering::Relaxed);
-        *lock!(worker.actor.write()) = Some(myself);
-        self.core.worker_up(worker);
-        Ok(())
+        self.inner.post_start(myself, &mut state.inner).await
     }
 
     async fn handle(
