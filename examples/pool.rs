@@ -16,7 +16,7 @@ use ractor_otp::prelude::*;
 
 /// A job, or a request for "are you done" to wait for the batch.
 enum Job {
-    Work(u64),
+    Work,
     Flush(RpcReplyPort<()>),
 }
 
@@ -40,8 +40,8 @@ impl Actor for Worker {
         index: &mut usize,
     ) -> Result<(), ActorProcessingErr> {
         match job {
-            Job::Work(_) if *index == 3 => tokio::time::sleep(Duration::from_millis(2)).await,
-            Job::Work(_) => tokio::time::sleep(Duration::from_micros(200)).await,
+            Job::Work if *index == 3 => tokio::time::sleep(Duration::from_millis(2)).await,
+            Job::Work => tokio::time::sleep(Duration::from_micros(200)).await,
             Job::Flush(reply) => {
                 let _ = reply.send(());
             }
@@ -63,7 +63,7 @@ async fn run(name: &str, routing: Routing) -> Result<(), Box<dyn std::error::Err
     // Jobs arrive in waves of 8, a millisecond apart, as from a stream: the
     // routers that watch the load see the slow worker fall behind.
     for n in 0..JOBS {
-        pool.cast_keyed(&(n % 16), Job::Work(n))
+        pool.cast_keyed(&(n % 16), Job::Work)
             .map_err(|_| "the pool stopped")?;
         if n % 8 == 7 {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -99,10 +99,7 @@ async fn run(name: &str, routing: Routing) -> Result<(), Box<dyn std::error::Err
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{JOBS} jobs over {WORKERS} workers; worker 3 is ten times slower\n");
-    println!(
-        "{:<28} {}   {:>9}",
-        "routing", "  w0   w1   w2   w3", "batch"
-    );
+    println!("{:<28}   w0   w1   w2   w3       batch", "routing");
     run("RoundRobin", Routing::RoundRobin).await?;
     run("Random", Routing::Random).await?;
     run("Weighted [4,2,1,1]", Routing::Weighted(vec![4, 2, 1, 1])).await?;
