@@ -9,11 +9,14 @@
 //!     writer         worker, permanent, depends on db
 //!   sessions         DynamicSupervisor of temporary sessions
 //!   flaky            worker, transient, restarts with backoff
+//!   hashers          a pool of 3 workers, least loaded, redelivery on
 //! ```
 //!
 //! Run it with `cargo run --example tour`. Set `TOUR_TRACE=1` to also see
 //! the supervisors' structured tracing events.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -27,6 +30,38 @@ enum Msg {
     Hello(RpcReplyPort<(ActorId, u64)>),
     /// Stop normally (a transient child is not restarted after this).
     Finish,
+}
+
+/// A pool worker that hashes job numbers; the first time it sees job 42 it
+/// fails (a transient fault), so the pool restarts it and redelivers the job.
+#[derive(Clone)]
+struct Hasher {
+    fault: Arc<AtomicBool>,
+    hashed: Arc<AtomicU64>,
+}
+
+impl Actor for Hasher {
+    type Msg = u64;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<u64>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<u64>,
+        job: u64,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if job == 42 && !self.fault.swap(true, Ordering::SeqCst) {
+            return Err(format!("transient fault in {} on job {job}", myself.get_id()).into());
+        }
+        let _digest = job.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        self.hashed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 /// A worker that narrates its own lifecycle.
@@ -146,6 +181,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Duration::from_secs(1),
                 )),
         );
+    // A pool of 3 hashers in the same tree, with redelivery on.
+    let fault = Arc::new(AtomicBool::new(false));
+    let hashed = Arc::new(AtomicU64::new(0));
+    let hashers = Pool::builder(
+        Hasher {
+            fault: fault.clone(),
+            hashed: hashed.clone(),
+        },
+        |_index| (),
+    )
+    .size(3)
+    .routing(Routing::LeastLoaded)
+    .redelivery(true);
+    let (hashers_spec, hashers) = ChildSpec::pool("hashers", hashers)?;
+    let spec = spec.child(hashers_spec);
     let (app, _join) = Supervisor::spawn(Some("app".into()), spec).await?;
     print!("{}", app.render_tree().await?);
 
@@ -221,7 +271,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("  flaky finished normally; being transient it stays stopped");
 
-    step("6. Escalation: the db crash-loops beyond storage's intensity (2 restarts in 5 s)");
+    step("6. A pool: one worker hits a transient fault mid-stream");
+    for job in 0..100u64 {
+        hashers.cast(job).map_err(|_| "the pool stopped")?;
+    }
+    for _ in 0..400 {
+        if hashed.load(Ordering::SeqCst) == 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = hashers.stats();
+    println!(
+        "  {} of 100 jobs hashed; the faulty worker restarted in place and its job went to another worker",
+        hashed.load(Ordering::SeqCst)
+    );
+    for w in &stats.workers {
+        println!(
+            "    worker {}: {:?}, processed {}, restarts {}",
+            w.index, w.status, w.processed, w.restarts
+        );
+    }
+    println!("    dead letters: {}", stats.dead_letters);
+
+    step("7. Escalation: the db crash-loops beyond storage's intensity (2 restarts in 5 s)");
     // The db restarted once in step 3; two more crashes are one too many.
     let storage_before = storage_id(&app).await?;
     let (db, _) = storage_handles(&app).await?;
@@ -241,7 +314,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     print!("{}", app.render_tree().await?);
 
-    step("7. Graceful shutdown: children stop in reverse start order");
+    step("8. Graceful shutdown: children stop in reverse start order");
     app.cell()
         .stop_and_wait(None, Some(Duration::from_secs(10)))
         .await?;
