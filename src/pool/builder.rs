@@ -232,7 +232,8 @@ where
     /// is handed to another worker (at least once; a message that makes
     /// every worker fail is retried until the pool's restart intensity stops
     /// it). Off (the default), it is reported as a dead letter. Messages
-    /// queued at a failed worker are re-routed either way.
+    /// queued at a failed worker stay in its mailbox either way: the worker
+    /// restarts in place and handles them.
     pub fn redelivery(mut self, on: bool) -> Self {
         self.redelivery = on.then_some(<A::Msg as Clone>::clone as CopyFn<A::Msg>);
         self

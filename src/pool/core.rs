@@ -445,8 +445,10 @@ impl<M: Message> PoolCore<M> {
         self.dead_letter_leftovers();
     }
 
-    /// A new incarnation of the pool is starting.
+    /// A new incarnation of the pool is starting: open for messages, with
+    /// its full restart intensity (as a restarted supervisor in OTP).
     pub(crate) fn restart(&self) {
+        lock!(self.window.lock()).clear();
         self.stopped.store(false, Ordering::Release);
     }
 

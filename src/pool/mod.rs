@@ -47,7 +47,8 @@
 //! | routing | on the caller's side: `cast` chooses a worker from shared counters and casts into its mailbox, no actor hop (see [`routing`] for the algorithms) |
 //! | restarting workers | skipped by every router; a worker that refuses a cast is marked down and the next choice gets the message |
 //! | no worker up | the message waits in the pool and goes to the first worker that comes up |
-//! | a worker fails | its current message goes to another worker with [redelivery](PoolBuilder::redelivery) on, or to the [dead-letter handler](PoolBuilder::dead_letters) with it off; its queued messages are re-routed either way (it drains its mailbox to the other workers) |
+//! | a worker fails | it is restarted **in place**, Akka-style: the user's actor starts again from `pre_start` in the same ractor actor, so its mailbox survives and its queued messages wait for it (through its backoff too). The restart type, intensity (one sliding window for the pool; exceeding it escalates through the pool's supervisor) and backoff are the pool's. The message being handled goes to another worker with [redelivery](PoolBuilder::redelivery) on, or to the [dead-letter handler](PoolBuilder::dead_letters) with it off |
+//! | a worker gives up | (temporary workers, or the pool escalating) it drains its mailbox to the other workers, then stops |
 //! | a worker is killed | its mailbox dies with it; each message in it is reported as a dead letter (without the message) |
 //! | resize | new workers start before `resize` returns; removed workers stop taking work, finish their mailbox and stop |
 //! | stop | each worker finishes its mailbox (within its shutdown limit); whatever still waits becomes a dead letter |

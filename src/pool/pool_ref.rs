@@ -43,7 +43,9 @@ impl<M: Message> std::fmt::Debug for PoolRef<M> {
 /// Per-worker and pool-wide counters from [`PoolRef::stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStats {
-    /// One entry per worker position, by index.
+    /// One entry per worker position, by index. Counters belong to the
+    /// position: they carry over restarts, and disappear with a position
+    /// that a resize removes.
     pub workers: Vec<WorkerStats>,
     /// Messages waiting: parked while no worker was up, or in the shared
     /// queue.

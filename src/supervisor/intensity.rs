@@ -80,6 +80,12 @@ impl RestartWindow {
         Ok(())
     }
 
+    /// Forgets every restart: a new incarnation of a supervisor starts with
+    /// its full intensity, as in OTP.
+    pub fn clear(&mut self) {
+        self.stamps.clear();
+    }
+
     /// How many restarts are inside the window ending at `now`.
     #[must_use]
     pub fn restarts_in_window(&self, now: Instant) -> usize {
@@ -154,6 +160,16 @@ mod tests {
             window.add_restart(t0 + secs(5)).is_err(),
             "t0 is still inside [t0, t0+5s]"
         );
+    }
+
+    #[test]
+    fn a_cleared_window_allows_the_full_intensity_again() {
+        let t0 = Instant::now();
+        let mut window = RestartWindow::new(1, secs(5));
+        window.add_restart(t0).unwrap();
+        window.clear();
+        assert!(window.add_restart(t0 + secs(1)).is_ok());
+        assert!(window.add_restart(t0 + secs(2)).is_err());
     }
 
     #[test]
