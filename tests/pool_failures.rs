@@ -1125,3 +1125,139 @@ async fn a_failed_worker_keeps_its_mailbox_and_handles_it_after_its_backoff() {
     assert_eq!(dead.count(), 1, "only the failed message is lost");
     stop(pool).await;
 }
+
+// ---------------------------------------------------------------------------
+// Messages outside the pool's books, and a shrink that has to kill
+
+/// Sends itself one extra message per job, outside the pool's books.
+#[derive(Clone)]
+struct SelfCaster {
+    handled: Arc<AtomicU64>,
+}
+
+/// A job, or the worker's own follow-up.
+enum Echo {
+    Job,
+    FollowUp,
+}
+
+impl Actor for SelfCaster {
+    type Msg = Echo;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Echo>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Echo>,
+        msg: Echo,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if let Echo::Job = msg {
+            let _ = myself.cast(Echo::FollowUp);
+        }
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_casts_by_a_worker_never_corrupt_the_in_flight_count_and_stop_returns() {
+    let handled = Arc::new(AtomicU64::new(0));
+    let pool = Pool::builder(
+        SelfCaster {
+            handled: handled.clone(),
+        },
+        |_| (),
+    )
+    .size(2)
+    .routing(Routing::LeastLoaded)
+    .spawn(None)
+    .await
+    .expect("the pool starts");
+    for _ in 0..50 {
+        pool.cast(Echo::Job).map_err(|_| "stopped").unwrap();
+    }
+    within(
+        Duration::from_secs(10),
+        "jobs and follow-ups are handled",
+        || handled.load(Ordering::SeqCst) == 100,
+    )
+    .await;
+    for w in pool.stats().workers {
+        assert_eq!(
+            w.in_flight, 0,
+            "uncounted self-casts leave the in-flight count at zero, never wrapped"
+        );
+    }
+    let dead = pool.stats().dead_letters;
+    stop(pool).await;
+    assert_eq!(dead, 0, "nothing was lost");
+}
+
+/// Takes 50 ms per job, so a shrink with a short shutdown limit must kill it.
+#[derive(Clone)]
+struct Slow {
+    handled: Arc<AtomicU64>,
+}
+
+impl Actor for Slow {
+    type Msg = u32;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<u32>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: ActorRef<u32>, _: u32, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shrink_that_must_kill_a_busy_worker_reports_its_mailbox_as_dead_letters() {
+    let handled = Arc::new(AtomicU64::new(0));
+    let dead = DeadLetters::default();
+    let pool = Pool::builder(
+        Slow {
+            handled: handled.clone(),
+        },
+        |_| (),
+    )
+    .size(2)
+    .shutdown(ractor_otp::Shutdown::Timeout(Duration::from_millis(120)))
+    .dead_letters(dead.handler())
+    .spawn(None)
+    .await
+    .expect("the pool starts");
+    let sent = 40;
+    for n in 0..sent {
+        pool.cast(n).unwrap();
+    }
+    pool.resize(1).await.expect("the pool shrinks");
+    within(
+        Duration::from_secs(60),
+        "the remaining worker finishes",
+        || handled.load(Ordering::SeqCst) + dead.count() == u64::from(sent),
+    )
+    .await;
+    assert!(
+        dead.count() > 0,
+        "worker 1 could not finish 20 jobs of 50 ms within 120 ms, so it was killed"
+    );
+    assert!(
+        dead.letters()
+            .iter()
+            .all(|(worker, reason, _)| *worker == Some(1)
+                && *reason == DeadLetterReason::WorkerKilled),
+        "every lost job is reported as killed at worker 1: {:?}",
+        dead.letters()
+    );
+    stop(pool).await;
+}

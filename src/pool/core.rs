@@ -89,24 +89,54 @@ impl<M: Message> Worker<M> {
 
     /// Casts into the running incarnation, counting the message in flight;
     /// hands it back (and marks the worker down) if it was refused.
+    ///
+    /// The whole sequence holds the `actor` read lock, and every change of
+    /// incarnation (`attach`, `detach`) takes the write lock, so a refusal
+    /// by a dead incarnation can neither be counted as lost by the next one
+    /// nor mark the next one down.
     pub(crate) fn try_cast(&self, message: M) -> Result<(), Option<M>> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let refused = {
-            let actor = lock!(self.actor.read());
-            match actor.as_ref() {
-                Some(actor) => match actor.cast(message) {
-                    Ok(()) => return Ok(()),
-                    Err(MessagingErr::SendErr(message)) => Some(message),
-                    // A typed cast reports a refusal with the message; the
-                    // other variants cannot carry it.
-                    Err(MessagingErr::ChannelClosed | MessagingErr::InvalidActorType) => None,
-                },
-                None => Some(message),
-            }
+        let actor = lock!(self.actor.read());
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let refused = match actor.as_ref() {
+            Some(actor) => match actor.cast(message) {
+                Ok(()) => return Ok(()),
+                Err(MessagingErr::SendErr(message)) => Some(message),
+                // A typed cast reports a refusal with the message; the
+                // other variants cannot carry it.
+                Err(MessagingErr::ChannelClosed | MessagingErr::InvalidActorType) => None,
+            },
+            None => Some(message),
         };
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.finish_one();
         self.up.store(false, Ordering::Release);
         Err(refused)
+    }
+
+    /// One counted message is finished (handled, re-routed or refused).
+    /// Saturates at zero: a message cast to the worker directly (a
+    /// self-cast, a timer) was never counted.
+    pub(crate) fn finish_one(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    /// A new incarnation takes this position; returns how many messages the
+    /// previous one still counted (they died with its mailbox).
+    pub(crate) fn attach(&self, actor: ActorRef<M>) -> u64 {
+        let mut current = lock!(self.actor.write());
+        *current = Some(actor);
+        self.in_flight.swap(0, Ordering::AcqRel)
+    }
+
+    /// The incarnation is gone; returns how many messages it still counted.
+    pub(crate) fn detach(&self) -> u64 {
+        let mut current = lock!(self.actor.write());
+        self.up.store(false, Ordering::Release);
+        *current = None;
+        self.in_flight.swap(0, Ordering::AcqRel)
     }
 }
 
@@ -233,6 +263,9 @@ impl<M: Message> PoolCore<M> {
         if self.is_shared_queue() {
             lock!(self.queue.lock()).push(message, cost);
             self.kick();
+            if self.is_stopped() {
+                self.dead_letter_leftovers();
+            }
             return;
         }
         if let Err(message) = self.try_dispatch(message, key) {
@@ -312,6 +345,12 @@ impl<M: Message> PoolCore<M> {
             };
             if let Err(message) = self.try_dispatch(message, None) {
                 lock!(self.pending.lock()).push_front(message);
+                // A worker may have come up (and found nothing to flush)
+                // while we held the message. Each refusal marks a worker
+                // down, so this ends.
+                if self.any_up() {
+                    continue;
+                }
                 return;
             }
         }
@@ -356,14 +395,18 @@ impl<M: Message> PoolCore<M> {
     /// Shared-queue mode, called by a worker that finished a job: take the
     /// next one into its own mailbox, or become idle.
     pub(crate) fn pull_next(&self, worker: &Worker<M>, myself: &ActorRef<M>) {
+        if worker.retiring.load(Ordering::Acquire) {
+            // Being removed: take no more work.
+            return;
+        }
         loop {
             let job = lock!(self.queue.lock()).pop_with_cost();
             match job {
                 Some((job, cost)) => {
-                    worker.in_flight.fetch_add(1, Ordering::Relaxed);
+                    worker.in_flight.fetch_add(1, Ordering::AcqRel);
                     if let Err(MessagingErr::SendErr(job)) = myself.cast(job) {
                         // Draining: give it back for another worker.
-                        worker.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        worker.finish_one();
                         lock!(self.queue.lock()).push_front(job, cost);
                         self.kick();
                     }
@@ -407,7 +450,13 @@ impl<M: Message> PoolCore<M> {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(worker = ?letter.worker, reason = %letter.reason, "pool dead letter");
         if let Some(handler) = &self.dead_letter_handler {
-            handler(letter);
+            // A panicking handler must not cut short the bookkeeping that
+            // called it (a stop reporting many letters, a worker failing).
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(letter)));
+            if outcome.is_err() {
+                tracing::error!("the pool's dead-letter handler panicked");
+            }
         }
     }
 
@@ -436,10 +485,10 @@ impl<M: Message> PoolCore<M> {
     /// everything still counted in a worker's flight, is a dead letter.
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        for worker in lock!(self.workers.read()).iter() {
-            worker.up.store(false, Ordering::Release);
-            *lock!(worker.actor.write()) = None;
-            let lost = worker.in_flight.swap(0, Ordering::AcqRel);
+        // A copy, so that the dead-letter handler runs without our locks.
+        let workers: Vec<Arc<Worker<M>>> = lock!(self.workers.read()).clone();
+        for worker in workers {
+            let lost = worker.detach();
             self.report_lost(worker.index, lost, &DeadLetterReason::PoolStopped);
         }
         self.dead_letter_leftovers();
@@ -461,6 +510,26 @@ impl<M: Message> PoolCore<M> {
                 reason: DeadLetterReason::PoolStopped,
                 message: Some(message),
             });
+        }
+    }
+
+    /// Whether the routing fits `size` workers (the hash ring's bound).
+    pub(crate) fn check_size(&self, size: usize) -> Result<(), crate::pool::PoolError> {
+        match &self.router {
+            Router::Hash {
+                vnodes,
+                load_factor,
+                ..
+            } => Routing::ConsistentHash {
+                vnodes: *vnodes,
+                load_factor: *load_factor,
+            }
+            .validate(size),
+            Router::RoundRobin(_)
+            | Router::Random
+            | Router::Weighted(_)
+            | Router::LeastLoaded
+            | Router::Shared => Ok(()),
         }
     }
 

@@ -9,9 +9,10 @@ use ractor::{ActorCell, Message, RpcReplyPort};
 
 use crate::pool::builder::{worker_id, WorkerSpecFn};
 use crate::pool::core::{lock, PoolCore, Worker};
+use crate::pool::error::DeadLetterReason;
 use crate::pool::error::{PoolCallError, PoolError, PoolStopped};
 use crate::pool::routing::hash_key;
-use crate::supervisor::{ChildStatus, SupervisorRef};
+use crate::supervisor::{ChildStatus, SupervisorError, SupervisorRef};
 
 /// A handle to a pool; clones share it. Routing happens here, on the
 /// caller's side, straight into the chosen worker's mailbox.
@@ -181,6 +182,7 @@ impl<M: Message> PoolRef<M> {
         if self.weighted {
             return Err(PoolError::WeightedResize);
         }
+        self.core.check_size(workers)?;
         let _serial = self.core.resize_lock.lock().await;
         let sup = self.supervisor()?;
         let current = self.core.size();
@@ -199,12 +201,27 @@ impl<M: Message> PoolRef<M> {
             }
         } else {
             for index in (workers..current).rev() {
-                if let Some(worker) = self.core.worker(index) {
+                let worker = self.core.worker(index);
+                if let Some(worker) = &worker {
                     worker.retiring.store(true, Ordering::Release);
                 }
                 let id = worker_id(index);
-                sup.terminate_child(&id).await?;
-                sup.delete_child(&id).await?;
+                // A temporary worker that ended is already gone: fine.
+                match sup.terminate_child(&id).await {
+                    Ok(()) | Err(SupervisorError::NotFound(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
+                match sup.delete_child(&id).await {
+                    Ok(()) | Err(SupervisorError::NotFound(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
+                // A worker that did not finish its mailbox within its
+                // shutdown limit was killed with it: report what it held.
+                if let Some(worker) = worker {
+                    let lost = worker.detach();
+                    self.core
+                        .report_lost(index, lost, &DeadLetterReason::WorkerKilled);
+                }
                 lock!(self.core.workers.write()).truncate(index);
                 self.core.resize_router(index);
             }

@@ -39,6 +39,11 @@ use rand::Rng;
 
 use crate::pool::error::PoolError;
 
+/// Most virtual nodes per worker on a hash ring.
+pub const MAX_VNODES: usize = 10_000;
+/// Most points on a hash ring (workers × vnodes), to bound its memory.
+pub const MAX_RING_POINTS: usize = 1 << 24;
+
 /// How a pool chooses the worker for each message.
 ///
 /// | routing | best for |
@@ -102,6 +107,14 @@ impl Routing {
                 "{} weights for {size} workers: give exactly one weight per worker",
                 weights.len()
             )),
+            Routing::ConsistentHash { vnodes, .. } if *vnodes > MAX_VNODES => invalid(format!(
+                "{vnodes} vnodes is more than the {MAX_VNODES} allowed (100-200 spread keys evenly)"
+            )),
+            Routing::ConsistentHash { vnodes, .. } if vnodes.saturating_mul(size) > MAX_RING_POINTS => {
+                invalid(format!(
+                    "{size} workers × {vnodes} vnodes exceeds {MAX_RING_POINTS} ring points; use fewer vnodes"
+                ))
+            }
             Routing::ConsistentHash { vnodes: 0, .. } => {
                 invalid("vnodes must be at least 1 (100-200 spread keys evenly)".into())
             }
@@ -371,13 +384,13 @@ impl HashRing {
         for i in 0..loads.len().min(self.workers) {
             if loads.is_up(i) {
                 up += 1;
-                total += loads.in_flight(i);
+                total = total.saturating_add(loads.in_flight(i));
             }
         }
         if up == 0 {
             return 0;
         }
-        let average = (total + 1) as f64 / up as f64;
+        let average = total.saturating_add(1) as f64 / up as f64;
         ((1.0 + self.load_factor) * average).ceil() as u64
     }
 }

@@ -169,16 +169,14 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
             .ok_or_else(|| format!("pool worker {} was removed by a resize", self.index))?;
         let args = (self.args)(self.index);
         let inner = self.inner.pre_start(myself.clone(), args).await?;
-        // Whatever a previous actor at this position still counted in flight
-        // died in its mailbox (it was killed): say so.
-        let lost = worker.in_flight.swap(0, Ordering::AcqRel);
+        // Routable from now on, so that a pool is fully usable when `spawn`
+        // returns: ractor queues what arrives before `post_start` and
+        // handles it after. Whatever a previous actor at this position
+        // still counted died in its mailbox (it was killed): say so.
+        let lost = worker.attach(myself);
         self.core
             .report_lost(self.index, lost, &DeadLetterReason::WorkerKilled);
         worker.starts.fetch_add(1, Ordering::Relaxed);
-        // Routable from now on, so that a pool is fully usable when `spawn`
-        // returns: ractor queues what arrives before `post_start` and
-        // handles it after.
-        *lock!(worker.actor.write()) = Some(myself);
         self.core.worker_up(&worker);
         Ok(WorkerState {
             inner,
@@ -206,7 +204,7 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
         let worker = state.worker.clone();
         if state.failure.is_some() {
             // Draining after giving up: this message was queued for us.
-            worker.in_flight.fetch_sub(1, Ordering::AcqRel);
+            worker.finish_one();
             self.core.redispatch(message);
             return Ok(());
         }
@@ -215,7 +213,7 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
             AssertUnwindSafe(self.inner.handle(myself.clone(), message, &mut state.inner))
                 .catch_unwind()
                 .await;
-        worker.in_flight.fetch_sub(1, Ordering::AcqRel);
+        worker.finish_one();
         let failure = match outcome {
             Ok(Ok(())) => {
                 worker.processed.fetch_add(1, Ordering::Relaxed);
@@ -268,17 +266,15 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
         myself: ActorRef<A::Msg>,
         state: &mut WorkerState<A>,
     ) -> Result<(), ActorProcessingErr> {
-        let worker = &state.worker;
-        worker.up.store(false, Ordering::Release);
-        *lock!(worker.actor.write()) = None;
-        if let Some(failure) = state.failure.take() {
-            return Err(failure.into());
-        }
         // A graceful stop drains the mailbox first; anything still counted
         // was dropped by a `stop` the worker asked for itself.
-        let lost = worker.in_flight.swap(0, Ordering::AcqRel);
+        let lost = state.worker.detach();
         self.core
             .report_lost(self.index, lost, &DeadLetterReason::WorkerStopped);
+        if let Some(failure) = state.failure.take() {
+            // As ractor after a failure: the user's post_stop does not run.
+            return Err(failure.into());
+        }
         self.inner.post_stop(myself, &mut state.inner).await
     }
 }

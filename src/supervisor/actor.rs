@@ -344,6 +344,16 @@ impl Actor for SupervisorActor {
     }
 }
 
+impl Drop for State {
+    /// A supervisor that is killed never reaches `post_stop`; its on-stop
+    /// hook (the pool reporting what it still held) runs here instead.
+    fn drop(&mut self) {
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop();
+        }
+    }
+}
+
 impl State {
     /// The span every event of this supervisor is recorded in.
     fn span(&self) -> tracing::Span {

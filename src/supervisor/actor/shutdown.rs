@@ -45,7 +45,7 @@ impl State {
                 while set.join_next().await.is_some() {}
             }
         }
-        if let Some(on_stop) = &self.on_stop {
+        if let Some(on_stop) = self.on_stop.take() {
             on_stop();
         }
     }
