@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_otp::{
     Backoff, ChildSpec, ChildStatus, DeadLetter, DeadLetterReason, Pool, PoolCallError, PoolError,
     PoolRef, PoolStopped, Routing, Strategy, SupervisorSpec,
 };
 use tokio::time::Instant;
 
-use common::{wait_until, Linked};
+use common::{wait_until, Linked, Log, Parent};
 
 // ---------------------------------------------------------------------------
 // Expected panics
@@ -571,47 +571,14 @@ async fn handled(journal: &Journal, count: usize) {
 // ---------------------------------------------------------------------------
 // Escalation
 
-/// A parent that records how the actors it links end.
-#[derive(Clone, Default)]
-struct Watcher {
-    exits: Arc<Mutex<Vec<String>>>,
-}
-
-impl Actor for Watcher {
-    type Msg = ();
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<()>,
-        event: SupervisionEvent,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        let exit = match event {
-            SupervisionEvent::ActorTerminated(_, _, reason) => {
-                format!("exit:{}", reason.as_deref().unwrap_or("normal"))
-            }
-            SupervisionEvent::ActorFailed(_, err) => format!("failed:{err}"),
-            _ => return Ok(()),
-        };
-        self.exits.lock().unwrap().push(exit);
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_pool_whose_workers_crash_loop_fails_with_max_restart_intensity() {
     let journal = Journal::default();
     let dead = DeadLetters::default();
-    let watcher = Watcher::default();
-    let (parent, _) = Actor::spawn(None, watcher.clone(), ())
+    let exits_log = Log::new();
+    let (parent, _) = Actor::spawn(None, Parent::new(&exits_log), ())
         .await
-        .expect("the watcher starts");
+        .expect("the recording parent starts");
     let pool = obedient(&journal, 2)
         .intensity(2, Duration::from_secs(10))
         .dead_letters(dead.handler())
@@ -624,11 +591,11 @@ async fn a_pool_whose_workers_crash_loop_fails_with_max_restart_intensity() {
         pool.cast(Cmd::Fail).expect("the pool runs");
     }
     wait_until("the parent sees the pool end", || async {
-        !watcher.exits.lock().unwrap().is_empty()
+        !exits_log.events().is_empty()
     })
     .await;
 
-    let exits = watcher.exits.lock().unwrap().clone();
+    let exits = exits_log.events();
     assert_eq!(exits.len(), 1, "the pool ends exactly once: {exits:?}");
     assert!(
         exits[0].starts_with("failed:") && exits[0].contains("max restart intensity"),

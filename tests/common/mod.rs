@@ -218,6 +218,15 @@ pub struct Parent {
     exits: Log,
 }
 
+impl Parent {
+    /// A parent that records into `exits`.
+    pub fn new(exits: &Log) -> Self {
+        Self {
+            exits: exits.clone(),
+        }
+    }
+}
+
 impl Actor for Parent {
     type Msg = ();
     type State = ();
