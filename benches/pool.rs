@@ -1,2 +1,350 @@
-//! Pool benchmarks (being written).
-fn main() {}
+//! Criterion benchmarks of the pool, each next to a ractor baseline measured
+//! in the same group (see `BENCHMARKS.md`):
+//!
+//! 1. `pool_throughput`: batches of [`BATCH`] trivial jobs (each increments
+//!    a shared counter) through a pool of [`WORKERS`] workers under
+//!    `RoundRobin`, `LeastLoaded` and `SharedQueue(Fifo)`, vs ractor's
+//!    `factory` with the same job and worker count under `QueuerRouting`
+//!    (the factory queues, idle workers take the next job) and
+//!    `RoundRobinRouting` (pushed to the workers' mailboxes). A round is
+//!    timed from its first send until the counter shows every job handled;
+//! 2. `router_decision`: one decision of each pure router on 8 workers
+//!    (no actors, no locks): `RoundRobin::choose`, `routing::random`,
+//!    `SmoothWeighted::choose`, `HashRing::choose` (hashing the key with
+//!    `hash_key` included) and `power_of_two_choices`.
+//!
+//! Bench 1 runs on one multi-thread tokio runtime with 2 workers, and the
+//! measured code runs as a task on that runtime (not on the bench thread),
+//! baselines included.
+//!
+//! Run with `cargo bench --bench pool`.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use ractor::factory::{
+    queues::DefaultQueue,
+    routing::{QueuerRouting, RoundRobinRouting, Router},
+    worker_builder, Factory, FactoryArguments, FactoryMessage, FactoryRef, Job, WorkerId,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_otp::pool::routing::{self, hash_key, HashRing, RoundRobin, SmoothWeighted, WorkerLoad};
+use ractor_otp::{Pool, PoolRef, QueueOrder, Routing};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+/// Jobs per round of the throughput bench.
+const BATCH: u64 = 10_000;
+/// Workers in every pool and factory of the throughput bench.
+const WORKERS: usize = 4;
+/// Upper bound on polls while waiting for a round to be handled.
+const MAX_POLLS: u64 = 100_000_000;
+
+// ---------------------------------------------------------------------------
+// Workers
+
+/// The trivial job, the same for the pool and the factory.
+struct Tick;
+
+/// Pool worker: counts each job in a counter shared with the bench.
+#[derive(Clone)]
+struct PoolCounter(Arc<AtomicU64>);
+
+impl Actor for PoolCounter {
+    type Msg = Tick;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Tick>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Tick>,
+        _: Tick,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Factory worker: the same job as [`PoolCounter`], behind ractor's
+/// `factory::Worker` trait (a separate type: the trait has a blanket
+/// `Actor` impl).
+struct FactoryCounter(Arc<AtomicU64>);
+
+impl ractor::factory::Worker for FactoryCounter {
+    type Key = ();
+    type Message = Tick;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: WorkerId,
+        _: &ActorRef<FactoryMessage<(), Tick>>,
+        _: (),
+    ) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: WorkerId,
+        _: &ActorRef<FactoryMessage<(), Tick>>,
+        _: Job<(), Tick>,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        // The job's key, `()`, handed back to the factory.
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// The runtime of the throughput bench: multi-thread, 2 workers (the
+/// machine's cores).
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs `rounds` as a task on `rt` and returns the time it measured.
+fn on_runtime<F>(rt: &Runtime, rounds: F) -> Duration
+where
+    F: Future<Output = Duration> + Send + 'static,
+{
+    rt.block_on(async move { tokio::spawn(rounds).await.expect("bench task panicked") })
+}
+
+/// Yields until `counter` reaches `target`; panics after [`MAX_POLLS`].
+async fn wait_for(counter: &AtomicU64, target: u64) {
+    for _ in 0..MAX_POLLS {
+        if counter.load(Ordering::Relaxed) >= target {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!(
+        "only {} of {target} jobs handled",
+        counter.load(Ordering::Relaxed)
+    );
+}
+
+/// `iters` rounds of [`BATCH`] sends through `send`, each timed until
+/// `counter` shows every job of the round handled.
+async fn rounds<S>(counter: Arc<AtomicU64>, iters: u64, send: S) -> Duration
+where
+    S: Fn(),
+{
+    let start = Instant::now();
+    for _ in 0..iters {
+        let target = counter.load(Ordering::Relaxed) + BATCH;
+        for _ in 0..BATCH {
+            send();
+        }
+        wait_for(&counter, target).await;
+    }
+    start.elapsed()
+}
+
+/// `iters` rounds through a pool.
+async fn pool_rounds(pool: PoolRef<Tick>, counter: Arc<AtomicU64>, iters: u64) -> Duration {
+    rounds(counter, iters, || {
+        assert!(pool.cast(Tick).is_ok(), "pool refused a cast");
+    })
+    .await
+}
+
+/// `iters` rounds through a ractor factory.
+async fn factory_rounds(
+    factory: FactoryRef<(), Tick>,
+    counter: Arc<AtomicU64>,
+    iters: u64,
+) -> Duration {
+    rounds(counter, iters, || {
+        assert!(factory.dispatch((), Tick).is_ok(), "factory refused a job");
+    })
+    .await
+}
+
+/// A pool of [`WORKERS`] counters under `routing`, and its counter.
+async fn spawn_pool(routing: Routing) -> (PoolRef<Tick>, Arc<AtomicU64>) {
+    let counter = Arc::new(AtomicU64::new(0));
+    let pool = Pool::builder(PoolCounter(counter.clone()), |_| ())
+        .size(WORKERS)
+        .routing(routing)
+        .spawn(None)
+        .await
+        .expect("pool");
+    (pool, counter)
+}
+
+/// A ractor factory of [`WORKERS`] counters under router `R` with the
+/// default queue, its join handle and its counter.
+async fn spawn_factory<R>(router: R) -> (FactoryRef<(), Tick>, JoinHandle<()>, Arc<AtomicU64>)
+where
+    R: Router<(), Tick>,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let worker_counter = counter.clone();
+    let definition = Factory::<(), Tick, (), FactoryCounter, R, DefaultQueue<(), Tick>>::default();
+    let arguments = FactoryArguments::builder()
+        .worker_builder(Box::new(worker_builder(move |_| {
+            (FactoryCounter(worker_counter.clone()), ())
+        })))
+        .num_initial_workers(WORKERS)
+        .router(router)
+        .queue(DefaultQueue::default())
+        .build();
+    let (factory, join) = Actor::spawn(None, definition, arguments)
+        .await
+        .expect("factory");
+    (factory, join, counter)
+}
+
+// ---------------------------------------------------------------------------
+// 1. Throughput
+
+/// Bench 1: pool throughput under three routings vs ractor's factory under
+/// two, same job and worker count.
+fn bench_throughput(c: &mut Criterion, rt: &Runtime) {
+    let pools: Vec<(&str, PoolRef<Tick>, Arc<AtomicU64>)> = [
+        ("pool_round_robin", Routing::RoundRobin),
+        ("pool_least_loaded", Routing::LeastLoaded),
+        (
+            "pool_shared_queue_fifo",
+            Routing::SharedQueue(QueueOrder::Fifo),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, routing)| {
+        let (pool, counter) = rt.block_on(spawn_pool(routing));
+        (name, pool, counter)
+    })
+    .collect();
+    let (queuer, queuer_join, queuer_counter) =
+        rt.block_on(spawn_factory(QueuerRouting::<(), Tick>::default()));
+    let (round_robin, round_robin_join, round_robin_counter) =
+        rt.block_on(spawn_factory(RoundRobinRouting::<(), Tick>::default()));
+
+    let mut group = c.benchmark_group("pool_throughput");
+    group
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(BATCH));
+    group.bench_function(BenchmarkId::new("factory_queuer", BATCH), |b| {
+        b.iter_custom(|iters| {
+            on_runtime(
+                rt,
+                factory_rounds(queuer.clone(), queuer_counter.clone(), iters),
+            )
+        });
+    });
+    group.bench_function(BenchmarkId::new("factory_round_robin", BATCH), |b| {
+        b.iter_custom(|iters| {
+            on_runtime(
+                rt,
+                factory_rounds(round_robin.clone(), round_robin_counter.clone(), iters),
+            )
+        });
+    });
+    for (name, pool, counter) in &pools {
+        group.bench_function(BenchmarkId::new(*name, BATCH), |b| {
+            b.iter_custom(|iters| {
+                on_runtime(rt, pool_rounds(pool.clone(), counter.clone(), iters))
+            });
+        });
+    }
+    group.finish();
+
+    rt.block_on(async {
+        for (_, pool, _) in &pools {
+            pool.stop().await.expect("stop pool");
+        }
+        for factory in [&queuer, &round_robin] {
+            factory
+                .stop_and_wait(None, None)
+                .await
+                .expect("stop factory");
+        }
+        for join in [queuer_join, round_robin_join] {
+            join.await.expect("factory task");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 2. Router decisions
+
+/// Eight workers, all up, with uneven messages in flight (the load-aware
+/// routers compare them; the hash ring's bound is 2, so the two workers
+/// holding 3 pass their keys on).
+fn loads() -> [WorkerLoad; 8] {
+    [2, 0, 1, 3, 0, 2, 1, 3].map(WorkerLoad::up)
+}
+
+/// Bench 2: one decision of each pure router on [`loads`].
+fn bench_routers(c: &mut Criterion) {
+    let loads = loads();
+    let loads: &[WorkerLoad] = &loads;
+
+    let mut group = c.benchmark_group("router_decision");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+
+    let round_robin = RoundRobin::new();
+    group.bench_function("round_robin", |b| {
+        b.iter(|| round_robin.choose(black_box(loads)));
+    });
+
+    let mut rng = rand::rng();
+    group.bench_function("random", |b| {
+        b.iter(|| routing::random(black_box(loads), &mut rng));
+    });
+
+    let mut weighted = SmoothWeighted::new(&[5, 1, 1, 2, 3, 1, 4, 1]);
+    group.bench_function("smooth_weighted", |b| {
+        b.iter(|| weighted.choose(black_box(loads)));
+    });
+
+    let ring = HashRing::new(loads.len(), 160, 0.25);
+    let mut key = 0u64;
+    group.bench_function("hash_ring_160_vnodes", |b| {
+        b.iter(|| {
+            key = key.wrapping_add(1);
+            ring.choose(hash_key(&black_box(key)), black_box(loads))
+        });
+    });
+
+    group.bench_function("power_of_two_choices", |b| {
+        b.iter(|| routing::power_of_two_choices(black_box(loads), &mut rng));
+    });
+    group.finish();
+}
+
+/// Runs the two bench groups (what `criterion_main!` would do, written out
+/// so that every item is documented).
+fn main() {
+    let rt = runtime();
+    let mut c = Criterion::default().configure_from_args();
+    bench_throughput(&mut c, &rt);
+    bench_routers(&mut c);
+    c.final_summary();
+}
