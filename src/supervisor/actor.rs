@@ -159,6 +159,8 @@ pub(crate) struct State {
     pending: Option<JoinHandle<()>>,
     /// Run after the children have stopped for good.
     on_stop: Option<OnStop>,
+    /// The span of every event of this supervisor, built once.
+    span: tracing::Span,
 }
 
 // ---------------------------------------------------------------------------
@@ -232,7 +234,9 @@ impl Actor for SupervisorActor {
         let label = myself
             .get_name()
             .unwrap_or_else(|| format!("supervisor-{}", myself.get_id()));
+        let span = tracing::info_span!("supervisor", name = %label);
         let mut state = State {
+            span,
             label,
             myself,
             strategy: args.strategy,
@@ -357,7 +361,7 @@ impl Drop for State {
 impl State {
     /// The span every event of this supervisor is recorded in.
     fn span(&self) -> tracing::Span {
-        tracing::info_span!("supervisor", name = %self.label)
+        self.span.clone()
     }
 
     /// Acts on an [`Exit`]: stops the children and makes the actor end.

@@ -32,7 +32,7 @@ pub(crate) enum ChildState {
 pub(crate) struct Child {
     pub(crate) spec: ChildSpec,
     /// Published to `ChildRef`s; set by the start function, cleared on exit.
-    pub(crate) slot: Arc<dyn ErasedSlot>,
+    pub(crate) slot: Option<Arc<dyn ErasedSlot>>,
     pub(crate) state: ChildState,
     /// Backoff delays already waited in the current run of failures; back
     /// to 0 after a run of at least the backoff's reset interval.
@@ -87,14 +87,13 @@ impl Children {
     }
 
     /// Adds a child at the end of the start order, in state `Stopped`, with
-    /// the given slot or a fresh one.
+    /// the given slot (none for a dynamic child: nothing reads it).
     pub(crate) fn push(&mut self, spec: ChildSpec, slot: Option<Arc<dyn ErasedSlot>>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.unique_ids {
             self.by_id.insert(spec.id.clone(), seq);
         }
-        let slot = slot.unwrap_or_else(|| (spec.new_slot)());
         self.order.insert(
             seq,
             Child {
@@ -116,7 +115,9 @@ impl Children {
         if self.unique_ids {
             self.by_id.remove(&child.spec.id);
         }
-        child.slot.clear();
+        if let Some(slot) = &child.slot {
+            slot.clear();
+        }
         Some(child)
     }
 
@@ -148,7 +149,11 @@ impl Children {
             ChildState::Running(cell) | ChildState::Stopping(cell) => {
                 self.by_actor.insert(cell.get_id(), seq);
             }
-            ChildState::Restarting | ChildState::Stopped => child.slot.clear(),
+            ChildState::Restarting | ChildState::Stopped => {
+                if let Some(slot) = &child.slot {
+                    slot.clear();
+                }
+            }
         }
         child.state = state;
     }

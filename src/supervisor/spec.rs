@@ -107,7 +107,8 @@ pub(crate) type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, Spaw
 
 /// Starts a new incarnation of a child linked to the given supervisor, and
 /// publishes its typed reference in the given slot.
-pub(crate) type StartFn = Arc<dyn Fn(ActorCell, Arc<dyn ErasedSlot>) -> StartFuture + Send + Sync>;
+pub(crate) type StartFn =
+    Arc<dyn Fn(ActorCell, Option<Arc<dyn ErasedSlot>>) -> StartFuture + Send + Sync>;
 
 /// How to start, restart and stop one child (OTP's child specification).
 ///
@@ -254,16 +255,18 @@ impl ChildSpec {
         S: Fn(ActorCell) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ActorRef<M>, SpawnErr>> + Send + 'static,
     {
-        let start: StartFn = Arc::new(move |parent: ActorCell, slot: Arc<dyn ErasedSlot>| {
-            let started = start(parent);
-            Box::pin(async move {
-                let actor = started.await?;
-                if let Ok(slot) = slot.into_any().downcast::<Slot<M>>() {
-                    slot.set(actor.clone());
-                }
-                Ok(actor.get_cell())
-            }) as StartFuture
-        });
+        let start: StartFn = Arc::new(
+            move |parent: ActorCell, slot: Option<Arc<dyn ErasedSlot>>| {
+                let started = start(parent);
+                Box::pin(async move {
+                    let actor = started.await?;
+                    if let Some(Ok(slot)) = slot.map(|s| s.into_any().downcast::<Slot<M>>()) {
+                        slot.set(actor.clone());
+                    }
+                    Ok(actor.get_cell())
+                }) as StartFuture
+            },
+        );
         let shutdown = match kind {
             ChildKind::Worker => Shutdown::Timeout(DEFAULT_WORKER_SHUTDOWN),
             ChildKind::Supervisor => Shutdown::Infinity,

@@ -5,7 +5,7 @@ use ractor::ActorCell;
 
 use super::{Mode, State};
 use crate::exit::SHUTDOWN_REASON;
-use crate::supervisor::children::ChildState;
+use crate::supervisor::children::{ChildState, Children};
 use crate::supervisor::spec::{Shutdown, StopPolicy};
 
 impl State {
@@ -17,30 +17,34 @@ impl State {
         }
         self.op = None;
         self.queued.clear();
-        let mut to_stop = Vec::new();
-        for seq in self.children.seqs().into_iter().rev() {
-            if let Some(child) = self.children.get(seq) {
-                if let Some(cell) = child.cell() {
-                    to_stop.push((
-                        child.spec.id.clone(),
-                        cell.clone(),
-                        child.spec.stop_policy(),
-                    ));
-                }
-            }
-            self.children.set_state(seq, ChildState::Stopped);
-        }
         match self.mode {
             Mode::Static => {
-                for (id, cell, shutdown) in to_stop {
-                    stop_child(&cell, shutdown).await;
-                    tracing::debug!(supervisor = %self.label, child = %id, "child shut down");
+                for seq in self.children.seqs().into_iter().rev() {
+                    let Some(child) = self.children.get(seq) else {
+                        continue;
+                    };
+                    let stopping = child
+                        .cell()
+                        .cloned()
+                        .map(|cell| (cell, child.spec.stop_policy()));
+                    // Forget the incarnation first: its exit event is stale.
+                    self.children.set_state(seq, ChildState::Stopped);
+                    if let Some((cell, policy)) = stopping {
+                        stop_child(&cell, policy).await;
+                        tracing::debug!(supervisor = %self.label, child = %self.children.get(seq).map_or("", |c| c.spec.id.as_str()), "child shut down");
+                    }
                 }
             }
             Mode::Dynamic { .. } => {
+                // All at once; the table is dropped with the supervisor, so
+                // take it whole instead of updating it child by child.
+                let children = std::mem::replace(&mut self.children, Children::new(false));
                 let mut set = tokio::task::JoinSet::new();
-                for (_, cell, shutdown) in to_stop {
-                    set.spawn(async move { stop_child(&cell, shutdown).await });
+                for (_, child) in children.iter() {
+                    if let Some(cell) = child.cell() {
+                        let (cell, policy) = (cell.clone(), child.spec.stop_policy());
+                        set.spawn(async move { stop_child(&cell, policy).await });
+                    }
                 }
                 while set.join_next().await.is_some() {}
             }
