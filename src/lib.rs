@@ -70,6 +70,16 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// Takes a std lock, recovering it if a holder panicked (visible to every
+/// module below by textual scope): every structure
+/// behind our locks stays valid across a panic (each update is a single
+/// store, push or pop), so poisoning carries no information here.
+macro_rules! lock {
+    ($e:expr) => {
+        $e.unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+}
+
 pub mod exit;
 pub mod pool;
 pub mod supervisor;

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, Message};
 
-use crate::pool::core::{lock, CopyFn, DeadLetterFn, PoolCore};
+use crate::pool::core::{CopyFn, DeadLetterFn, PoolCore};
 use crate::pool::error::{DeadLetter, PoolError};
 use crate::pool::pool_ref::PoolRef;
 use crate::pool::routing::Routing;
 use crate::pool::worker::{ArgsFn, PoolWorker};
 use crate::supervisor::actor::{spawn_static, Nested, SharedSlots};
 use crate::supervisor::intensity::RestartWindow;
+use crate::supervisor::validate_period;
 use crate::supervisor::{
     Backoff, ChildKind, ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec,
     DEFAULT_DYNAMIC_INTENSITY, DEFAULT_DYNAMIC_PERIOD, DEFAULT_WORKER_SHUTDOWN,
@@ -126,14 +127,7 @@ impl<A: Actor + Clone> PoolBuilder<A> {
             return Err(PoolError::ZeroSize);
         }
         self.routing.validate(self.size)?;
-        if self.period.is_zero() {
-            return Err(crate::supervisor::SupervisorError::InvalidSpec {
-                child: None,
-                field: "period",
-                reason: "the restart period must be longer than zero".into(),
-            }
-            .into());
-        }
+        validate_period(self.period)?;
         Ok(())
     }
 

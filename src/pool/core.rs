@@ -29,15 +29,6 @@ pub(crate) type CopyFn<M> = fn(&M) -> M;
 /// The dead-letter handler.
 pub(crate) type DeadLetterFn<M> = Arc<dyn Fn(DeadLetter<M>) + Send + Sync>;
 
-/// Recovers poisoned locks: every structure behind them stays valid when a
-/// holder panics (each update is a single push, pop or store).
-macro_rules! lock {
-    ($e:expr) => {
-        $e.unwrap_or_else(|poisoned| poisoned.into_inner())
-    };
-}
-pub(crate) use lock;
-
 /// One worker position in the pool; outlives the worker's incarnations.
 pub(crate) struct Worker<M: Message> {
     pub(crate) index: usize,

@@ -21,13 +21,13 @@ pub enum PoolError {
     #[error("pool supervisor: {0}")]
     Supervisor(#[from] SupervisorError),
     /// The pool has stopped.
-    #[error("the pool has stopped")]
+    #[error("the pool has stopped; spawn a new one (a pool under a supervisor comes back when its parent restarts it)")]
     Stopped,
 }
 
 /// A message handed back because the pool has stopped.
 #[derive(PartialEq, Eq, thiserror::Error)]
-#[error("the pool has stopped; the message is returned")]
+#[error("the pool has stopped; the message is returned so it can be sent elsewhere")]
 pub struct PoolStopped<M>(pub M);
 
 impl<M> fmt::Debug for PoolStopped<M> {

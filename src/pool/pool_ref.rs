@@ -8,7 +8,7 @@ use std::time::Duration;
 use ractor::{ActorCell, Message, RpcReplyPort};
 
 use crate::pool::builder::{worker_id, WorkerSpecFn};
-use crate::pool::core::{lock, PoolCore, Worker};
+use crate::pool::core::{PoolCore, Worker};
 use crate::pool::error::DeadLetterReason;
 use crate::pool::error::{PoolCallError, PoolError, PoolStopped};
 use crate::pool::routing::hash_key;

@@ -33,8 +33,9 @@ use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::exit::ExitReason;
-use crate::pool::core::{lock, PoolCore, Worker};
+use crate::pool::core::{PoolCore, Worker};
 use crate::pool::{DeadLetter, DeadLetterReason};
+use crate::supervisor::actor::now;
 use crate::supervisor::strategy::should_restart;
 use crate::supervisor::{Backoff, Restart, SupervisorError};
 
@@ -277,11 +278,6 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
         }
         self.inner.post_stop(myself, &mut state.inner).await
     }
-}
-
-/// The actor layer's clock: tokio's, so tests can pause it.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {

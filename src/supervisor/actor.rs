@@ -390,7 +390,7 @@ impl State {
         if self.mode != Mode::Static {
             return self.children.push(spec, None);
         }
-        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let mut slots = lock!(self.slots.write());
         // Reuse the slot that an earlier incarnation of this supervisor
         // registered for this id when it carries the same type, so that
         // existing ChildRefs keep working across the supervisor's restarts.
@@ -415,7 +415,7 @@ impl State {
     fn remove_child(&mut self, seq: u64) {
         if let Some(child) = self.children.remove(seq) {
             if self.mode == Mode::Static {
-                let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+                let mut slots = lock!(self.slots.write());
                 slots.remove(&child.spec.id);
             }
         }
@@ -445,6 +445,6 @@ impl State {
     }
 }
 /// The actor layer's clock: tokio's, so tests can pause it.
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }

@@ -64,20 +64,17 @@ impl<M: Message> Slot<M> {
     pub(crate) fn set(&self, actor: ActorRef<M>) {
         // A poisoned lock only means a reader panicked; the Option is
         // always valid, so recover the guard.
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(actor);
+        *lock!(self.current.write()) = Some(actor);
     }
 
     fn get(&self) -> Option<ActorRef<M>> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock!(self.current.read()).clone()
     }
 }
 
 impl<M: Message> ErasedSlot for Slot<M> {
     fn clear(&self) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock!(self.current.write()) = None;
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -144,7 +141,7 @@ impl<M: Message> ChildRef<M> {
     /// incarnation runs, [`CastError::Closed`] if the incarnation was
     /// already stopping when the message arrived.
     pub fn cast(&self, message: M) -> Result<(), CastError<M>> {
-        let guard = self.slot.current.read().unwrap_or_else(|e| e.into_inner());
+        let guard = lock!(self.slot.current.read());
         match guard.as_ref() {
             None => Err(CastError::NotRunning(message)),
             Some(actor) => actor.cast(message).map_err(|err| match err {

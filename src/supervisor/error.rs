@@ -61,9 +61,9 @@ pub enum SupervisorError {
     },
     /// The supervisor actor itself could not be spawned (for example its
     /// name is already registered).
-    #[error("the supervisor could not be spawned: {0}")]
+    #[error("the supervisor could not be spawned: {0}; check its name is not already registered")]
     Spawn(String),
     /// The supervisor is not running, so it cannot answer.
-    #[error("the supervisor is not running")]
+    #[error("the supervisor is not running (it stopped, or its parent is restarting it); take a fresh handle or spawn it again")]
     NotRunning,
 }

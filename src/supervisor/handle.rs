@@ -194,7 +194,7 @@ impl SupervisorRef {
     /// no such child or its message type is not `M`.
     #[must_use]
     pub fn child<M: Message>(&self, id: &str) -> Option<ChildRef<M>> {
-        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        let slots = lock!(self.slots.read());
         let slot = slots
             .get(id)?
             .slot
@@ -231,11 +231,7 @@ impl SupervisorRef {
     }
 
     fn entry(&self, id: &str) -> Option<SlotEntry> {
-        self.slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
+        lock!(self.slots.read()).get(id).cloned()
     }
 
     /// The live tree below this supervisor as indented text, one child a

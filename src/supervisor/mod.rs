@@ -101,3 +101,5 @@ pub use spec::{
     DEFAULT_INTENSITY, DEFAULT_PERIOD, DEFAULT_WORKER_SHUTDOWN,
 };
 pub use strategy::Strategy;
+
+pub(crate) use spec::validate_period;
