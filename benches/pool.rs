@@ -19,7 +19,9 @@
 //!
 //! Run with `cargo bench --bench pool`.
 
-use std::future::Future;
+mod common;
+
+use common::{on_runtime, runtime};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -109,24 +111,6 @@ impl ractor::factory::Worker for FactoryCounter {
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// The runtime of the throughput bench: multi-thread, 2 workers (the
-/// machine's cores).
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Runs `rounds` as a task on `rt` and returns the time it measured.
-fn on_runtime<F>(rt: &Runtime, rounds: F) -> Duration
-where
-    F: Future<Output = Duration> + Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(rounds).await.expect("bench task panicked") })
-}
 
 /// Yields until `counter` reaches `target`; panics after [`MAX_POLLS`].
 async fn wait_for(counter: &AtomicU64, target: u64) {

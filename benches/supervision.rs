@@ -20,6 +20,9 @@
 
 #![warn(clippy::missing_docs_in_private_items)]
 
+mod common;
+
+use common::{on_runtime, runtime};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -186,23 +189,6 @@ impl Actor for RawRestarter {
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// The runtime of every bench: multi-thread, 2 workers (the machine's cores).
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Runs `rounds` as a task on `rt` and returns the time it measured.
-fn on_runtime<F>(rt: &Runtime, rounds: F) -> Duration
-where
-    F: Future<Output = Duration> + Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(rounds).await.expect("bench task panicked") })
-}
 
 /// A one-for-one or one-for-all spec with `children` workers `w0`, `w1`...
 /// and an intensity no bench can exceed.
