@@ -1,0 +1,6 @@
+use ractor_otp::RemoteMessage;
+
+#[derive(RemoteMessage)]
+struct Ping;
+
+fn main() {}
