@@ -60,12 +60,15 @@
 //!   backoff, dynamic supervisors, `ChildRef`.
 //! - [`pool`]: [`Pool`], load-balancing among supervised workers.
 //! - [`exit`]: [`ExitReason`], how a child ended.
+//! - `cluster` (feature `cluster`): [`Node`], remote actors
+//!   ([`RemoteRef`], [`RemoteReply`]), heartbeats and node events.
 //!
 //! # Features
 //!
 //! | feature  | default | what it adds |
 //! |----------|---------|--------------|
-//! | `macros` | yes     | re-exports `ractor-otp-macros` (derives arrive with the cluster) |
+//! | `cluster` | yes    | [`cluster`]: nodes over TCP, remote actors, heartbeats, phi-accrual failure detection |
+//! | `macros` | yes     | `#[derive(RemoteMessage)]` from `ractor-otp-macros` |
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -80,6 +83,12 @@ macro_rules! lock {
     };
 }
 
+// The derive macros name `::ractor_otp::...`; this lets them work inside
+// the crate too (doc tests and unit tests).
+extern crate self as ractor_otp;
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod exit;
 pub mod pool;
 pub mod supervisor;
@@ -95,15 +104,24 @@ pub use supervisor::{
     Shutdown, Strategy, Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
 };
 
-// The macro crate exports its first derive with the cluster layer; the
-// glob re-export is in place so that nothing changes for users then.
-#[cfg(feature = "macros")]
-#[doc(inline)]
-#[allow(unused_imports)]
-pub use ractor_otp_macros::*;
+#[cfg(feature = "cluster")]
+pub use cluster::{
+    ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents, PeerInfo,
+    PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef, RemoteReply,
+    UndeliveredReason,
+};
+/// `#[derive(RemoteMessage)]`: see [`cluster::RemoteMessage`].
+#[cfg(all(feature = "macros", feature = "cluster"))]
+pub use ractor_otp_macros::RemoteMessage;
 
 /// Everything an application usually needs, for `use ractor_otp::prelude::*`.
 pub mod prelude {
+    #[cfg(feature = "cluster")]
+    pub use crate::cluster::{
+        ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents,
+        PeerInfo, PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef,
+        RemoteReply, UndeliveredReason,
+    };
     pub use crate::exit::ExitReason;
     pub use crate::pool::{
         DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolError, PoolRef,
@@ -114,6 +132,8 @@ pub mod prelude {
         ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, Restart,
         Shutdown, Strategy, Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
     };
+    #[cfg(all(feature = "macros", feature = "cluster"))]
+    pub use ractor_otp_macros::RemoteMessage;
 }
 
 /// The README's code blocks run as doc tests, so its quick start always

@@ -1,0 +1,189 @@
+//! How a node is configured.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::error::ClusterError;
+use super::phi::PhiConfig;
+use super::wire::{DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE};
+use crate::supervisor::Backoff;
+
+/// A node's configuration: its name, where it listens, its cookie, and the
+/// failure detector's and transport's settings.
+///
+/// The defaults detect a silent peer in about 1.2 s (heartbeat every 200 ms,
+/// phi threshold 8, acceptable pause 500 ms, minimum standard deviation
+/// 100 ms) and reconnect with backoff from 100 ms to 5 s.
+///
+/// ```
+/// use std::time::Duration;
+/// use ractor_otp::cluster::NodeConfig;
+///
+/// let config = NodeConfig::new("billing@10.0.0.7")
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .cookie("shared secret")
+///     .heartbeat_interval(Duration::from_millis(100));
+/// assert_eq!(config.name(), "billing@10.0.0.7");
+/// ```
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub(crate) name: String,
+    pub(crate) listen: SocketAddr,
+    pub(crate) cookie: Vec<u8>,
+    pub(crate) phi: PhiConfig,
+    pub(crate) max_frame_size: usize,
+    pub(crate) reconnect: Backoff,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .field("cookie", &"<redacted>")
+            .field("phi", &self.phi)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("reconnect", &self.reconnect)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl NodeConfig {
+    /// A configuration for the node `name`, listening on `127.0.0.1:0` (an
+    /// ephemeral port: read it back with [`Node::local_addr`]), with no
+    /// cookie yet: [`Node::start`] refuses to start without one.
+    ///
+    /// [`Node::local_addr`]: super::Node::local_addr
+    /// [`Node::start`]: super::Node::start
+    pub fn new(name: impl Into<String>) -> Self {
+        NodeConfig {
+            name: name.into(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            cookie: Vec::new(),
+            phi: PhiConfig::default(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            handshake_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The node's name, unique in the cluster.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where to listen for peers (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The shared secret every node of the cluster must hold. It
+    /// authenticates peers; it does not encrypt traffic.
+    pub fn cookie(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.cookie = secret.as_ref().to_vec();
+        self
+    }
+
+    /// How often each session sends a heartbeat (default 200 ms). The
+    /// failure detector also bootstraps its estimate from this.
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.phi.heartbeat_interval = every;
+        self
+    }
+
+    /// The phi level above which a peer is down (default 8: a heartbeat
+    /// that late would arrive with probability 10⁻⁸).
+    pub fn phi_threshold(mut self, threshold: f64) -> Self {
+        self.phi.threshold = threshold;
+        self
+    }
+
+    /// Silence tolerated on top of the usual heartbeat interval before phi
+    /// climbs (default 500 ms): raise it for peers that pause (GC, busy
+    /// hosts), lower it to detect failures sooner.
+    pub fn acceptable_pause(mut self, pause: Duration) -> Self {
+        self.phi.acceptable_pause = pause;
+        self
+    }
+
+    /// The floor of the heartbeat intervals' standard deviation (default
+    /// 100 ms), so that very regular heartbeats do not make phi jumpy.
+    pub fn min_std_dev(mut self, min: Duration) -> Self {
+        self.phi.min_std_dev = min;
+        self
+    }
+
+    /// The largest frame this node accepts (default 8 MiB, at least
+    /// 1 KiB). Both sides tell each other their limit in the handshake, and
+    /// a message that would exceed the receiver's limit fails at the sender.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// The delays between reconnection attempts to a peer this node
+    /// connected to (default 100 ms doubling up to 5 s).
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.reconnect = backoff;
+        self
+    }
+
+    /// How long a handshake may take before the connection is dropped
+    /// (default 5 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long [`Node::lookup`](super::Node::lookup) and
+    /// [`Node::monitor`](super::Node::monitor) wait for the peer's answer
+    /// (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Checks every setting, saying what to change.
+    pub(crate) fn validate(&self) -> Result<(), ClusterError> {
+        let bad = |s: String| Err(ClusterError::InvalidConfig(s));
+        if self.name.is_empty() || self.name.len() > 255 {
+            return bad("the node name must be 1 to 255 bytes long".into());
+        }
+        if self
+            .name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return bad(format!(
+                "the node name {:?} contains whitespace or control characters",
+                self.name
+            ));
+        }
+        if self.cookie.is_empty() {
+            return bad(
+                "no cookie: call NodeConfig::cookie(secret) with the same secret on every node"
+                    .into(),
+            );
+        }
+        if self.max_frame_size < MIN_MAX_FRAME_SIZE || self.max_frame_size > u32::MAX as usize {
+            return bad(format!(
+                "max_frame_size {} is outside {MIN_MAX_FRAME_SIZE}..={}",
+                self.max_frame_size,
+                u32::MAX
+            ));
+        }
+        if self.handshake_timeout.is_zero() || self.request_timeout.is_zero() {
+            return bad("handshake and request timeouts must be above zero".into());
+        }
+        self.phi
+            .validate()
+            .map_err(|e| ClusterError::InvalidConfig(e.to_string()))
+    }
+}

@@ -1,0 +1,147 @@
+//! What can go wrong between nodes, and why a peer went down.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::handshake::HandshakeError;
+use super::wire::{Refusal, WireError};
+
+/// Why a peer is considered down. Carried by
+/// [`NodeEvent::Down`](super::NodeEvent::Down), by monitors and by the
+/// errors of calls that were pending when it happened.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownReason {
+    /// The phi-accrual detector's suspicion crossed the threshold: the peer
+    /// (or the network to it) went silent without closing the connection.
+    #[error("heartbeat timeout: phi {phi:.1} above the threshold {threshold:.1} after {silence:?} of silence")]
+    HeartbeatTimeout {
+        /// The suspicion level when the peer was declared down.
+        phi: f64,
+        /// The configured threshold.
+        threshold: f64,
+        /// Time since the last heartbeat.
+        silence: Duration,
+    },
+    /// The connection was closed by the peer or the operating system.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// Reading or writing the socket failed.
+    #[error("connection error: {0}")]
+    ConnectionError(String),
+    /// A reconnection attempt failed to authenticate.
+    #[error("handshake failed: {0}")]
+    HandshakeFailed(HandshakeError),
+    /// The peer sent bytes that break the protocol; the session was closed.
+    #[error("protocol error: {0}")]
+    ProtocolError(String),
+    /// The peer said goodbye: it is shutting down.
+    #[error("peer shut down: {0}")]
+    PeerShutdown(String),
+    /// The peer restarted (a new incarnation connected under its name).
+    #[error("the peer restarted")]
+    PeerRestarted,
+    /// A newer connection to the same peer replaced this one.
+    #[error("replaced by a newer connection to the same peer")]
+    Replaced,
+    /// This node is shutting down.
+    #[error("this node shut down")]
+    LocalShutdown,
+}
+
+/// Errors of the cluster API. Every variant says what happened and, where
+/// there is one, what to do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The configuration is invalid.
+    #[error("invalid node configuration: {0}")]
+    InvalidConfig(String),
+    /// The listening socket could not be bound.
+    #[error("could not listen on {addr}: {reason}; pick a free address or port 0")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A TCP connection to the peer could not be opened.
+    #[error("could not connect to {addr}: {reason}; is a node listening there?")]
+    Connect {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The peer could not be authenticated (or did not authenticate us).
+    #[error("handshake with {addr} failed: {reason}")]
+    Handshake {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: HandshakeError,
+    },
+    /// There is no live session with that peer.
+    #[error("not connected to node `{peer}`: connect to it first, or wait for the reconnection")]
+    NotConnected {
+        /// The peer's name.
+        peer: String,
+    },
+    /// The peer went down while the request was pending.
+    #[error("node `{peer}` went down: {reason}")]
+    NodeDown {
+        /// The peer's name.
+        peer: String,
+        /// Why it is considered down.
+        reason: DownReason,
+    },
+    /// The peer refused the request or could not deliver the message.
+    #[error("node `{peer}` refused the message for `{actor}`: {refusal}")]
+    Refused {
+        /// The peer's name.
+        peer: String,
+        /// The target actor's exported name.
+        actor: String,
+        /// The peer's reason.
+        refusal: Refusal,
+    },
+    /// No answer within the timeout. The request may still have been
+    /// processed by the peer.
+    #[error("no answer from `{actor}` on node `{peer}` within {after:?}")]
+    Timeout {
+        /// The peer's name.
+        peer: String,
+        /// The target actor's exported name.
+        actor: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// A message or reply could not be encoded, or does not fit in a frame.
+    #[error("could not send to `{actor}`: {reason}")]
+    Encode {
+        /// The target actor's exported name.
+        actor: String,
+        /// What went wrong.
+        reason: WireError,
+    },
+    /// A reply did not decode as the expected type.
+    #[error("the reply from `{actor}` on node `{peer}` did not decode: {reason}")]
+    Decode {
+        /// The peer's name.
+        peer: String,
+        /// The target actor's exported name.
+        actor: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A name is already exported on this node.
+    #[error("an actor is already exported as `{0}`: unexport it first or pick another name")]
+    AlreadyExported(String),
+    /// The reply port cannot answer: the message did not come over a
+    /// session, or the session has ended.
+    #[error("this reply port is not connected to a caller (the session ended, or the message was not received from a node)")]
+    ReplyUnroutable,
+    /// The node has been shut down.
+    #[error("the node has shut down")]
+    Shutdown,
+}

@@ -1,0 +1,98 @@
+//! Nodes, remote actors and heartbeats (feature `cluster`, on by default).
+//!
+//! A [`Node`] listens on TCP, connects to peers, and lets local actors be
+//! reached from other nodes by name. The transport is our own, built from
+//! tokio TCP, `tokio-util`'s length-delimited framing, serde + bincode 2
+//! payloads and an HMAC-SHA256 handshake; ractor's own `cluster` feature is
+//! not used.
+//!
+//! ```
+//! use std::time::Duration;
+//! use ractor::{Actor, ActorProcessingErr, ActorRef};
+//! use ractor_otp::cluster::{Node, NodeConfig, NodeEvent, RemoteReply};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+//! enum Counter {
+//!     Add(u64),
+//!     Get(RemoteReply<u64>),
+//! }
+//!
+//! struct CounterActor;
+//! impl Actor for CounterActor {
+//!     type Msg = Counter;
+//!     type State = u64;
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<Counter>, _: ()) -> Result<u64, ActorProcessingErr> {
+//!         Ok(0)
+//!     }
+//!     async fn handle(&self, _: ActorRef<Counter>, msg: Counter, n: &mut u64) -> Result<(), ActorProcessingErr> {
+//!         match msg {
+//!             Counter::Add(k) => *n += k,
+//!             Counter::Get(reply) => reply.send(*n)?,
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Node "a" exports a counter.
+//! let a = Node::start(NodeConfig::new("a").cookie("secret")).await?;
+//! let (counter, _) = Actor::spawn(None, CounterActor, ()).await?;
+//! a.export("counter", counter)?;
+//!
+//! // Node "b" connects, looks it up, casts and calls.
+//! let b = Node::start(NodeConfig::new("b").cookie("secret")).await?;
+//! let mut events = b.subscribe();
+//! b.connect(a.local_addr()).await?;
+//! assert_eq!(events.recv().await, Some(NodeEvent::Up { peer: "a".into() }));
+//!
+//! let remote = b.lookup::<Counter>("a", "counter").await?;
+//! remote.cast(Counter::Add(2))?;
+//! remote.cast(Counter::Add(3))?;
+//! let n = remote.call(Counter::Get, Duration::from_secs(1)).await?;
+//! assert_eq!(n, 5); // casts and calls from one sender arrive in order
+//!
+//! // When "a" goes away, "b" hears it.
+//! a.shutdown().await;
+//! assert!(matches!(events.recv().await, Some(NodeEvent::Down { .. })));
+//! b.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Semantics
+//!
+//! | topic | what this layer does |
+//! |---|---|
+//! | frames | 4-byte length prefix, protocol version byte, bincode 2 header, payload ([`wire`]). A frame above the maximum, an unknown version or one that does not decode closes that session only, with a logged reason. |
+//! | handshake | mutual HMAC-SHA256 challenge–response over the cookie, both names and a fresh nonce from each side, constant-time comparison; nothing else is accepted before it succeeds. **The cookie authenticates but does not encrypt**: on untrusted networks use a VPN or tunnel (TLS may come as an optional feature). |
+//! | failure detection | heartbeats every `heartbeat_interval`; the phi-accrual detector ([`phi`]) declares the peer down above `phi_threshold`. Defaults detect a silent peer in about 1.2 s. A closed socket is a down event at once. Frames of any kind count as signs of life. |
+//! | down | subscribers get [`NodeEvent::Down`] with a [`DownReason`]; calls pending on that session fail with [`ClusterError::NodeDown`]; monitors fire with [`ActorDownReason::NodeDown`]; casts still queued become [`NodeEvent::DeadLetter`]s. |
+//! | reconnect | the node that called [`Node::connect`] reconnects with the configured [`Backoff`](crate::Backoff) until the peer is back, then publishes `Up` again. The peer that accepted waits to be dialed. |
+//! | ordering | casts and calls from one sender to one remote actor arrive in send order while the session lives; nothing is delivered twice (at most once: frames in flight when a connection breaks are lost, and the `Down` event says so). |
+//! | refusals | a message for a name nobody exports, or whose type tag differs from the exported actor's, is refused with a [`Refusal`]: a call fails with [`ClusterError::Refused`], a cast comes back as a [`NodeEvent::DeadLetter`]. The session stays up. |
+//! | monitors | [`Node::monitor`] fires once (like Erlang's), when the actor ends (with ractor's exit reason), is unexported, or its node goes down. |
+//! | duplicates | if two nodes dial each other at once, both keep the connection dialed by the smaller node name. A new connection from a restarted peer (new incarnation) replaces the old one. |
+//! | panics | nothing read from the network panics or allocates beyond the maximum frame size. |
+
+mod config;
+mod error;
+mod events;
+pub mod handshake;
+mod message;
+mod node;
+mod peer;
+pub mod phi;
+mod registry;
+mod remote_ref;
+mod session;
+pub mod wire;
+
+pub use config::NodeConfig;
+pub use error::{ClusterError, DownReason};
+pub use events::{NodeEvent, NodeEvents, PeerInfo, PeerStatus, UndeliveredReason};
+pub use handshake::HandshakeError;
+pub use message::RemoteMessage;
+pub use node::Node;
+pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply};
+pub use wire::{Refusal, WireError};

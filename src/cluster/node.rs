@@ -1,0 +1,537 @@
+//! The [`Node`]: listens, connects, exports and looks up actors, reports
+//! its peers' health.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::{ActorCell, ActorRef};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::config::NodeConfig;
+use super::error::{ClusterError, DownReason};
+use super::events::{NodeEvent, NodeEvents, PeerInfo, EVENT_CAPACITY};
+use super::handshake::{self, Conn, CookieKey, HandshakeError, Identity, PeerHello};
+use super::message::RemoteMessage;
+use super::peer::Peer;
+use super::registry::Registry;
+use super::remote_ref::{RemoteMonitor, RemoteRef};
+use super::session::{self, Link};
+use super::wire::Frame;
+
+/// How long [`Node::shutdown`] waits for queued frames to be written.
+const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// A node of the cluster: a TCP listener, sessions with peers, and the
+/// actors it exports. Cheap to clone; all clones are the same node.
+///
+/// See the [module docs](super) for a full example.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.name)
+            .field("local_addr", &self.inner.local_addr)
+            .finish()
+    }
+}
+
+/// The node's shared state.
+pub(crate) struct NodeInner {
+    pub(crate) name: String,
+    pub(crate) config: NodeConfig,
+    pub(crate) registry: Arc<Registry>,
+    incarnation: u64,
+    key: CookieKey,
+    local_addr: SocketAddr,
+    peers: Mutex<HashMap<String, Arc<Peer>>>,
+    events: broadcast::Sender<NodeEvent>,
+    shutdown: CancellationToken,
+    next_session: AtomicU64,
+    writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    watcher: ActorCell,
+}
+
+impl Node {
+    /// Starts a node: binds its listener and starts accepting peers.
+    ///
+    /// Fails if the configuration is invalid (no cookie, bad name or
+    /// limits) or the address cannot be bound. Must run inside a tokio
+    /// runtime.
+    pub async fn start(config: NodeConfig) -> Result<Node, ClusterError> {
+        config.validate()?;
+        let key = handshake::cookie_key(&config.cookie)
+            .ok_or_else(|| ClusterError::InvalidConfig("the cookie cannot key HMAC".into()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| ClusterError::Bind {
+                addr: config.listen,
+                reason: e.to_string(),
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| ClusterError::Bind {
+            addr: config.listen,
+            reason: e.to_string(),
+        })?;
+        let registry = Arc::new(Registry::default());
+        let watcher = registry.start_watcher().await?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let inner = Arc::new(NodeInner {
+            name: config.name.clone(),
+            incarnation: rand::random(),
+            key,
+            local_addr,
+            config,
+            registry,
+            peers: Mutex::new(HashMap::new()),
+            events,
+            shutdown: CancellationToken::new(),
+            next_session: AtomicU64::new(1),
+            writers: Mutex::new(Vec::new()),
+            watcher,
+        });
+        tokio::spawn(accept_loop(inner.clone(), listener));
+        tracing::info!(node = %inner.name, addr = %local_addr, "node started");
+        Ok(Node { inner })
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The address the node listens on (with the actual port when the
+    /// configuration asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Connects to the node listening at `addr` and authenticates it.
+    /// From then on this node keeps the session up: when it goes down, it
+    /// reconnects with the configured backoff until the peer is back or
+    /// this node shuts down.
+    ///
+    /// Returns the peer as it stands, also when it was already connected.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<PeerInfo, ClusterError> {
+        let peer = dial(&self.inner, addr).await?;
+        *lock!(peer.dial_addr.lock()) = Some(addr);
+        Ok(peer.info())
+    }
+
+    /// Every peer this node knows, with its status, phi, round-trip time
+    /// and last heartbeat, sorted by name.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut all: Vec<PeerInfo> = lock!(self.inner.peers.lock())
+            .values()
+            .map(|p| p.info())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// One peer's state, if this node knows it.
+    pub fn peer(&self, name: &str) -> Option<PeerInfo> {
+        self.inner.peer(name).map(|p| p.info())
+    }
+
+    /// Makes a local actor reachable from other nodes as `name`.
+    ///
+    /// The actor is unexported automatically when it ends (peers
+    /// monitoring it are told why). Fails if `name` is held by an actor
+    /// that is still running. To export a supervised child that restarts,
+    /// export the new `ActorRef` after each start (for instance from its
+    /// `pre_start`).
+    pub fn export<M: RemoteMessage>(
+        &self,
+        name: impl AsRef<str>,
+        actor: ActorRef<M>,
+    ) -> Result<(), ClusterError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(ClusterError::Shutdown);
+        }
+        self.inner.registry.export(name.as_ref(), actor)
+    }
+
+    /// Withdraws an export; returns whether `name` was exported. Remote
+    /// monitors of it fire with
+    /// [`ActorDownReason::NotExported`](super::ActorDownReason::NotExported).
+    pub fn unexport(&self, name: &str) -> bool {
+        self.inner.registry.unexport(name)
+    }
+
+    /// Asks `peer` for its actor exported as `actor`, taking messages of
+    /// type `M`.
+    ///
+    /// Fails with [`ClusterError::Refused`] if nothing is exported under
+    /// that name or it takes another message type (the refusal says which),
+    /// [`ClusterError::NotConnected`] or [`ClusterError::NodeDown`] if there
+    /// is no session with `peer`, and [`ClusterError::Timeout`] after the
+    /// configured request timeout.
+    pub async fn lookup<M: RemoteMessage>(
+        &self,
+        peer: &str,
+        actor: &str,
+    ) -> Result<RemoteRef<M>, ClusterError> {
+        let p = self
+            .inner
+            .peer(peer)
+            .ok_or_else(|| ClusterError::NotConnected {
+                peer: peer.to_string(),
+            })?;
+        let link = p.link()?;
+        let name: Arc<str> = Arc::from(actor);
+        let (id, rx) = p.register_call(link.session, &name);
+        let sent = link.send_plain(&Frame::Lookup {
+            id,
+            actor: actor.to_string(),
+            tag: M::TAG.to_string(),
+        });
+        if !sent {
+            p.forget_call(id);
+            return Err(p.not_connected_error());
+        }
+        let timeout = self.inner.config.request_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Ok(_))) => Ok(RemoteRef::new(p, actor)),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(ClusterError::Shutdown),
+            Err(_) => {
+                p.forget_call(id);
+                Err(ClusterError::Timeout {
+                    peer: peer.to_string(),
+                    actor: actor.to_string(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Monitors a remote actor: the returned future resolves once, with the
+    /// reason, when the actor ends, is unexported, or its node goes down.
+    /// Fails at once if there is no session with its node.
+    pub fn monitor<M: RemoteMessage>(
+        &self,
+        target: &RemoteRef<M>,
+    ) -> Result<RemoteMonitor, ClusterError> {
+        let peer = target.peer_handle().clone();
+        let link = peer.link()?;
+        let (id, rx) = peer.register_monitor(link.session);
+        let sent = link.send_plain(&Frame::Monitor {
+            id,
+            actor: target.actor().to_string(),
+        });
+        // Registered after the session closed: nobody would fire it.
+        if !sent || !link.is_open() {
+            peer.fire_monitor(id, super::ActorDownReason::NodeDown(link.reason()));
+            return Err(peer.not_connected_error());
+        }
+        Ok(RemoteMonitor {
+            rx,
+            peer,
+            actor: target.actor().to_string(),
+            id,
+            done: false,
+        })
+    }
+
+    /// Subscribes to this node's events: peers up and down (with the
+    /// reason), rejected connections, dead letters.
+    pub fn subscribe(&self) -> NodeEvents {
+        NodeEvents {
+            rx: self.inner.events.subscribe(),
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has been called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Shuts the node down: stops accepting and reconnecting, tells every
+    /// peer goodbye after the frames already queued for it (waiting up to
+    /// 2 s for them to be written), closes the sessions, fails pending
+    /// calls and monitors with [`DownReason::LocalShutdown`], and
+    /// unexports everything. Idempotent.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        inner.shutdown.cancel();
+        let peers: Vec<Arc<Peer>> = lock!(inner.peers.lock()).values().cloned().collect();
+        let links: Vec<Arc<Link>> = peers.iter().filter_map(|p| p.link().ok()).collect();
+        for link in &links {
+            link.mark(DownReason::LocalShutdown);
+            link.send_plain(&Frame::Goodbye {
+                reason: format!("node {} is shutting down", inner.name),
+            });
+            link.finish();
+        }
+        let writers: Vec<_> = lock!(inner.writers.lock()).drain(..).collect();
+        let flushed = tokio::time::timeout(FLUSH_ON_SHUTDOWN, async {
+            for w in writers {
+                let _ = w.await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!(node = %inner.name, "some peers did not take our last frames within {FLUSH_ON_SHUTDOWN:?}");
+        }
+        for link in &links {
+            link.close(DownReason::LocalShutdown);
+        }
+        for p in &peers {
+            let session = lock!(p.state.lock()).session;
+            p.end_session(session, &DownReason::LocalShutdown);
+        }
+        inner.registry.clear();
+        inner.watcher.stop(None);
+        tracing::info!(node = %inner.name, "node shut down");
+    }
+}
+
+impl NodeInner {
+    pub(crate) fn peer(&self, name: &str) -> Option<Arc<Peer>> {
+        lock!(self.peers.lock()).get(name).cloned()
+    }
+
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            name: &self.name,
+            incarnation: self.incarnation,
+            cookie: &self.key,
+            max_frame: self.config.max_frame_size,
+        }
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Makes an authenticated connection the session with its peer,
+    /// replacing a stale one or losing to a live one (see the rules in the
+    /// module docs). Returns the peer.
+    fn install(
+        self: &Arc<Self>,
+        hello: PeerHello,
+        conn: Conn,
+        addr: SocketAddr,
+        we_dialed: bool,
+    ) -> Result<Arc<Peer>, ClusterError> {
+        if self.shutdown.is_cancelled() {
+            return Err(ClusterError::Shutdown);
+        }
+        let peer = lock!(self.peers.lock())
+            .entry(hello.name.clone())
+            .or_insert_with(|| Arc::new(Peer::new(hello.name.clone(), addr, self.events.clone())))
+            .clone();
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (link, pending) = session::open(session, conn, hello.max_frame);
+        let replaced = {
+            let mut st = lock!(peer.state.lock());
+            let mut replaced = None;
+            if st.status != super::PeerStatus::Down {
+                let reason = if st.incarnation != hello.incarnation {
+                    Some(DownReason::PeerRestarted)
+                } else if st.we_dialed == we_dialed {
+                    Some(DownReason::Replaced)
+                } else {
+                    // Both dialed at once: keep the connection dialed by the
+                    // smaller name, on both sides alike.
+                    let dialer = |us: bool| if us { &self.name } else { &hello.name };
+                    (dialer(we_dialed) < dialer(st.we_dialed)).then_some(DownReason::Replaced)
+                };
+                match reason {
+                    None => {
+                        drop(st);
+                        tracing::debug!(node = %self.name, peer = %hello.name, "duplicate connection refused");
+                        pending.reject_duplicate();
+                        return Ok(peer);
+                    }
+                    Some(reason) => {
+                        replaced = Some((st.session, reason));
+                    }
+                }
+            }
+            st.incarnation = hello.incarnation;
+            st.we_dialed = we_dialed;
+            st.addr = addr;
+            st.rtt = None;
+            st.last_heartbeat = None;
+            let old = peer.current_link();
+            peer.install(&mut st, link.clone());
+            replaced.map(|(session, reason)| (session, old, reason))
+        };
+        if let Some((old_session, old_link, reason)) = replaced {
+            tracing::info!(node = %self.name, peer = %hello.name, %reason, "session replaced");
+            if let Some(l) = old_link {
+                l.close(reason.clone());
+            }
+            self.registry.drop_session(old_session);
+            peer.emit(NodeEvent::Down {
+                peer: hello.name.clone(),
+                reason: reason.clone(),
+            });
+            peer.end_session(old_session, &reason);
+        }
+        let writer = pending.spawn(self.clone(), peer.clone(), link);
+        {
+            let mut writers = lock!(self.writers.lock());
+            writers.retain(|w| !w.is_finished());
+            writers.push(writer);
+        }
+        tracing::info!(node = %self.name, peer = %hello.name, %addr, "node up");
+        self.emit(NodeEvent::Up {
+            peer: hello.name.clone(),
+        });
+        Ok(peer)
+    }
+
+    /// A session's tasks ended: clean up, publish `Down`, reconnect.
+    pub(crate) fn session_ended(self: &Arc<Self>, peer: &Arc<Peer>, link: &Arc<Link>) {
+        let reason = link.reason();
+        self.registry.drop_session(link.session);
+        if !peer.end_session(link.session, &reason) {
+            return;
+        }
+        tracing::warn!(node = %self.name, peer = peer.name(), %reason, "node down");
+        let will_reconnect =
+            !self.shutdown.is_cancelled() && lock!(peer.dial_addr.lock()).is_some();
+        if will_reconnect {
+            tokio::spawn(reconnect(self.clone(), peer.clone()));
+        }
+    }
+}
+
+/// Opens, authenticates and installs a connection to `addr`.
+async fn dial(node: &Arc<NodeInner>, addr: SocketAddr) -> Result<Arc<Peer>, ClusterError> {
+    if node.shutdown.is_cancelled() {
+        return Err(ClusterError::Shutdown);
+    }
+    let timeout = node.config.handshake_timeout;
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(ClusterError::Connect {
+                addr,
+                reason: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(ClusterError::Connect {
+                addr,
+                reason: format!("no answer within {timeout:?}"),
+            })
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn::new(stream, node.config.max_frame_size);
+    let hello =
+        match tokio::time::timeout(timeout, handshake::dial(&mut conn, &node.identity())).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(reason)) => return Err(ClusterError::Handshake { addr, reason }),
+            Err(_) => {
+                return Err(ClusterError::Handshake {
+                    addr,
+                    reason: HandshakeError::Timeout(timeout),
+                })
+            }
+        };
+    node.install(hello, conn, addr, true)
+}
+
+/// Accepts connections until the node shuts down.
+async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    tokio::spawn(accept_one(node.clone(), stream, addr));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, retry.
+                    tracing::warn!(node = %node.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Authenticates one incoming connection and installs it.
+async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn::new(stream, node.config.max_frame_size);
+    let timeout = node.config.handshake_timeout;
+    let reason = match tokio::time::timeout(timeout, handshake::accept(&mut conn, &node.identity()))
+        .await
+    {
+        Ok(Ok(hello)) => {
+            if let Err(e) = node.install(hello, conn, addr, false) {
+                tracing::debug!(node = %node.name, %addr, error = %e, "incoming session not installed");
+            }
+            return;
+        }
+        Ok(Err(e)) => e,
+        Err(_) => HandshakeError::Timeout(timeout),
+    };
+    tracing::warn!(node = %node.name, %addr, %reason, "incoming connection rejected");
+    node.emit(NodeEvent::Rejected {
+        addr,
+        reason: reason.to_string(),
+    });
+}
+
+/// Reconnects to a peer this node dialed, with backoff, until it is back
+/// or this node shuts down. At most one loop runs per peer.
+async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>) {
+    let _one = peer.reconnecting.lock().await;
+    let mut attempt: u32 = 0;
+    loop {
+        if node.shutdown.is_cancelled() || peer.is_up() {
+            return;
+        }
+        let Some(addr) = *lock!(peer.dial_addr.lock()) else {
+            return;
+        };
+        let delay = node.config.reconnect.delay(attempt, &mut rand::rng());
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        if peer.is_up() {
+            return;
+        }
+        match dial(&node, addr).await {
+            Ok(_) => return,
+            Err(ClusterError::Handshake { reason, .. }) => {
+                let reason = DownReason::HandshakeFailed(reason);
+                tracing::warn!(node = %node.name, peer = peer.name(), %reason, "reconnection refused");
+                let changed = {
+                    let mut st = lock!(peer.state.lock());
+                    let changed = st.down_reason.as_ref() != Some(&reason);
+                    st.down_reason = Some(reason.clone());
+                    changed
+                };
+                if changed {
+                    peer.emit(NodeEvent::Down {
+                        peer: peer.name().to_string(),
+                        reason,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::debug!(node = %node.name, peer = peer.name(), attempt, error = %e, "reconnection failed");
+            }
+        }
+        attempt = attempt.saturating_add(1);
+    }
+}

@@ -1,0 +1,252 @@
+//! Actors this node exports, by name.
+//!
+//! An export pairs a name with a local actor and its message type's tag.
+//! Incoming messages are checked against the tag before anything of the
+//! user's is decoded. The node watches every exported actor (ractor's
+//! `monitors`): when one ends it is unexported and the peers monitoring it
+//! are told why.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent,
+};
+
+use super::error::ClusterError;
+use super::message::RemoteMessage;
+use super::remote_ref::{decoding_from, drop_disarmed};
+use super::session::Link;
+use super::wire::{self, Frame, Refusal};
+
+type Deliver = Box<dyn Fn(&[u8], &Arc<Link>) -> Result<(), Refusal> + Send + Sync>;
+
+/// One exported actor.
+struct Export {
+    tag: &'static str,
+    cell: ActorCell,
+    deliver: Deliver,
+    /// Peers' monitors: the session to answer on and the monitor's id.
+    watchers: Mutex<Vec<(Arc<Link>, u64)>>,
+}
+
+impl Export {
+    fn notify(&self, reason: &Result<String, Refusal>) {
+        for (link, id) in lock!(self.watchers.lock()).drain(..) {
+            link.send_plain(&Frame::ActorDown {
+                id,
+                reason: reason.clone(),
+            });
+        }
+    }
+}
+
+/// The exported actors of one node.
+#[derive(Default)]
+pub(crate) struct Registry {
+    exports: RwLock<HashMap<String, Arc<Export>>>,
+    watcher: Mutex<Option<ActorCell>>,
+}
+
+impl Registry {
+    /// Starts the actor that watches exported actors for this registry.
+    pub(crate) async fn start_watcher(self: &Arc<Self>) -> Result<ActorCell, ClusterError> {
+        let (watcher, _) = Actor::spawn(None, ExportWatcher, self.clone())
+            .await
+            .map_err(|e| {
+                ClusterError::InvalidConfig(format!("could not start the export watcher: {e}"))
+            })?;
+        let cell = watcher.get_cell();
+        *lock!(self.watcher.lock()) = Some(cell.clone());
+        Ok(cell)
+    }
+
+    /// Exports `actor` as `name`. A name held by a stopped actor is reused.
+    pub(crate) fn export<M: RemoteMessage>(
+        &self,
+        name: &str,
+        actor: ActorRef<M>,
+    ) -> Result<(), ClusterError> {
+        let cell = actor.get_cell();
+        let target = actor.clone();
+        let deliver: Deliver = Box::new(move |bytes, link| {
+            let msg: M = decoding_from(link, || wire::decode_payload::<M>(bytes))
+                .map_err(Refusal::Decode)?;
+            target.cast(msg).map_err(|e| {
+                drop_disarmed(e);
+                Refusal::ActorStopped
+            })
+        });
+        let export = Arc::new(Export {
+            tag: M::TAG,
+            cell: cell.clone(),
+            deliver,
+            watchers: Mutex::new(Vec::new()),
+        });
+        {
+            let mut exports = lock!(self.exports.write());
+            if let Some(old) = exports.get(name) {
+                if old.cell.get_status() != ActorStatus::Stopped {
+                    return Err(ClusterError::AlreadyExported(name.to_string()));
+                }
+            }
+            exports.insert(name.to_string(), export);
+        }
+        if let Some(watcher) = lock!(self.watcher.lock()).as_ref() {
+            watcher.monitor(cell.clone());
+        }
+        // It may have stopped before the monitor was in place.
+        if matches!(
+            cell.get_status(),
+            ActorStatus::Stopped | ActorStatus::Stopping
+        ) {
+            self.actor_ended(cell.get_id(), "stopped before it was exported".into());
+        }
+        tracing::debug!(actor = name, tag = M::TAG, "exported");
+        Ok(())
+    }
+
+    /// Unexports `name`; its remote monitors fire with "not exported".
+    pub(crate) fn unexport(&self, name: &str) -> bool {
+        let removed = lock!(self.exports.write()).remove(name);
+        match removed {
+            Some(export) => {
+                export.notify(&Err(Refusal::NotExported));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<Arc<Export>, Refusal> {
+        lock!(self.exports.read())
+            .get(name)
+            .cloned()
+            .ok_or(Refusal::NotExported)
+    }
+
+    fn get_typed(&self, name: &str, tag: &str) -> Result<Arc<Export>, Refusal> {
+        let export = self.get(name)?;
+        if export.tag != tag {
+            return Err(Refusal::TagMismatch {
+                expected: export.tag.to_string(),
+                found: tag.to_string(),
+            });
+        }
+        Ok(export)
+    }
+
+    /// Whether `name` is exported for messages tagged `tag`.
+    pub(crate) fn check(&self, name: &str, tag: &str) -> Result<(), Refusal> {
+        self.get_typed(name, tag).map(|_| ())
+    }
+
+    /// Decodes a message for `name` and casts it to the actor.
+    pub(crate) fn deliver(
+        &self,
+        name: &str,
+        tag: &str,
+        payload: &[u8],
+        link: &Arc<Link>,
+    ) -> Result<(), Refusal> {
+        let export = self.get_typed(name, tag)?;
+        (export.deliver)(payload, link)
+    }
+
+    /// Adds a peer's monitor on `name`; answers at once if it is not there.
+    pub(crate) fn watch(&self, name: &str, link: &Arc<Link>, id: u64) {
+        match self.get(name) {
+            Ok(export) => lock!(export.watchers.lock()).push((link.clone(), id)),
+            Err(refusal) => {
+                link.send_plain(&Frame::ActorDown {
+                    id,
+                    reason: Err(refusal),
+                });
+            }
+        }
+    }
+
+    /// Removes a peer's monitor.
+    pub(crate) fn unwatch(&self, session: u64, id: u64) {
+        for export in lock!(self.exports.read()).values() {
+            lock!(export.watchers.lock()).retain(|(l, i)| !(l.session == session && *i == id));
+        }
+    }
+
+    /// Forgets the monitors of a session that ended.
+    pub(crate) fn drop_session(&self, session: u64) {
+        for export in lock!(self.exports.read()).values() {
+            lock!(export.watchers.lock()).retain(|(l, _)| l.session != session);
+        }
+    }
+
+    /// An exported actor ended: unexport it everywhere, tell its monitors.
+    pub(crate) fn actor_ended(&self, id: ActorId, reason: String) {
+        let reason = wire::short_reason(reason);
+        let ended: Vec<(String, Arc<Export>)> = {
+            let mut exports = lock!(self.exports.write());
+            let names: Vec<String> = exports
+                .iter()
+                .filter(|(_, e)| e.cell.get_id() == id)
+                .map(|(n, _)| n.clone())
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| exports.remove(&n).map(|e| (n, e)))
+                .collect()
+        };
+        for (name, export) in ended {
+            tracing::debug!(actor = %name, %reason, "exported actor ended; unexported");
+            export.notify(&Ok(reason.clone()));
+        }
+    }
+
+    /// Unexports everything (node shutdown).
+    pub(crate) fn clear(&self) {
+        let all: Vec<Arc<Export>> = lock!(self.exports.write())
+            .drain()
+            .map(|(_, e)| e)
+            .collect();
+        for export in all {
+            if let Some(watcher) = lock!(self.watcher.lock()).as_ref() {
+                watcher.unmonitor(export.cell.clone());
+            }
+        }
+    }
+}
+
+/// Receives the exported actors' exits (as a ractor monitor).
+struct ExportWatcher;
+
+impl Actor for ExportWatcher {
+    type Msg = ();
+    type State = Arc<Registry>;
+    type Arguments = Arc<Registry>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<()>,
+        registry: Arc<Registry>,
+    ) -> Result<Arc<Registry>, ActorProcessingErr> {
+        Ok(registry)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        registry: &mut Arc<Registry>,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => registry.actor_ended(
+                cell.get_id(),
+                reason.unwrap_or_else(|| "stopped".to_string()),
+            ),
+            SupervisionEvent::ActorFailed(cell, err) => {
+                registry.actor_ended(cell.get_id(), format!("failed: {err}"))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,396 @@
+//! Handles to actors on other nodes: [`RemoteRef`], the serializable reply
+//! port [`RemoteReply`], and [`RemoteMonitor`].
+//!
+//! A `RemoteRef<M>` names an exported actor on a peer. It follows the peer
+//! across reconnections: while the session is down, sends fail at once with
+//! [`ClusterError::NodeDown`]; after the reconnection they work again.
+//!
+//! ```
+//! use std::time::Duration;
+//! use ractor::{Actor, ActorProcessingErr, ActorRef};
+//! use ractor_otp::cluster::{Node, NodeConfig, RemoteReply};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+//! enum Greeter {
+//!     Greet(String, RemoteReply<String>),
+//! }
+//!
+//! struct GreeterActor;
+//! impl Actor for GreeterActor {
+//!     type Msg = Greeter;
+//!     type State = ();
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<Greeter>, _: ()) -> Result<(), ActorProcessingErr> {
+//!         Ok(())
+//!     }
+//!     async fn handle(&self, _: ActorRef<Greeter>, msg: Greeter, _: &mut ()) -> Result<(), ActorProcessingErr> {
+//!         let Greeter::Greet(name, reply) = msg;
+//!         reply.send(format!("hello, {name}"))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let a = Node::start(NodeConfig::new("a").cookie("secret")).await?;
+//! let b = Node::start(NodeConfig::new("b").cookie("secret")).await?;
+//! let (greeter, _) = Actor::spawn(None, GreeterActor, ()).await?;
+//! a.export("greeter", greeter)?;
+//!
+//! b.connect(a.local_addr()).await?;
+//! let remote = b.lookup::<Greeter>("a", "greeter").await?;
+//! let answer = remote
+//!     .call(|reply| Greeter::Greet("b".into(), reply), Duration::from_secs(1))
+//!     .await?;
+//! assert_eq!(answer, "hello, b");
+//! # b.shutdown().await; a.shutdown().await; Ok(()) }
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::oneshot;
+
+use super::error::{ClusterError, DownReason};
+use super::message::RemoteMessage;
+use super::peer::Peer;
+use super::session::Link;
+use super::wire::{self, Frame, Refusal};
+
+thread_local! {
+    /// The session a message is being decoded from, so that the reply ports
+    /// inside it know where to answer.
+    static INBOUND: RefCell<Option<Arc<Link>>> = const { RefCell::new(None) };
+    /// Set while a message that could not be delivered is dropped: its
+    /// reply ports stay silent, because the refusal answers the caller.
+    static DISARMED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (which decodes a message) with `link` as the session reply
+/// ports bind to. Reply ports dropped by a failed decode stay silent: the
+/// refusal answers the caller.
+pub(crate) fn decoding_from<R>(link: &Arc<Link>, f: impl FnOnce() -> R) -> R {
+    let previous = INBOUND.with(|c| c.replace(Some(link.clone())));
+    let out = disarmed(f);
+    INBOUND.with(|c| *c.borrow_mut() = previous);
+    out
+}
+
+fn disarmed<R>(f: impl FnOnce() -> R) -> R {
+    let was = DISARMED.with(|d| d.replace(true));
+    let out = f();
+    DISARMED.with(|d| d.set(was));
+    out
+}
+
+/// Drops `value` without letting the reply ports inside it answer.
+pub(crate) fn drop_disarmed<T>(value: T) {
+    disarmed(|| drop(value));
+}
+
+/// A handle to an actor exported on another node.
+///
+/// Cheap to clone. Messages from one sender to one remote actor arrive in
+/// the order they were sent while the session lives; a message is never
+/// delivered twice. See the [module docs](self) for an example.
+pub struct RemoteRef<M> {
+    peer: Arc<Peer>,
+    actor: Arc<str>,
+    _msg: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for RemoteRef<M> {
+    fn clone(&self) -> Self {
+        RemoteRef {
+            peer: self.peer.clone(),
+            actor: self.actor.clone(),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<M: RemoteMessage> fmt::Debug for RemoteRef<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteRef")
+            .field("peer", &self.peer.name())
+            .field("actor", &self.actor)
+            .field("tag", &M::TAG)
+            .finish()
+    }
+}
+
+impl<M: RemoteMessage> RemoteRef<M> {
+    pub(crate) fn new(peer: Arc<Peer>, actor: &str) -> Self {
+        RemoteRef {
+            peer,
+            actor: Arc::from(actor),
+            _msg: PhantomData,
+        }
+    }
+
+    /// The peer's node name.
+    pub fn peer(&self) -> &str {
+        self.peer.name()
+    }
+
+    /// The actor's exported name.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub(crate) fn peer_handle(&self) -> &Arc<Peer> {
+        &self.peer
+    }
+
+    /// Sends `msg` without waiting for an answer.
+    ///
+    /// Fails at once if the peer is not connected or the message does not
+    /// encode or fit in a frame. If the peer cannot deliver it (the actor
+    /// stopped, or was unexported), it says so and this node publishes a
+    /// [`NodeEvent::DeadLetter`](super::NodeEvent::DeadLetter).
+    pub fn cast(&self, msg: M) -> Result<(), ClusterError> {
+        let link = self.peer.link()?;
+        let bytes =
+            wire::encode(&self.send_frame(None), Some(&msg), link.max_frame).map_err(|reason| {
+                ClusterError::Encode {
+                    actor: self.actor.to_string(),
+                    reason,
+                }
+            })?;
+        link.send(bytes)
+            .map_err(|_| self.peer.not_connected_error())
+    }
+
+    fn send_frame(&self, reply: Option<u64>) -> Frame {
+        Frame::Send {
+            actor: self.actor.to_string(),
+            tag: M::TAG.to_string(),
+            reply,
+        }
+    }
+
+    /// Sends the message built by `build` around a reply port and waits up
+    /// to `timeout` for the handler's `reply.send(value)`.
+    ///
+    /// Fails with [`ClusterError::NodeDown`] if the peer goes down first,
+    /// [`ClusterError::Refused`] if the peer cannot deliver the message or
+    /// the handler drops the port without answering, and
+    /// [`ClusterError::Timeout`] otherwise (the handler may still run).
+    pub async fn call<T, F>(&self, build: F, timeout: Duration) -> Result<T, ClusterError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(RemoteReply<T>) -> M,
+    {
+        let link = self.peer.link()?;
+        let (id, rx) = self.peer.register_call(link.session, &self.actor);
+        let msg = build(RemoteReply::outgoing(id));
+        let sent = wire::encode(&self.send_frame(Some(id)), Some(&msg), link.max_frame)
+            .map_err(|reason| ClusterError::Encode {
+                actor: self.actor.to_string(),
+                reason,
+            })
+            .and_then(|bytes| {
+                link.send(bytes)
+                    .map_err(|_| self.peer.not_connected_error())
+            });
+        if let Err(e) = sent {
+            self.peer.forget_call(id);
+            return Err(e);
+        }
+        let bytes = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer?,
+            Ok(Err(_)) => return Err(ClusterError::Shutdown),
+            Err(_) => {
+                self.peer.forget_call(id);
+                return Err(ClusterError::Timeout {
+                    peer: self.peer.name().to_string(),
+                    actor: self.actor.to_string(),
+                    after: timeout,
+                });
+            }
+        };
+        wire::decode_payload(&bytes).map_err(|reason| ClusterError::Decode {
+            peer: self.peer.name().to_string(),
+            actor: self.actor.to_string(),
+            reason,
+        })
+    }
+}
+
+/// A reply port that crosses the network: put one in a message variant and
+/// answer it with [`send`](Self::send), as with ractor's `RpcReplyPort`.
+///
+/// Created by [`RemoteRef::call`]; on the receiving node it is bound to the
+/// session the message came from. Dropping it unanswered tells the caller
+/// at once ([`Refusal::ReplyDropped`]) instead of letting it time out.
+pub struct RemoteReply<T> {
+    id: u64,
+    link: Option<Arc<Link>>,
+    _value: PhantomData<fn(T)>,
+}
+
+impl<T> RemoteReply<T> {
+    fn outgoing(id: u64) -> Self {
+        RemoteReply {
+            id,
+            link: None,
+            _value: PhantomData,
+        }
+    }
+
+    /// Whether the caller can still be answered (the session it came over
+    /// is alive).
+    pub fn is_connected(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.is_open())
+    }
+}
+
+impl<T: Serialize> RemoteReply<T> {
+    /// Answers the caller. Fails if the session to the caller has ended
+    /// ([`ClusterError::ReplyUnroutable`]) or the value does not encode or
+    /// exceed the caller's frame limit ([`ClusterError::Encode`]; the caller
+    /// then gets [`Refusal::ReplyEncode`]).
+    pub fn send(mut self, value: T) -> Result<(), ClusterError> {
+        let link = self.link.take().ok_or(ClusterError::ReplyUnroutable)?;
+        let frame = Frame::Reply {
+            id: self.id,
+            result: Ok(()),
+        };
+        match wire::encode(&frame, Some(&value), link.max_frame) {
+            Ok(bytes) => link.send(bytes).map_err(|_| ClusterError::ReplyUnroutable),
+            Err(reason) => {
+                link.refuse(self.id, Refusal::ReplyEncode(reason.to_string()));
+                Err(ClusterError::Encode {
+                    actor: "<reply>".into(),
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+impl<T> Drop for RemoteReply<T> {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            if !DISARMED.with(|d| d.get()) {
+                link.refuse(self.id, Refusal::ReplyDropped);
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for RemoteReply<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteReply")
+            .field("id", &self.id)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl<T> Serialize for RemoteReply<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.id)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for RemoteReply<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = u64::deserialize(d)?;
+        Ok(RemoteReply {
+            id,
+            link: INBOUND.with(|c| c.borrow().clone()),
+            _value: PhantomData,
+        })
+    }
+}
+
+/// Why a monitored remote actor is gone, from [`RemoteMonitor`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ActorDownReason {
+    /// The actor stopped or failed; the text is ractor's exit reason or the
+    /// failure.
+    Exited(String),
+    /// Nothing is exported under that name (any more).
+    NotExported,
+    /// The actor's node went down; the actor may still be running there.
+    NodeDown(DownReason),
+}
+
+impl fmt::Display for ActorDownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActorDownReason::Exited(r) => write!(f, "the actor exited: {r}"),
+            ActorDownReason::NotExported => write!(f, "no actor is exported under that name"),
+            ActorDownReason::NodeDown(r) => write!(f, "its node went down: {r}"),
+        }
+    }
+}
+
+/// What a [`RemoteMonitor`] resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteDown {
+    /// The peer's node name.
+    pub peer: String,
+    /// The actor's exported name.
+    pub actor: String,
+    /// Why it is gone.
+    pub reason: ActorDownReason,
+}
+
+/// A one-shot monitor of a remote actor, from
+/// [`Node::monitor`](super::Node::monitor): a future that resolves once,
+/// when the actor ends or its node goes down (as Erlang's monitors, it
+/// fires once; monitor again after a reconnection). Dropping it cancels the
+/// monitor.
+pub struct RemoteMonitor {
+    pub(crate) rx: oneshot::Receiver<ActorDownReason>,
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) actor: String,
+    pub(crate) id: u64,
+    pub(crate) done: bool,
+}
+
+impl fmt::Debug for RemoteMonitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteMonitor")
+            .field("peer", &self.peer.name())
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+impl Future for RemoteMonitor {
+    type Output = RemoteDown;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RemoteDown> {
+        let reason = match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(reason)) => reason,
+            Poll::Ready(Err(_)) => ActorDownReason::NodeDown(DownReason::LocalShutdown),
+        };
+        self.done = true;
+        Poll::Ready(RemoteDown {
+            peer: self.peer.name().to_string(),
+            actor: self.actor.clone(),
+            reason,
+        })
+    }
+}
+
+impl Drop for RemoteMonitor {
+    fn drop(&mut self) {
+        if !self.done {
+            self.peer.cancel_monitor(self.id);
+        }
+    }
+}

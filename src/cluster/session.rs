@@ -1,0 +1,437 @@
+//! One authenticated connection to one peer: a reader loop that also runs
+//! the heartbeats and the failure detector, and a writer task that batches
+//! outgoing frames.
+//!
+//! Outgoing frames are encoded by the sender (a `RemoteRef::cast`, a reply)
+//! and queued on the session's [`Link`]. The writer drains what is queued
+//! into one buffer and writes it with one system call, so a burst of casts
+//! costs one write, not one per message. Heartbeats and their
+//! acknowledgements go through a separate queue the writer serves first, so
+//! they never wait behind a burst of data.
+//!
+//! The reader counts any frame as a sign of life: a peer whose frames keep
+//! arriving is never declared down, even if its heartbeats queue behind
+//! data. When the session ends — socket closed, protocol error, heartbeat
+//! timeout, replacement, shutdown — the first reason recorded on the link is
+//! the one reported, the calls and monitors sent on it fail with it, and
+//! the casts still queued here become dead letters.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::error::DownReason;
+use super::events::{NodeEvent, UndeliveredReason};
+use super::handshake::{Conn, ReadError, Reader};
+use super::node::NodeInner;
+use super::peer::Peer;
+use super::phi::PhiDetector;
+use super::remote_ref::ActorDownReason;
+use super::wire::{self, Frame, Refusal, LENGTH_PREFIX};
+
+/// The `Goodbye` reason that closes the losing one of two simultaneous
+/// connections between the same nodes.
+pub(crate) const DUPLICATE: &str = "duplicate connection";
+
+/// Stop gathering queued frames into one write past this many bytes.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// An item on the data queue.
+pub(crate) enum Out {
+    /// An encoded frame, length prefix included.
+    Frame(Bytes),
+    /// Flush what is queued, close the socket for writing, stop.
+    Close,
+}
+
+/// The sending side of a session, shared by everything that talks to the
+/// peer over it.
+pub(crate) struct Link {
+    /// This session's id, unique within the node.
+    pub(crate) session: u64,
+    /// The largest frame the peer accepts.
+    pub(crate) max_frame: usize,
+    data: mpsc::UnboundedSender<Out>,
+    ctrl: mpsc::UnboundedSender<Bytes>,
+    closed: CancellationToken,
+    reason: Mutex<Option<DownReason>>,
+}
+
+impl Link {
+    /// Whether the session is still open.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.closed.is_cancelled()
+    }
+
+    /// Queues an encoded frame. Fails once the session is closed.
+    pub(crate) fn send(&self, bytes: Bytes) -> Result<(), ()> {
+        if self.closed.is_cancelled() {
+            return Err(());
+        }
+        self.data.send(Out::Frame(bytes)).map_err(|_| ())
+    }
+
+    /// Encodes and queues a frame without payload; `false` if the session
+    /// is closed.
+    pub(crate) fn send_plain(&self, frame: &Frame) -> bool {
+        match wire::encode_plain(frame, self.max_frame) {
+            Ok(bytes) => self.send(bytes).is_ok(),
+            Err(e) => {
+                tracing::warn!(frame = frame.kind(), error = %e, "could not encode a frame");
+                false
+            }
+        }
+    }
+
+    fn send_ctrl(&self, frame: &Frame) {
+        if let Ok(bytes) = wire::encode_plain(frame, self.max_frame) {
+            let _ = self.ctrl.send(bytes);
+        }
+    }
+
+    /// Answers call `id` with a refusal.
+    pub(crate) fn refuse(&self, id: u64, refusal: Refusal) {
+        self.send_plain(&Frame::Reply {
+            id,
+            result: Err(refusal),
+        });
+    }
+
+    /// Records why the session ends, unless a reason is already recorded.
+    pub(crate) fn mark(&self, reason: DownReason) {
+        lock!(self.reason.lock()).get_or_insert(reason);
+    }
+
+    /// Ends the session (the first recorded reason wins).
+    pub(crate) fn close(&self, reason: DownReason) {
+        self.mark(reason);
+        self.closed.cancel();
+    }
+
+    /// Asks the writer to flush and close the socket after what is queued.
+    pub(crate) fn finish(&self) {
+        let _ = self.data.send(Out::Close);
+    }
+
+    /// The recorded reason.
+    pub(crate) fn reason(&self) -> DownReason {
+        lock!(self.reason.lock())
+            .clone()
+            .unwrap_or(DownReason::ConnectionClosed)
+    }
+}
+
+/// A session whose tasks have not started yet.
+pub(crate) struct Pending {
+    conn: Conn,
+    data: mpsc::UnboundedReceiver<Out>,
+    ctrl: mpsc::UnboundedReceiver<Bytes>,
+}
+
+/// Wraps an authenticated connection into a link and the parts its tasks
+/// will need. Nothing runs until [`Pending::spawn`], so the caller can
+/// install the link first.
+pub(crate) fn open(session: u64, conn: Conn, peer_max_frame: usize) -> (Arc<Link>, Pending) {
+    let (data_tx, data) = mpsc::unbounded_channel();
+    let (ctrl_tx, ctrl) = mpsc::unbounded_channel();
+    let link = Arc::new(Link {
+        session,
+        max_frame: peer_max_frame,
+        data: data_tx,
+        ctrl: ctrl_tx,
+        closed: CancellationToken::new(),
+        reason: Mutex::new(None),
+    });
+    (link, Pending { conn, data, ctrl })
+}
+
+impl Pending {
+    /// Starts the reader and writer tasks; returns the writer's handle.
+    pub(crate) fn spawn(
+        self,
+        node: Arc<NodeInner>,
+        peer: Arc<Peer>,
+        link: Arc<Link>,
+    ) -> tokio::task::JoinHandle<()> {
+        let Conn { read, write } = self.conn;
+        let writer = tokio::spawn(write_loop(
+            write,
+            self.ctrl,
+            self.data,
+            link.clone(),
+            peer.clone(),
+        ));
+        tokio::spawn(read_loop(node, peer, link, read));
+        writer
+    }
+
+    /// Refuses this connection as the loser of a simultaneous connect.
+    pub(crate) fn reject_duplicate(self) {
+        let mut write = self.conn.write;
+        tokio::spawn(async move {
+            if let Ok(bytes) = wire::encode_plain(
+                &Frame::Goodbye {
+                    reason: DUPLICATE.into(),
+                },
+                wire::MIN_MAX_FRAME_SIZE,
+            ) {
+                let _ = write.write_all(&bytes).await;
+            }
+            let _ = write.shutdown().await;
+        });
+    }
+}
+
+async fn write_loop(
+    mut w: OwnedWriteHalf,
+    mut ctrl: mpsc::UnboundedReceiver<Bytes>,
+    mut data: mpsc::UnboundedReceiver<Out>,
+    link: Arc<Link>,
+    peer: Arc<Peer>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = link.closed.cancelled() => break,
+            Some(b) = ctrl.recv() => buf.extend_from_slice(&b),
+            item = data.recv() => match item {
+                Some(Out::Frame(b)) => buf.extend_from_slice(&b),
+                Some(Out::Close) | None => closing = true,
+            },
+        }
+        // Gather whatever else is already queued into the same write.
+        while !closing && buf.len() < WRITE_BATCH {
+            if let Ok(b) = ctrl.try_recv() {
+                buf.extend_from_slice(&b);
+                continue;
+            }
+            match data.try_recv() {
+                Ok(Out::Frame(b)) => buf.extend_from_slice(&b),
+                Ok(Out::Close) => closing = true,
+                Err(_) => break,
+            }
+        }
+        if !buf.is_empty() {
+            tokio::select! {
+                r = w.write_all(&buf) => if let Err(e) = r {
+                    link.close(DownReason::ConnectionError(e.to_string()));
+                    break;
+                },
+                // A peer that stopped reading must not hold us forever.
+                _ = link.closed.cancelled() => break,
+            }
+            buf.clear();
+        }
+        if closing {
+            let _ = w.shutdown().await;
+            break;
+        }
+    }
+    // Whatever is still queued never left this node.
+    data.close();
+    let reason = link.reason();
+    while let Ok(item) = data.try_recv() {
+        if let Out::Frame(bytes) = item {
+            dead_letter(&peer, &bytes, &reason);
+        }
+    }
+}
+
+/// Reports a queued frame that was never sent. Calls are failed through
+/// their pending entries; casts become dead-letter events.
+fn dead_letter(peer: &Peer, bytes: &[u8], reason: &DownReason) {
+    let Some(body) = bytes.get(LENGTH_PREFIX..) else {
+        return;
+    };
+    if let Ok((
+        Frame::Send {
+            actor,
+            tag,
+            reply: None,
+        },
+        _,
+    )) = wire::decode(body)
+    {
+        tracing::warn!(peer = peer.name(), %actor, %tag, %reason, "cast not sent: the session closed");
+        peer.emit(NodeEvent::DeadLetter {
+            peer: peer.name().to_string(),
+            actor,
+            tag,
+            reason: UndeliveredReason::SessionClosed(reason.clone()),
+        });
+    }
+}
+
+/// The per-session heartbeat bookkeeping.
+struct Heartbeats {
+    detector: PhiDetector,
+    threshold: f64,
+    interval: Duration,
+    seq: u64,
+    sent_at: Option<(u64, Instant)>,
+    last_frame: Instant,
+}
+
+async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut conn: Reader) {
+    let phi = node.config.phi.clone();
+    let now = Instant::now();
+    let mut hb = Heartbeats {
+        detector: PhiDetector::new(phi.clone()),
+        threshold: phi.threshold,
+        interval: phi.heartbeat_interval,
+        seq: 0,
+        sent_at: None,
+        last_frame: now,
+    };
+    // The handshake is a sign of life: a peer that freezes right after it
+    // is still detected.
+    hb.detector.heartbeat(now);
+    let mut tick = tokio::time::interval(hb.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = link.closed.cancelled() => break link.reason(),
+            _ = tick.tick() => {
+                if let Some(reason) = beat(&peer, &link, &mut hb) {
+                    break reason;
+                }
+            }
+            frame = conn.next() => match frame {
+                Ok(Some((frame, payload))) => {
+                    hb.last_frame = Instant::now();
+                    if let Err(reason) = handle(&node, &peer, &link, &mut hb, frame, payload) {
+                        break reason;
+                    }
+                }
+                Ok(None) => break DownReason::ConnectionClosed,
+                Err(ReadError::Io(e)) => break DownReason::ConnectionError(e),
+                Err(ReadError::Protocol(e)) => break DownReason::ProtocolError(e),
+                Err(ReadError::Wire(e)) => break DownReason::ProtocolError(e.to_string()),
+            },
+        }
+    };
+    link.close(reason);
+    node.session_ended(&peer, &link);
+}
+
+/// One heartbeat tick: send a heartbeat, judge the peer.
+fn beat(peer: &Peer, link: &Link, hb: &mut Heartbeats) -> Option<DownReason> {
+    let now = Instant::now();
+    hb.seq += 1;
+    link.send_ctrl(&Frame::Heartbeat { seq: hb.seq });
+    if hb.sent_at.is_none() {
+        hb.sent_at = Some((hb.seq, now));
+    }
+    let phi = hb.detector.phi(now);
+    let quiet = now.duration_since(hb.last_frame) >= hb.interval;
+    if phi >= hb.threshold && quiet {
+        let silence = hb
+            .detector
+            .last_heartbeat()
+            .map(|t| now.duration_since(t))
+            .unwrap_or_default();
+        return Some(DownReason::HeartbeatTimeout {
+            phi,
+            threshold: hb.threshold,
+            silence,
+        });
+    }
+    peer.observe(link.session, phi, quiet && phi >= hb.threshold / 2.0, None);
+    None
+}
+
+/// Handles one frame from the peer; `Err` ends the session.
+fn handle(
+    node: &NodeInner,
+    peer: &Peer,
+    link: &Arc<Link>,
+    hb: &mut Heartbeats,
+    frame: Frame,
+    payload: Bytes,
+) -> Result<(), DownReason> {
+    match frame {
+        Frame::Heartbeat { seq } => {
+            let now = Instant::now();
+            link.send_ctrl(&Frame::HeartbeatAck { seq });
+            hb.detector.heartbeat(now);
+            peer.observe(link.session, hb.detector.phi(now), false, Some(now));
+        }
+        Frame::HeartbeatAck { seq } => {
+            if let Some((sent, at)) = hb.sent_at {
+                if seq >= sent {
+                    peer.observe_rtt(link.session, at.elapsed());
+                    hb.sent_at = None;
+                }
+            }
+        }
+        Frame::Lookup { id, actor, tag } => {
+            let result = node.registry.check(&actor, &tag);
+            if let Err(refusal) = &result {
+                tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "lookup refused");
+            }
+            link.send_plain(&Frame::LookupReply { id, result });
+        }
+        Frame::LookupReply { id, result } => peer.complete_call(id, result.map(|()| Bytes::new())),
+        Frame::Send { actor, tag, reply } => {
+            if let Err(refusal) = node.registry.deliver(&actor, &tag, &payload, link) {
+                tracing::warn!(peer = peer.name(), %actor, %tag, %refusal, "message refused");
+                match reply {
+                    Some(id) => link.refuse(id, refusal),
+                    None => {
+                        link.send_plain(&Frame::Undelivered {
+                            actor,
+                            tag,
+                            refusal,
+                        });
+                    }
+                }
+            }
+        }
+        Frame::Reply { id, result } => peer.complete_call(id, result.map(|()| payload)),
+        Frame::Undelivered {
+            actor,
+            tag,
+            refusal,
+        } => {
+            tracing::warn!(peer = peer.name(), %actor, %tag, %refusal, "cast refused by the peer");
+            peer.emit(NodeEvent::DeadLetter {
+                peer: peer.name().to_string(),
+                actor,
+                tag,
+                reason: UndeliveredReason::Refused(refusal),
+            });
+        }
+        Frame::Monitor { id, actor } => node.registry.watch(&actor, link, id),
+        Frame::Demonitor { id } => node.registry.unwatch(link.session, id),
+        Frame::ActorDown { id, reason } => peer.fire_monitor(
+            id,
+            match reason {
+                Ok(exit) => ActorDownReason::Exited(exit),
+                Err(Refusal::NotExported) => ActorDownReason::NotExported,
+                Err(other) => ActorDownReason::Exited(other.to_string()),
+            },
+        ),
+        Frame::Goodbye { reason } if reason == DUPLICATE => return Err(DownReason::Replaced),
+        Frame::Goodbye { reason } => return Err(DownReason::PeerShutdown(reason)),
+        other @ (Frame::Hello { .. }
+        | Frame::Challenge { .. }
+        | Frame::Response { .. }
+        | Frame::Welcome
+        | Frame::Rejected { .. }) => {
+            return Err(DownReason::ProtocolError(format!(
+                "unexpected {} frame after the handshake",
+                other.kind()
+            )))
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! Frames on the wire: what nodes say to each other and how it is encoded.
+//!
+//! A TCP stream between two nodes is a sequence of length-delimited frames
+//! (`tokio-util`'s [`LengthDelimitedCodec`]: a 4-byte big-endian length, then
+//! the body). Every body starts with the protocol version byte, then a
+//! [`Frame`] encoded with bincode 2 (serde, standard configuration), then —
+//! for the frames that carry one — the payload: a user message or a reply
+//! value, itself bincode-encoded.
+//!
+//! ```text
+//! | len: u32 BE | version: u8 | bincode(Frame) | payload bytes ... |
+//! ```
+//!
+//! Keeping the payload outside the [`Frame`] lets the receiver check the
+//! header (target actor, type tag) before it decodes anything of the user's,
+//! and lets the sender encode the message straight into the outgoing buffer.
+//!
+//! Nothing read from the network can panic here or make us allocate more
+//! than the configured maximum frame size: the codec rejects a length prefix
+//! above the maximum before reserving memory; frames and payloads are
+//! decoded by borrowing from the received bytes (bincode's borrowing
+//! decoder), so a string or byte-array length is checked against the bytes
+//! actually present before anything is copied; and serde's collection
+//! visitors cap their pre-allocation. (bincode's owning decoder would
+//! reserve a claimed string length up front: never use it on input.)
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+
+/// The protocol version this build speaks. Both sides check it on every
+/// frame, so the handshake fails clearly between incompatible builds.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Default upper bound of one frame, in bytes (8 MiB).
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 8 * 1024 * 1024;
+
+/// The smallest maximum frame size a node accepts: the handshake must fit.
+pub const MIN_MAX_FRAME_SIZE: usize = 1024;
+
+/// Bytes of the length prefix in front of every frame.
+pub(crate) const LENGTH_PREFIX: usize = 4;
+
+/// The bincode configuration of every frame and payload.
+pub(crate) const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// The most a frame header may claim while it decodes (names, tags,
+/// reasons). Headers are small; a larger one is refused when encoding.
+pub const MAX_HEADER_SIZE: usize = 16 * 1024;
+
+/// Longest reason text put in a frame; longer ones are cut.
+pub(crate) const MAX_REASON: usize = 1024;
+
+/// Cuts `text` to at most [`MAX_REASON`] bytes on a character boundary.
+pub(crate) fn short_reason(mut text: String) -> String {
+    if text.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// Why a request was refused or a message could not be delivered by the
+/// receiving node. Travels back to the sender inside reply frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// No actor is exported under that name on the receiving node.
+    #[error("no actor is exported under that name")]
+    NotExported,
+    /// The exported actor takes another message type.
+    #[error("the exported actor takes `{expected}`, the message is a `{found}`")]
+    TagMismatch {
+        /// The tag of the exported actor's message type.
+        expected: String,
+        /// The tag the message carried.
+        found: String,
+    },
+    /// The exported actor had stopped; its mailbox refused the message.
+    #[error("the exported actor has stopped")]
+    ActorStopped,
+    /// The receiver could not decode the payload (a version skew of the
+    /// message type: same tag, different encoding).
+    #[error("the payload did not decode: {0}")]
+    Decode(String),
+    /// The handler dropped its `RemoteReply` without answering.
+    #[error("the handler dropped the reply port without answering")]
+    ReplyDropped,
+    /// The handler's reply value failed to encode or did not fit in a frame.
+    #[error("the reply could not be sent: {0}")]
+    ReplyEncode(String),
+}
+
+/// One frame. The handshake frames come first; after `Welcome` only session
+/// frames are valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Frame {
+    /// Dialer → acceptor: who I am, my nonce.
+    Hello {
+        name: String,
+        incarnation: u64,
+        nonce: [u8; 32],
+        max_frame: u32,
+    },
+    /// Acceptor → dialer: who I am, my nonce, and my proof over both.
+    Challenge {
+        name: String,
+        incarnation: u64,
+        nonce: [u8; 32],
+        max_frame: u32,
+        proof: [u8; 32],
+    },
+    /// Dialer → acceptor: the dialer's proof over both nonces.
+    Response { proof: [u8; 32] },
+    /// Acceptor → dialer: authenticated, the session starts.
+    Welcome,
+    /// Either side: the handshake failed, and why.
+    Rejected { reason: String },
+    /// A heartbeat; answered with `HeartbeatAck` carrying the same `seq`.
+    Heartbeat { seq: u64 },
+    /// The answer to a heartbeat (round-trip time).
+    HeartbeatAck { seq: u64 },
+    /// Is `actor` exported, for messages tagged `tag`?
+    Lookup { id: u64, actor: String, tag: String },
+    /// The answer to `Lookup`.
+    LookupReply {
+        id: u64,
+        result: Result<(), Refusal>,
+    },
+    /// A message for `actor`; payload follows. `reply` is the id of the
+    /// call waiting for it, if any, so a refusal can answer that call.
+    Send {
+        actor: String,
+        tag: String,
+        reply: Option<u64>,
+    },
+    /// The answer to call `id`; the value follows when `result` is `Ok`.
+    Reply {
+        id: u64,
+        result: Result<(), Refusal>,
+    },
+    /// A cast that could not be delivered (the sender gets a dead letter).
+    Undelivered {
+        actor: String,
+        tag: String,
+        refusal: Refusal,
+    },
+    /// Watch `actor`; answered once with `ActorDown { id, .. }`.
+    Monitor { id: u64, actor: String },
+    /// Stop watching (the monitor was dropped).
+    Demonitor { id: u64 },
+    /// The monitored actor ended (`Ok` with its exit reason) or is not
+    /// exported (`Err`).
+    ActorDown {
+        id: u64,
+        reason: Result<String, Refusal>,
+    },
+    /// The sender is shutting down; nothing follows.
+    Goodbye { reason: String },
+}
+
+impl Frame {
+    /// A short name for logs and protocol errors.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "Hello",
+            Frame::Challenge { .. } => "Challenge",
+            Frame::Response { .. } => "Response",
+            Frame::Welcome => "Welcome",
+            Frame::Rejected { .. } => "Rejected",
+            Frame::Heartbeat { .. } => "Heartbeat",
+            Frame::HeartbeatAck { .. } => "HeartbeatAck",
+            Frame::Lookup { .. } => "Lookup",
+            Frame::LookupReply { .. } => "LookupReply",
+            Frame::Send { .. } => "Send",
+            Frame::Reply { .. } => "Reply",
+            Frame::Undelivered { .. } => "Undelivered",
+            Frame::Monitor { .. } => "Monitor",
+            Frame::Demonitor { .. } => "Demonitor",
+            Frame::ActorDown { .. } => "ActorDown",
+            Frame::Goodbye { .. } => "Goodbye",
+        }
+    }
+
+    /// Whether a payload follows this frame's header.
+    fn carries_payload(&self) -> bool {
+        matches!(
+            self,
+            Frame::Send { .. } | Frame::Reply { result: Ok(()), .. }
+        )
+    }
+}
+
+/// What was wrong with bytes read from, or about to be written to, the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The frame had no bytes at all (not even a version).
+    #[error("empty frame")]
+    Empty,
+    /// The peer speaks another protocol version.
+    #[error("unknown protocol version {found} (this node speaks {PROTOCOL_VERSION}); run compatible builds on both nodes")]
+    UnknownVersion {
+        /// The version byte received.
+        found: u8,
+    },
+    /// The frame header did not decode.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Bytes followed a frame that carries no payload.
+    #[error("{trailing} unexpected bytes after a {kind} frame")]
+    Trailing {
+        /// The frame kind.
+        kind: &'static str,
+        /// How many bytes followed it.
+        trailing: usize,
+    },
+    /// A value failed to encode.
+    #[error("could not encode: {0}")]
+    Encode(String),
+    /// A frame header (actor name, tag, reason) is too large.
+    #[error(
+        "a frame header of {size} bytes exceeds {max} bytes; use shorter actor names and tags"
+    )]
+    HeaderTooLarge {
+        /// The encoded header size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An outgoing frame would exceed the maximum frame size of the
+    /// receiving side.
+    #[error("a frame of {size} bytes exceeds the maximum of {max} bytes; send smaller messages or raise NodeConfig::max_frame_size on both nodes")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// The length-delimited codec for a given maximum frame size: 4-byte
+/// big-endian length prefix, then the body. A prefix above `max` is an error
+/// before any buffer is reserved.
+pub(crate) fn codec(max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .max_frame_length(max)
+        .new_codec()
+}
+
+/// Encodes a frame, with its payload if it carries one, into one body,
+/// prefixed by its length so that it can be written to the socket as is.
+/// Fails if the body would exceed `max`.
+pub(crate) fn encode<P: Serialize + ?Sized>(
+    frame: &Frame,
+    payload: Option<&P>,
+    max: usize,
+) -> Result<Bytes, WireError> {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_u32(0); // length, patched below
+    buf.put_u8(PROTOCOL_VERSION);
+    let mut w = buf.writer();
+    bincode::serde::encode_into_std_write(frame, &mut w, CONFIG)
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    let header = w.get_ref().len() - LENGTH_PREFIX - 1;
+    if header > MAX_HEADER_SIZE {
+        return Err(WireError::HeaderTooLarge {
+            size: header,
+            max: MAX_HEADER_SIZE,
+        });
+    }
+    if let Some(p) = payload {
+        bincode::serde::encode_into_std_write(p, &mut w, CONFIG)
+            .map_err(|e| WireError::Encode(e.to_string()))?;
+    }
+    let mut buf = w.into_inner();
+    let body = buf.len() - LENGTH_PREFIX;
+    if body > max {
+        return Err(WireError::TooLarge { size: body, max });
+    }
+    let len = u32::try_from(body).map_err(|_| WireError::TooLarge {
+        size: body,
+        max: u32::MAX as usize,
+    })?;
+    buf[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// Encodes a frame that carries no payload.
+pub(crate) fn encode_plain(frame: &Frame, max: usize) -> Result<Bytes, WireError> {
+    encode::<()>(frame, None, max)
+}
+
+/// Decodes one frame body (without its length prefix): checks the version,
+/// decodes the header, and returns the payload bytes that follow it.
+pub(crate) fn decode(body: &[u8]) -> Result<(Frame, &[u8]), WireError> {
+    let (&version, rest) = body.split_first().ok_or(WireError::Empty)?;
+    if version != PROTOCOL_VERSION {
+        return Err(WireError::UnknownVersion { found: version });
+    }
+    // bincode reserves a claimed string length before reading it; the
+    // limit makes it check the claim first.
+    let config = CONFIG.with_limit::<MAX_HEADER_SIZE>();
+    let (frame, used): (Frame, usize) = bincode::serde::borrow_decode_from_slice(rest, config)
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    let payload = rest.get(used..).unwrap_or_default();
+    if !frame.carries_payload() && !payload.is_empty() {
+        return Err(WireError::Trailing {
+            kind: frame.kind(),
+            trailing: payload.len(),
+        });
+    }
+    Ok((frame, payload))
+}
+
+/// Decodes a payload (a user message or a reply value); all of it must be
+/// used.
+///
+/// bincode reserves the memory a collection claims before reading it, up to
+/// its configured limit; the limit here is four times the payload's size
+/// (rounded up to a power of four, at least 64 KiB), so what a peer can make
+/// us reserve is proportional to what it actually sent, which the maximum
+/// frame size bounds.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    macro_rules! with_limit {
+        ($($limit:expr),*) => {{
+            let need = bytes.len().saturating_mul(4);
+            $(
+                if need <= $limit {
+                    return finish(bincode::serde::borrow_decode_from_slice(
+                        bytes,
+                        CONFIG.with_limit::<{ $limit }>(),
+                    ), bytes.len());
+                }
+            )*
+            finish(bincode::serde::borrow_decode_from_slice(
+                bytes,
+                CONFIG.with_limit::<{ 1usize << 34 }>(),
+            ), bytes.len())
+        }};
+    }
+    with_limit!(
+        1 << 16,
+        1 << 18,
+        1 << 20,
+        1 << 22,
+        1 << 24,
+        1 << 26,
+        1 << 28,
+        1 << 30,
+        1 << 32
+    )
+}
+
+fn finish<T>(
+    decoded: Result<(T, usize), bincode::error::DecodeError>,
+    len: usize,
+) -> Result<T, String> {
+    let (value, used) = decoded.map_err(|e| e.to_string())?;
+    if used != len {
+        return Err(format!("{} unexpected bytes after the value", len - used));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(bytes: &Bytes) -> &[u8] {
+        &bytes[LENGTH_PREFIX..]
+    }
+
+    #[test]
+    fn frames_round_trip_with_and_without_payload() {
+        let f = Frame::Send {
+            actor: "counter".into(),
+            tag: "Counter".into(),
+            reply: Some(7),
+        };
+        let bytes = encode(&f, Some(&(1u64, "x".to_string())), 1 << 20).expect("encodes");
+        let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        assert_eq!(len, bytes.len() - LENGTH_PREFIX);
+        let (back, payload) = decode(body(&bytes)).expect("decodes");
+        assert_eq!(back, f);
+        let value: (u64, String) = decode_payload(payload).expect("payload decodes");
+        assert_eq!(value, (1, "x".to_string()));
+
+        let hb = encode_plain(&Frame::Heartbeat { seq: 3 }, 1 << 20).expect("encodes");
+        assert_eq!(
+            decode(body(&hb)).expect("decodes").0,
+            Frame::Heartbeat { seq: 3 }
+        );
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let mut b = encode_plain(&Frame::Welcome, 1024)
+            .expect("encodes")
+            .to_vec();
+        b[LENGTH_PREFIX] = 99;
+        assert_eq!(
+            decode(&b[LENGTH_PREFIX..]).unwrap_err(),
+            WireError::UnknownVersion { found: 99 }
+        );
+    }
+
+    #[test]
+    fn garbage_empty_and_trailing_bytes_are_errors_not_panics() {
+        assert_eq!(decode(&[]).unwrap_err(), WireError::Empty);
+        for garbage in [
+            &[PROTOCOL_VERSION, 0xff, 0xff, 0xff][..],
+            &[PROTOCOL_VERSION, 200],
+        ] {
+            assert!(matches!(decode(garbage), Err(WireError::Malformed(_))));
+        }
+        let mut b = encode_plain(&Frame::Welcome, 1024)
+            .expect("encodes")
+            .to_vec();
+        b.push(0);
+        assert!(matches!(
+            decode(&b[LENGTH_PREFIX..]),
+            Err(WireError::Trailing {
+                kind: "Welcome",
+                trailing: 1
+            })
+        ));
+        assert!(decode_payload::<u8>(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_huge_claimed_string_length_fails_without_allocating_it() {
+        // Lookup { id: 0, actor: <claims u64::MAX bytes>, .. }: variant 7,
+        // id 0, then a varint length of 2^64-1 with no bytes behind it.
+        let mut b = vec![PROTOCOL_VERSION, 7, 0, 253];
+        b.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(decode(&b), Err(WireError::Malformed(_))));
+        // The same claim inside a user payload (a String, a Vec<u64>).
+        let mut p = vec![253];
+        p.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(decode_payload::<String>(&p).is_err());
+        assert!(decode_payload::<Vec<u64>>(&p).is_err());
+        assert!(decode_payload::<Vec<u8>>(&p).is_err());
+    }
+
+    #[test]
+    fn long_headers_are_refused_on_encode_and_reasons_are_cut() {
+        let f = Frame::Lookup {
+            id: 1,
+            actor: "x".repeat(MAX_HEADER_SIZE),
+            tag: "t".into(),
+        };
+        assert!(matches!(
+            encode_plain(&f, 1 << 20),
+            Err(WireError::HeaderTooLarge { .. })
+        ));
+        let cut = short_reason("é".repeat(MAX_REASON));
+        assert!(cut.len() <= MAX_REASON && cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_on_encode() {
+        let big = vec![0u8; 4096];
+        let f = Frame::Send {
+            actor: "a".into(),
+            tag: "t".into(),
+            reply: None,
+        };
+        assert!(matches!(
+            encode(&f, Some(&big), 1024),
+            Err(WireError::TooLarge { max: 1024, .. })
+        ));
+    }
+}
