@@ -5,46 +5,7 @@
 //! across reconnections: while the session is down, sends fail at once with
 //! [`ClusterError::NodeDown`]; after the reconnection they work again.
 //!
-//! ```
-//! use std::time::Duration;
-//! use ractor::{Actor, ActorProcessingErr, ActorRef};
-//! use ractor_otp::cluster::{Node, NodeConfig, RemoteReply};
-//! use serde::{Deserialize, Serialize};
-//!
-//! #[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
-//! enum Greeter {
-//!     Greet(String, RemoteReply<String>),
-//! }
-//!
-//! struct GreeterActor;
-//! impl Actor for GreeterActor {
-//!     type Msg = Greeter;
-//!     type State = ();
-//!     type Arguments = ();
-//!     async fn pre_start(&self, _: ActorRef<Greeter>, _: ()) -> Result<(), ActorProcessingErr> {
-//!         Ok(())
-//!     }
-//!     async fn handle(&self, _: ActorRef<Greeter>, msg: Greeter, _: &mut ()) -> Result<(), ActorProcessingErr> {
-//!         let Greeter::Greet(name, reply) = msg;
-//!         reply.send(format!("hello, {name}"))?;
-//!         Ok(())
-//!     }
-//! }
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let a = Node::start(NodeConfig::new("a").cookie("secret")).await?;
-//! let b = Node::start(NodeConfig::new("b").cookie("secret")).await?;
-//! let (greeter, _) = Actor::spawn(None, GreeterActor, ()).await?;
-//! a.export("greeter", greeter)?;
-//!
-//! b.connect(a.local_addr()).await?;
-//! let remote = b.lookup::<Greeter>("a", "greeter").await?;
-//! let answer = remote
-//!     .call(|reply| Greeter::Greet("b".into(), reply), Duration::from_secs(1))
-//!     .await?;
-//! assert_eq!(answer, "hello, b");
-//! # b.shutdown().await; a.shutdown().await; Ok(()) }
-//! ```
+//! See [`RemoteRef`] for an example.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -98,9 +59,52 @@ pub(crate) fn drop_disarmed<T>(value: T) {
 
 /// A handle to an actor exported on another node.
 ///
-/// Cheap to clone. Messages from one sender to one remote actor arrive in
-/// the order they were sent while the session lives; a message is never
-/// delivered twice. See the [module docs](self) for an example.
+/// Cheap to clone. It follows the peer across reconnections: while the
+/// session is down, sends fail at once with [`ClusterError::NodeDown`];
+/// after the reconnection they work again. Messages from one sender to one
+/// remote actor arrive in the order they were sent while the session lives;
+/// a message is never delivered twice.
+///
+/// ```
+/// use std::time::Duration;
+/// use ractor::{Actor, ActorProcessingErr, ActorRef};
+/// use ractor_otp::cluster::{Node, NodeConfig, RemoteReply};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+/// enum Greeter {
+///     Greet(String, RemoteReply<String>),
+/// }
+///
+/// struct GreeterActor;
+/// impl Actor for GreeterActor {
+///     type Msg = Greeter;
+///     type State = ();
+///     type Arguments = ();
+///     async fn pre_start(&self, _: ActorRef<Greeter>, _: ()) -> Result<(), ActorProcessingErr> {
+///         Ok(())
+///     }
+///     async fn handle(&self, _: ActorRef<Greeter>, msg: Greeter, _: &mut ()) -> Result<(), ActorProcessingErr> {
+///         let Greeter::Greet(name, reply) = msg;
+///         reply.send(format!("hello, {name}"))?;
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let a = Node::start(NodeConfig::new("a").cookie("secret")).await?;
+/// let b = Node::start(NodeConfig::new("b").cookie("secret")).await?;
+/// let (greeter, _) = Actor::spawn(None, GreeterActor, ()).await?;
+/// a.export("greeter", greeter)?;
+///
+/// b.connect(a.local_addr()).await?;
+/// let remote = b.lookup::<Greeter>("a", "greeter").await?;
+/// let answer = remote
+///     .call(|reply| Greeter::Greet("b".into(), reply), Duration::from_secs(1))
+///     .await?;
+/// assert_eq!(answer, "hello, b");
+/// # b.shutdown().await; a.shutdown().await; Ok(()) }
+/// ```
 pub struct RemoteRef<M> {
     peer: Arc<Peer>,
     actor: Arc<str>,

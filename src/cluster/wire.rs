@@ -3,7 +3,7 @@
 //! A TCP stream between two nodes is a sequence of length-delimited frames
 //! (`tokio-util`'s [`LengthDelimitedCodec`]: a 4-byte big-endian length, then
 //! the body). Every body starts with the protocol version byte, then a
-//! [`Frame`] encoded with bincode 2 (serde, standard configuration), then —
+//! `Frame` encoded with bincode 2 (serde, standard configuration), then —
 //! for the frames that carry one — the payload: a user message or a reply
 //! value, itself bincode-encoded.
 //!
@@ -11,7 +11,7 @@
 //! | len: u32 BE | version: u8 | bincode(Frame) | payload bytes ... |
 //! ```
 //!
-//! Keeping the payload outside the [`Frame`] lets the receiver check the
+//! Keeping the payload outside the `Frame` lets the receiver check the
 //! header (target actor, type tag) before it decodes anything of the user's,
 //! and lets the sender encode the message straight into the outgoing buffer.
 //!
@@ -23,6 +23,16 @@
 //! actually present before anything is copied; and serde's collection
 //! visitors cap their pre-allocation. (bincode's owning decoder would
 //! reserve a claimed string length up front: never use it on input.)
+//!
+//! ```
+//! use ractor_otp::cluster::wire::{Refusal, DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION};
+//!
+//! assert_eq!(PROTOCOL_VERSION, 1);
+//! assert_eq!(DEFAULT_MAX_FRAME_SIZE, 8 * 1024 * 1024);
+//! // What a sender hears when its message names the wrong type:
+//! let refusal = Refusal::TagMismatch { expected: "Counter".into(), found: "Order".into() };
+//! assert_eq!(refusal.to_string(), "the exported actor takes `Counter`, the message is a `Order`");
+//! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
