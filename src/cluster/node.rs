@@ -22,6 +22,7 @@ use super::registry::Registry;
 use super::remote_ref::{RemoteMonitor, RemoteRef};
 use super::session::{self, Link};
 use super::wire::Frame;
+use crate::supervisor::ChildRef;
 
 /// How long [`Node::shutdown`] waits for queued frames to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(2);
@@ -146,8 +147,7 @@ impl Node {
     /// The actor is unexported automatically when it ends (peers
     /// monitoring it are told why). Fails if `name` is held by an actor
     /// that is still running. To export a supervised child that restarts,
-    /// export the new `ActorRef` after each start (for instance from its
-    /// `pre_start`).
+    /// use [`export_child`](Self::export_child).
     pub fn export<M: RemoteMessage>(
         &self,
         name: impl AsRef<str>,
@@ -157,6 +157,23 @@ impl Node {
             return Err(ClusterError::Shutdown);
         }
         self.inner.registry.export(name.as_ref(), actor)
+    }
+
+    /// Makes a supervised child reachable from other nodes as `name`. The
+    /// export follows the child across restarts (it goes through the
+    /// [`ChildRef`]); while the child restarts, messages are refused with
+    /// [`Refusal::NotRunning`](super::Refusal::NotRunning) (a call fails with
+    /// it, a cast becomes a dead letter). It stays exported until
+    /// [`unexport`](Self::unexport).
+    pub fn export_child<M: RemoteMessage>(
+        &self,
+        name: impl AsRef<str>,
+        child: ChildRef<M>,
+    ) -> Result<(), ClusterError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(ClusterError::Shutdown);
+        }
+        self.inner.registry.export_child(name.as_ref(), child)
     }
 
     /// Withdraws an export; returns whether `name` was exported. Remote

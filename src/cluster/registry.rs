@@ -18,13 +18,16 @@ use super::message::RemoteMessage;
 use super::remote_ref::{decoding_from, drop_disarmed};
 use super::session::Link;
 use super::wire::{self, Frame, Refusal};
+use crate::supervisor::{CastError, ChildRef};
 
 type Deliver = Box<dyn Fn(&[u8], &Arc<Link>) -> Result<(), Refusal> + Send + Sync>;
 
 /// One exported actor.
 struct Export {
     tag: &'static str,
-    cell: ActorCell,
+    /// The actor, for an `ActorRef` export (watched, unexported when it
+    /// ends); `None` for a supervised child, whose export follows restarts.
+    cell: Option<ActorCell>,
     deliver: Deliver,
     /// Peers' monitors: the session to answer on and the monitor's id.
     watchers: Mutex<Vec<(Arc<Link>, u64)>>,
@@ -68,30 +71,17 @@ impl Registry {
         actor: ActorRef<M>,
     ) -> Result<(), ClusterError> {
         let cell = actor.get_cell();
-        let target = actor.clone();
-        let deliver: Deliver = Box::new(move |bytes, link| {
-            let msg: M = decoding_from(link, || wire::decode_payload::<M>(bytes))
-                .map_err(Refusal::Decode)?;
-            target.cast(msg).map_err(|e| {
-                drop_disarmed(e);
-                Refusal::ActorStopped
-            })
-        });
-        let export = Arc::new(Export {
-            tag: M::TAG,
-            cell: cell.clone(),
-            deliver,
-            watchers: Mutex::new(Vec::new()),
-        });
-        {
-            let mut exports = lock!(self.exports.write());
-            if let Some(old) = exports.get(name) {
-                if old.cell.get_status() != ActorStatus::Stopped {
-                    return Err(ClusterError::AlreadyExported(name.to_string()));
-                }
-            }
-            exports.insert(name.to_string(), export);
-        }
+        self.insert::<M>(
+            name,
+            Some(cell.clone()),
+            Box::new(move |bytes, link| {
+                let msg = decode::<M>(bytes, link)?;
+                actor.cast(msg).map_err(|e| {
+                    drop_disarmed(e);
+                    Refusal::ActorStopped
+                })
+            }),
+        )?;
         if let Some(watcher) = lock!(self.watcher.lock()).as_ref() {
             watcher.monitor(cell.clone());
         }
@@ -103,6 +93,62 @@ impl Registry {
             self.actor_ended(cell.get_id(), "stopped before it was exported".into());
         }
         tracing::debug!(actor = name, tag = M::TAG, "exported");
+        Ok(())
+    }
+
+    /// Exports a supervised child as `name`: messages reach whichever
+    /// incarnation runs; while it restarts they are refused with
+    /// [`Refusal::NotRunning`].
+    pub(crate) fn export_child<M: RemoteMessage>(
+        &self,
+        name: &str,
+        child: ChildRef<M>,
+    ) -> Result<(), ClusterError> {
+        self.insert::<M>(
+            name,
+            None,
+            Box::new(move |bytes, link| {
+                let msg = decode::<M>(bytes, link)?;
+                child.cast(msg).map_err(|e| {
+                    let refusal = match &e {
+                        CastError::NotRunning(_) => Refusal::NotRunning,
+                        CastError::Closed(_) | CastError::Lost => Refusal::ActorStopped,
+                    };
+                    drop_disarmed(e);
+                    refusal
+                })
+            }),
+        )?;
+        tracing::debug!(actor = name, tag = M::TAG, "exported a supervised child");
+        Ok(())
+    }
+
+    /// Registers an export unless `name` is held by a live one.
+    fn insert<M: RemoteMessage>(
+        &self,
+        name: &str,
+        cell: Option<ActorCell>,
+        deliver: Deliver,
+    ) -> Result<(), ClusterError> {
+        let mut exports = lock!(self.exports.write());
+        if let Some(old) = exports.get(name) {
+            let stopped = old
+                .cell
+                .as_ref()
+                .is_some_and(|c| c.get_status() == ActorStatus::Stopped);
+            if !stopped {
+                return Err(ClusterError::AlreadyExported(name.to_string()));
+            }
+        }
+        exports.insert(
+            name.to_string(),
+            Arc::new(Export {
+                tag: M::TAG,
+                cell,
+                deliver,
+                watchers: Mutex::new(Vec::new()),
+            }),
+        );
         Ok(())
     }
 
@@ -187,7 +233,7 @@ impl Registry {
             let mut exports = lock!(self.exports.write());
             let names: Vec<String> = exports
                 .iter()
-                .filter(|(_, e)| e.cell.get_id() == id)
+                .filter(|(_, e)| e.cell.as_ref().is_some_and(|c| c.get_id() == id))
                 .map(|(n, _)| n.clone())
                 .collect();
             names
@@ -207,12 +253,17 @@ impl Registry {
             .drain()
             .map(|(_, e)| e)
             .collect();
-        for export in all {
-            if let Some(watcher) = lock!(self.watcher.lock()).as_ref() {
-                watcher.unmonitor(export.cell.clone());
+        if let Some(watcher) = lock!(self.watcher.lock()).as_ref() {
+            for cell in all.iter().filter_map(|e| e.cell.clone()) {
+                watcher.unmonitor(cell);
             }
         }
     }
+}
+
+/// Decodes a message, binding its reply ports to `link`.
+fn decode<M: RemoteMessage>(bytes: &[u8], link: &Arc<Link>) -> Result<M, Refusal> {
+    decoding_from(link, || wire::decode_payload::<M>(bytes)).map_err(Refusal::Decode)
 }
 
 /// Receives the exported actors' exits (as a ractor monitor).

@@ -91,6 +91,10 @@ pub enum Refusal {
     /// The exported actor had stopped; its mailbox refused the message.
     #[error("the exported actor has stopped")]
     ActorStopped,
+    /// The exported supervised child is restarting (or stopped by its
+    /// supervisor); try again shortly.
+    #[error("the exported child is not running (restarting?); try again shortly")]
+    NotRunning,
     /// The receiver could not decode the payload (a version skew of the
     /// message type: same tag, different encoding).
     #[error("the payload did not decode: {0}")]
