@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
@@ -38,6 +39,10 @@ use super::wire::{self, Frame, Refusal, LENGTH_PREFIX};
 /// The `Goodbye` reason that closes the losing one of two simultaneous
 /// connections between the same nodes.
 pub(crate) const DUPLICATE: &str = "duplicate connection";
+
+/// Most frames read without waiting before a heartbeat tick judges the
+/// peer.
+const DRAIN_BEFORE_JUDGING: usize = 1024;
 
 /// Stop gathering queued frames into one write past this many bytes.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -301,26 +306,54 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
             biased;
             _ = link.closed.cancelled() => break link.reason(),
             _ = tick.tick() => {
-                if let Some(reason) = beat(&peer, &link, &mut hb) {
+                // Read what already arrived before judging the silence: after
+                // a stall of this runtime the peer's heartbeats may be
+                // waiting unread in the socket.
+                let mut ready = 0;
+                let mut ended = None;
+                while ready < DRAIN_BEFORE_JUDGING {
+                    let Some(read) = conn.next().now_or_never() else {
+                        break;
+                    };
+                    ready += 1;
+                    if let Err(reason) = on_read(&node, &peer, &link, &mut hb, read) {
+                        ended = Some(reason);
+                        break;
+                    }
+                }
+                if let Some(reason) = ended.or_else(|| beat(&peer, &link, &mut hb)) {
                     break reason;
                 }
             }
-            frame = conn.next() => match frame {
-                Ok(Some((frame, payload))) => {
-                    hb.last_frame = Instant::now();
-                    if let Err(reason) = handle(&node, &peer, &link, &mut hb, frame, payload) {
-                        break reason;
-                    }
+            read = conn.next() => {
+                if let Err(reason) = on_read(&node, &peer, &link, &mut hb, read) {
+                    break reason;
                 }
-                Ok(None) => break DownReason::ConnectionClosed,
-                Err(ReadError::Io(e)) => break DownReason::ConnectionError(e),
-                Err(ReadError::Protocol(e)) => break DownReason::ProtocolError(e),
-                Err(ReadError::Wire(e)) => break DownReason::ProtocolError(e.to_string()),
-            },
+            }
         }
     };
     link.close(reason);
     node.session_ended(&peer, &link);
+}
+
+/// Handles the outcome of one read; `Err` ends the session.
+fn on_read(
+    node: &NodeInner,
+    peer: &Peer,
+    link: &Arc<Link>,
+    hb: &mut Heartbeats,
+    read: Result<Option<(Frame, Bytes)>, ReadError>,
+) -> Result<(), DownReason> {
+    match read {
+        Ok(Some((frame, payload))) => {
+            hb.last_frame = Instant::now();
+            handle(node, peer, link, hb, frame, payload)
+        }
+        Ok(None) => Err(DownReason::ConnectionClosed),
+        Err(ReadError::Io(e)) => Err(DownReason::ConnectionError(e)),
+        Err(ReadError::Protocol(e)) => Err(DownReason::ProtocolError(e)),
+        Err(ReadError::Wire(e)) => Err(DownReason::ProtocolError(e.to_string())),
+    }
 }
 
 /// One heartbeat tick: send a heartbeat, judge the peer.
