@@ -121,6 +121,20 @@ impl Node {
     ///
     /// Returns the peer as it stands, also when it was already connected.
     pub async fn connect(&self, addr: SocketAddr) -> Result<PeerInfo, ClusterError> {
+        // Dialing a live peer again would replace its session and fail what
+        // is pending on it.
+        let known = lock!(self.inner.peers.lock())
+            .values()
+            .find(|p| {
+                p.is_up()
+                    && (lock!(p.state.lock()).addr == addr
+                        || *lock!(p.dial_addr.lock()) == Some(addr))
+            })
+            .cloned();
+        if let Some(peer) = known {
+            *lock!(peer.dial_addr.lock()) = Some(addr);
+            return Ok(peer.info());
+        }
         let peer = dial(&self.inner, addr).await?;
         *lock!(peer.dial_addr.lock()) = Some(addr);
         Ok(peer.info())
