@@ -182,6 +182,7 @@ struct StoreState {
     held: Vec<RemoteReply<()>>,
 }
 
+#[derive(Clone)]
 struct Store;
 
 impl Actor for Store {
@@ -1324,6 +1325,57 @@ async fn a_message_above_the_receivers_frame_limit_fails_at_the_sender() {
     remote.cast(Msg::Put(9)).expect("fits");
     assert_eq!(seen(&remote).await, vec![9]);
     assert_no_down(&mut on_a, "b");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Supervised exports
+
+/// An exported supervised child keeps its name across restarts: the same
+/// `RemoteRef` reaches the new incarnation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_child_is_reached_across_its_restarts() {
+    use ractor_otp::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+
+    let (a, b) = pair().await;
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(5, Duration::from_secs(10))
+        .child(ChildSpec::new("store", Store, || ()));
+    let (sup, _join) = Supervisor::spawn(None, spec)
+        .await
+        .expect("supervisor starts");
+    let child = sup.child::<Msg>("store").expect("store is a child");
+    b.export_child("store", child).expect("`store` is free");
+    let remote = within("lookup", a.lookup::<Msg>("b", "store"))
+        .await
+        .expect("the child is exported for Msg");
+
+    remote.cast(Msg::Put(1)).expect("cast is sent");
+    assert_eq!(seen(&remote).await, vec![1]);
+    remote.cast(Msg::Stop).expect("cast is sent");
+
+    // The supervisor restarts it (fresh state); meanwhile calls may be
+    // refused with NotRunning, never lost or hung.
+    let deadline = Instant::now() + WAIT;
+    let after = loop {
+        match remote.call(Msg::Get, CALL).await {
+            Ok(seen) => break seen,
+            Err(ClusterError::Refused {
+                refusal: Refusal::NotRunning | Refusal::ActorStopped,
+                ..
+            }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("the restarted child should answer: {e}"),
+        }
+    };
+    assert_eq!(after, Vec::<u64>::new(), "a new incarnation answered");
+    assert!(b.unexport("store"));
+    sup.cell()
+        .stop_and_wait(None, None)
+        .await
+        .expect("supervisor stops");
     a.shutdown().await;
     b.shutdown().await;
 }
