@@ -1356,13 +1356,14 @@ async fn an_exported_child_is_reached_across_its_restarts() {
     remote.cast(Msg::Stop).expect("cast is sent");
 
     // The supervisor restarts it (fresh state); meanwhile calls may be
-    // refused with NotRunning, never lost or hung.
+    // refused (NotRunning), or dropped with the stopping incarnation's
+    // mailbox (ReplyDropped), never lost or hung.
     let deadline = Instant::now() + WAIT;
     let after = loop {
         match remote.call(Msg::Get, CALL).await {
             Ok(seen) => break seen,
             Err(ClusterError::Refused {
-                refusal: Refusal::NotRunning | Refusal::ActorStopped,
+                refusal: Refusal::NotRunning | Refusal::ActorStopped | Refusal::ReplyDropped,
                 ..
             }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(10)).await;

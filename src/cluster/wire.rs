@@ -99,8 +99,9 @@ pub enum Refusal {
     /// message type: same tag, different encoding).
     #[error("the payload did not decode: {0}")]
     Decode(String),
-    /// The handler dropped its `RemoteReply` without answering.
-    #[error("the handler dropped the reply port without answering")]
+    /// The handler dropped its `RemoteReply` without answering, or the
+    /// actor stopped with the message still in its mailbox.
+    #[error("the reply port was dropped unanswered (by the handler, or with the mailbox of an actor that stopped)")]
     ReplyDropped,
     /// The handler's reply value failed to encode or did not fit in a frame.
     #[error("the reply could not be sent: {0}")]
