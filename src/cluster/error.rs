@@ -14,7 +14,7 @@ use super::wire::{Refusal, WireError};
 pub enum DownReason {
     /// The phi-accrual detector's suspicion crossed the threshold: the peer
     /// (or the network to it) went silent without closing the connection.
-    #[error("heartbeat timeout: phi {phi:.1} above the threshold {threshold:.1} after {silence:?} of silence")]
+    #[error("heartbeat timeout: phi {phi:.1} above the threshold {threshold:.1} after {} ms of silence", silence.as_millis())]
     HeartbeatTimeout {
         /// The suspicion level when the peer was declared down.
         phi: f64,

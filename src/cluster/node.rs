@@ -177,7 +177,9 @@ impl Node {
     /// export follows the child across restarts (it goes through the
     /// [`ChildRef`]); while the child restarts, messages are refused with
     /// [`Refusal::NotRunning`](super::Refusal::NotRunning) (a call fails with
-    /// it, a cast becomes a dead letter). It stays exported until
+    /// it, a cast becomes a dead letter) — including while the child runs
+    /// its `pre_start`, so a child should not ask peers to send it state from
+    /// there; let it pull state by calls instead. It stays exported until
     /// [`unexport`](Self::unexport).
     pub fn export_child<M: RemoteMessage>(
         &self,
@@ -246,7 +248,9 @@ impl Node {
 
     /// Monitors a remote actor: the returned future resolves once, with the
     /// reason, when the actor ends, is unexported, or its node goes down.
-    /// Fails at once if there is no session with its node.
+    /// Fails at once if there is no session with its node. An actor that
+    /// ended just before the monitor reached its node still reports its exit
+    /// reason (the node remembers the last 256 ended exports).
     pub fn monitor<M: RemoteMessage>(
         &self,
         target: &RemoteRef<M>,

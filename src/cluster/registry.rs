@@ -6,7 +6,7 @@
 //! `monitors`): when one ends it is unexported and the peers monitoring it
 //! are told why.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ractor::{
@@ -44,10 +44,16 @@ impl Export {
     }
 }
 
+/// How many ended exports the registry remembers, so that a monitor that
+/// arrives just after its actor ended still learns the exit reason.
+const REMEMBER_ENDED: usize = 256;
+
 /// The exported actors of one node.
 #[derive(Default)]
 pub(crate) struct Registry {
     exports: RwLock<HashMap<String, Arc<Export>>>,
+    /// Recently ended exports: name and exit reason, oldest first.
+    ended: Mutex<VecDeque<(String, String)>>,
     watcher: Mutex<Option<ActorCell>>,
 }
 
@@ -199,14 +205,20 @@ impl Registry {
         (export.deliver)(payload, link)
     }
 
-    /// Adds a peer's monitor on `name`; answers at once if it is not there.
+    /// Adds a peer's monitor on `name`; answers at once if it is not there
+    /// (with the exit reason if it ended recently).
     pub(crate) fn watch(&self, name: &str, link: &Arc<Link>, id: u64) {
         match self.get(name) {
             Ok(export) => lock!(export.watchers.lock()).push((link.clone(), id)),
             Err(refusal) => {
+                let ended = lock!(self.ended.lock())
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, reason)| reason.clone());
                 link.send_plain(&Frame::ActorDown {
                     id,
-                    reason: Err(refusal),
+                    reason: ended.ok_or(refusal),
                 });
             }
         }
@@ -244,6 +256,11 @@ impl Registry {
         for (name, export) in ended {
             tracing::debug!(actor = %name, %reason, "exported actor ended; unexported");
             export.notify(&Ok(reason.clone()));
+            let mut remembered = lock!(self.ended.lock());
+            if remembered.len() == REMEMBER_ENDED {
+                remembered.pop_front();
+            }
+            remembered.push_back((name, reason.clone()));
         }
     }
 

@@ -1,0 +1,524 @@
+//! A replicated key-value store: every node holds the whole map, serves
+//! reads locally, and replicates its writes to every peer.
+//!
+//! Each process is a node running a one-for-one `Supervisor` over a store
+//! actor, exported to the cluster as "kv" (it follows the store across
+//! restarts). A write gets a version (a millisecond clock that never goes
+//! backwards, then the node's name: the last writer wins), is applied
+//! locally and cast to every peer's "kv". When a peer comes up, each side
+//! sends the other its whole map, so a node that was down catches up; a
+//! store that crashed restarts empty and starts from its peers' maps.
+//!
+//! Three terminals:
+//!
+//! ```text
+//! cargo run --example kv_store -- --name a --listen 127.0.0.1:7101
+//! cargo run --example kv_store -- --name b --listen 127.0.0.1:7102 --connect 127.0.0.1:7101
+//! cargo run --example kv_store -- --name c --listen 127.0.0.1:7103 --connect 127.0.0.1:7101 --connect 127.0.0.1:7102
+//! ```
+//!
+//! then type `put k v`, `get k`, `peers`, `dump`, `crash` (the store fails;
+//! its supervisor restarts it and it catches up) or `quit` in any of them.
+//! Kill one (Ctrl-C): the others print `Down` and keep serving; start it
+//! again with the same command and it catches up.
+//!
+//! `cargo run --example kv_store -- --demo` runs a scripted version with
+//! three nodes in one process and exits 0 if every step worked.
+//! `--cookie SECRET` sets the cluster's secret (default: a demo value).
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_otp::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The default cookie: a demo value, use your own secret anywhere else.
+const DEMO_COOKIE: &str = "ractor-otp-kv-demo";
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A write's version; versions compare by time, then node name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Version {
+    millis: u64,
+    node: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Entry {
+    value: String,
+    version: Version,
+}
+
+/// What the "kv" actor understands. Clients on any node write with `Put`;
+/// stores use the others among themselves.
+#[derive(Serialize, Deserialize, RemoteMessage)]
+enum Kv {
+    Put {
+        key: String,
+        value: String,
+        reply: RemoteReply<Version>,
+    },
+    /// A write made on another node.
+    Replicate { key: String, entry: Entry },
+    /// Another node's whole map.
+    Sync { from: String, map: Map },
+    /// Cast your whole map to this peer (with `Sync`).
+    SyncTo(String),
+    /// Answer with your whole map.
+    Snapshot(RemoteReply<Map>),
+    /// Requests from this process (its console), answered on a local
+    /// reply port; `skip` keeps them off the wire.
+    #[serde(skip)]
+    Local(Local),
+}
+
+type Map = BTreeMap<String, Entry>;
+
+enum Local {
+    Put(String, String, RpcReplyPort<Version>),
+    Read(RpcReplyPort<Map>),
+    Crash,
+}
+
+/// The peers' "kv" actors, kept up to date from the node's events.
+#[derive(Clone, Default)]
+struct Peers(Arc<Mutex<BTreeMap<String, RemoteRef<Kv>>>>);
+
+impl Peers {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RemoteRef<Kv>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+    fn all(&self) -> Vec<RemoteRef<Kv>> {
+        self.map().values().cloned().collect()
+    }
+}
+
+/// The store actor. Each incarnation starts from a clone of this; the
+/// event watcher and the console share it too.
+#[derive(Clone)]
+struct Store {
+    node: Node,
+    peers: Peers,
+    /// Prefixes every line this node prints (the demo runs three).
+    log: String,
+}
+
+struct State {
+    map: Map,
+    clock: u64,
+}
+
+impl State {
+    /// Applies `entry` if it is newer than what we hold; returns whether.
+    fn merge(&mut self, key: String, entry: Entry) -> bool {
+        self.clock = self.clock.max(entry.version.millis);
+        let newer = self
+            .map
+            .get(&key)
+            .is_none_or(|old| entry.version > old.version);
+        if newer {
+            self.map.insert(key, entry);
+        }
+        newer
+    }
+
+    /// Merges a peer's map, saying so if it taught us anything.
+    fn merge_all(&mut self, from: &str, map: Map, log: &str) {
+        let mut newer = 0;
+        for (key, entry) in map {
+            newer += usize::from(self.merge(key, entry));
+        }
+        if newer > 0 {
+            println!("{log}caught up from {from}: {newer} newer entries");
+        }
+    }
+}
+
+impl Store {
+    /// A local write: version it, apply it, cast it to every peer. A peer
+    /// that misses it gets it with our whole map when it is back.
+    fn put(&self, st: &mut State, key: String, value: String) -> Version {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH);
+        st.clock = now.map_or(0, |d| d.as_millis() as u64).max(st.clock + 1);
+        let version = Version {
+            millis: st.clock,
+            node: self.node.name().to_string(),
+        };
+        let entry = Entry { value, version };
+        for peer in self.peers.all() {
+            let (key, entry) = (key.clone(), entry.clone());
+            let _ = peer.cast(Kv::Replicate { key, entry });
+        }
+        st.merge(key, entry.clone());
+        entry.version
+    }
+}
+
+impl Actor for Store {
+    type Msg = Kv;
+    type State = State;
+    type Arguments = ();
+
+    /// A (re)started store begins with the peers' maps.
+    async fn pre_start(&self, _: ActorRef<Kv>, _: ()) -> Result<State, ActorProcessingErr> {
+        let mut st = State {
+            map: Map::new(),
+            clock: 0,
+        };
+        for peer in self.peers.all() {
+            if let Ok(map) = peer.call(Kv::Snapshot, TIMEOUT).await {
+                st.merge_all(peer.peer(), map, &self.log);
+            }
+        }
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Kv>,
+        msg: Kv,
+        st: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A caller that went away cannot be answered: ignore send errors.
+        match msg {
+            Kv::Put { key, value, reply } => drop(reply.send(self.put(st, key, value))),
+            Kv::Replicate { key, entry } => drop(st.merge(key, entry)),
+            Kv::Sync { from, map } => st.merge_all(&from, map, &self.log),
+            Kv::SyncTo(peer) => {
+                if let Some(target) = self.peers.map().get(&peer) {
+                    let from = self.node.name().to_string();
+                    let _ = target.cast(Kv::Sync {
+                        from,
+                        map: st.map.clone(),
+                    });
+                }
+            }
+            Kv::Snapshot(reply) => drop(reply.send(st.map.clone())),
+            Kv::Local(Local::Put(key, value, reply)) => drop(reply.send(self.put(st, key, value))),
+            Kv::Local(Local::Read(reply)) => drop(reply.send(st.map.clone())),
+            Kv::Local(Local::Crash) => return Err("the store was asked to crash".into()),
+        }
+        Ok(())
+    }
+}
+
+/// One process's worth: a node, the supervisor of its store, the store.
+struct KvNode {
+    ctx: Store,
+    sup: SupervisorRef,
+    store: ChildRef<Kv>,
+}
+
+impl KvNode {
+    /// Starts the node, the supervised store (exported as "kv"), the event
+    /// watcher, and a dialer per address in `connect`.
+    async fn start(
+        name: &str,
+        listen: SocketAddr,
+        connect: &[SocketAddr],
+        cookie: &str,
+        log: &str,
+    ) -> Result<KvNode, Box<dyn Error>> {
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let config = NodeConfig::new(name).listen(listen).cookie(cookie);
+        let node = Node::start(config.reconnect(backoff)).await?;
+        let events = node.subscribe();
+        let ctx = Store {
+            node,
+            peers: Peers::default(),
+            log: log.to_string(),
+        };
+        let spec = SupervisorSpec::new(Strategy::OneForOne)
+            .intensity(3, Duration::from_secs(10))
+            .child(ChildSpec::new("store", ctx.clone(), || ()));
+        let (sup, _) = Supervisor::spawn(None, spec).await?;
+        let store = sup.child::<Kv>("store").ok_or("no store child")?;
+        ctx.node.export_child("kv", store.clone())?;
+        println!("{log}node {name} listening on {}", ctx.node.local_addr());
+        tokio::spawn(watch_peers(ctx.clone(), events, store.clone()));
+        for &addr in connect {
+            tokio::spawn(dial(ctx.clone(), addr));
+        }
+        Ok(KvNode { ctx, sup, store })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.ctx.node.local_addr()
+    }
+
+    async fn put(&self, key: &str, value: &str) -> Result<Version, CallError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        let put = |reply| Kv::Local(Local::Put(key, value, reply));
+        self.store.call(put, Some(TIMEOUT)).await
+    }
+
+    async fn read(&self) -> Result<Map, CallError> {
+        let read = |reply| Kv::Local(Local::Read(reply));
+        self.store.call(read, Some(TIMEOUT)).await
+    }
+
+    /// Whether the store reads `value` for `key`, and has `len` keys.
+    async fn holds(&self, key: &str, value: &str, len: usize) -> bool {
+        let map = self.read().await.unwrap_or_default();
+        map.len() == len && map.get(key).is_some_and(|e| e.value == value)
+    }
+
+    /// Shuts down: peers hear a goodbye, then the store stops.
+    async fn stop(self) {
+        self.ctx.node.shutdown().await;
+        let _ = self.sup.cell().stop_and_wait(None, Some(TIMEOUT)).await;
+    }
+}
+
+/// Connects to `addr`, retrying while nothing listens there yet. Once
+/// connected, the node itself reconnects whenever the session drops.
+async fn dial(ctx: Store, addr: SocketAddr) {
+    while !ctx.node.is_shut_down() {
+        match ctx.node.connect(addr).await {
+            Ok(_) => return,
+            Err(ClusterError::Connect { .. }) => tokio::time::sleep(TIMEOUT / 4).await,
+            Err(e) => return println!("{}cannot connect to {addr}: {e}", ctx.log),
+        }
+    }
+}
+
+/// Tracks the peers' "kv" actors: on `Up`, looks the peer's up and sends
+/// it our map; on `Down`, forgets it; when a message to one is refused (its
+/// store was restarting), sends it our map again a moment later.
+async fn watch_peers(ctx: Store, mut events: NodeEvents, store: ChildRef<Kv>) {
+    let log = &ctx.log;
+    while let Some(event) = events.recv().await {
+        match event {
+            NodeEvent::Up { peer } => {
+                println!("{log}Up {peer}");
+                // Its store may still be starting: retry for a few seconds.
+                for _ in 0..30 {
+                    match ctx.node.lookup::<Kv>(&peer, "kv").await {
+                        Ok(kv) => {
+                            ctx.peers.map().insert(peer.clone(), kv);
+                            let _ = store.cast(Kv::SyncTo(peer));
+                            break;
+                        }
+                        Err(ClusterError::Refused { .. }) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await
+                        }
+                        Err(e) => {
+                            println!("{log}no kv on {peer}: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            NodeEvent::Down { peer, reason } => {
+                ctx.peers.map().remove(&peer);
+                if reason != DownReason::LocalShutdown {
+                    println!("{log}Down {peer} ({reason})");
+                }
+            }
+            NodeEvent::DeadLetter { peer, reason, .. } => {
+                println!("{log}{peer} missed a message ({reason}); resending our map");
+                let store = store.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = store.cast(Kv::SyncTo(peer));
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn show(key: &str, e: &Entry) -> String {
+    format!(
+        "{key} = {} (written on {} at {})",
+        e.value, e.version.node, e.version.millis
+    )
+}
+
+const COMMANDS: &str = "commands: put KEY VALUE | get KEY | peers | dump | crash | quit";
+
+/// The console: one command per line on stdin, until `quit` or the end.
+async fn console(kv: &KvNode) -> Result<(), Box<dyn Error>> {
+    println!("{COMMANDS}");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["put", key, value @ ..] if !value.is_empty() => {
+                match kv.put(key, &value.join(" ")).await {
+                    Ok(v) => println!("ok, version {} on {}", v.millis, v.node),
+                    Err(e) => println!("error: {e}"),
+                }
+            }
+            ["get", key] => match kv.read().await.map(|mut map| map.remove(*key)) {
+                Ok(Some(entry)) => println!("{}", show(key, &entry)),
+                Ok(None) => println!("{key} is not set"),
+                Err(e) => println!("error: {e}"),
+            },
+            ["dump"] => match kv.read().await {
+                Ok(map) => map.iter().for_each(|(k, e)| println!("{}", show(k, e))),
+                Err(e) => println!("error: {e}"),
+            },
+            ["peers"] => {
+                let stores = kv.ctx.peers.map();
+                for p in kv.ctx.node.peers() {
+                    let rtt = p.rtt.unwrap_or_default().as_secs_f64() * 1e3;
+                    let has_kv = stores.contains_key(&p.name);
+                    println!(
+                        "{} at {}: {:?}, phi {:.2}, rtt {rtt:.2} ms, kv known: {has_kv}",
+                        p.name, p.addr, p.status, p.phi
+                    );
+                }
+            }
+            ["crash"] => match kv.store.cast(Kv::Local(Local::Crash)) {
+                Ok(()) => println!(
+                    "the store fails; its supervisor restarts it, empty, and it catches up"
+                ),
+                Err(e) => println!("error: {e:?}"),
+            },
+            ["quit"] => break,
+            [] => {}
+            _ => println!("{COMMANDS}"),
+        }
+    }
+    Ok(())
+}
+
+/// Polls `check` every 10 ms for up to 3 s.
+async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> Result<(), String> {
+    for _ in 0..300 {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(format!("timed out waiting until {what}"))
+}
+
+/// The scripted demo: three nodes in this process, each started as the
+/// commands in the module docs start them.
+async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
+    let any: SocketAddr = "127.0.0.1:0".parse()?;
+    let a = KvNode::start("a", any, &[], cookie, "  [a] ").await?;
+    let b = KvNode::start("b", any, &[a.addr()], cookie, "  [b] ").await?;
+    let to_ab = [a.addr(), b.addr()];
+    let c = KvNode::start("c", any, &to_ab, cookie, "  [c] ").await?;
+    let meshed = |kvs: &[&KvNode]| {
+        kvs.iter()
+            .all(|kv| kv.ctx.peers.map().len() == kvs.len() - 1)
+    };
+    eventually("all know each other", || async { meshed(&[&a, &b, &c]) }).await?;
+
+    println!("\n== puts on different nodes");
+    a.put("color", "red").await?;
+    b.put("fruit", "apple").await?;
+    // A client on c writes through b's "kv", over the network.
+    let b_kv = c.ctx.node.lookup::<Kv>("b", "kv").await?;
+    let (key, value) = ("city".to_string(), "paris".to_string());
+    let v = b_kv
+        .call(|reply| Kv::Put { key, value, reply }, TIMEOUT)
+        .await?;
+    println!(
+        "  c wrote city=paris through b's kv: version {} on {}",
+        v.millis, v.node
+    );
+    for kv in [&a, &b, &c] {
+        eventually("all hold 3 keys", || kv.holds("city", "paris", 3)).await?;
+        let map = kv.read().await?;
+        let pairs: Vec<String> = map
+            .iter()
+            .map(|(k, e)| format!("{k}={}", e.value))
+            .collect();
+        println!("  {} holds {}", kv.ctx.node.name(), pairs.join(", "));
+    }
+
+    println!("\n== c shuts down; a and b keep serving");
+    c.stop().await;
+    eventually("a and b saw c go", || async { meshed(&[&a, &b]) }).await?;
+    a.put("color", "blue").await?;
+    eventually("b reads color=blue", || b.holds("color", "blue", 3)).await?;
+    println!("  a wrote color=blue; b reads color = blue");
+
+    println!("\n== c starts again and catches up");
+    let c = KvNode::start("c", any, &to_ab, cookie, "  [c] ").await?;
+    eventually("c reads color=blue", || c.holds("color", "blue", 3)).await?;
+    let entry = c.read().await?.remove("color").ok_or("c lost color")?;
+    println!("  c reads {}", show("color", &entry));
+
+    println!("\n== b's store crashes; its supervisor restarts it, empty, and it catches up");
+    b.store
+        .cast(Kv::Local(Local::Crash))
+        .map_err(|e| format!("{e:?}"))?;
+    eventually("b caught up", || b.holds("color", "blue", 3)).await?;
+    println!("  b holds {} keys again", b.read().await?.len());
+
+    for kv in [a, b, c] {
+        kv.stop().await;
+    }
+    println!("\nThe demo is over.");
+    Ok(())
+}
+
+const USAGE: &str = "usage: kv_store --name NAME [--listen ADDR] [--connect ADDR]... \
+[--cookie SECRET] | kv_store --demo";
+
+/// Parses the command line by hand, then runs the demo or a node.
+async fn run() -> Result<(), Box<dyn Error>> {
+    let (mut demo_mode, mut name, mut connect) = (false, None, Vec::new());
+    let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut cookie = DEMO_COOKIE.to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--demo" {
+            demo_mode = true;
+            continue;
+        }
+        if !["--name", "--listen", "--connect", "--cookie"].contains(&flag.as_str()) {
+            return Err(format!("unknown option {flag}\n{USAGE}").into());
+        }
+        let value = args
+            .next()
+            .ok_or(format!("{flag} needs a value\n{USAGE}"))?;
+        let addr = || value.parse().map_err(|e| format!("{flag} {value}: {e}"));
+        match flag.as_str() {
+            "--name" => name = Some(value.clone()),
+            "--listen" => listen = addr()?,
+            "--connect" => connect.push(addr()?),
+            _ => cookie = value.clone(),
+        }
+    }
+    if demo_mode {
+        let within = Duration::from_secs(20);
+        return tokio::time::timeout(within, demo(&cookie))
+            .await
+            .map_err(|_| "the demo took over 20 s")?;
+    }
+    let name = name.ok_or(format!("--name is required\n{USAGE}"))?;
+    let kv = KvNode::start(&name, listen, &connect, &cookie, "").await?;
+    let done = console(&kv).await;
+    kv.stop().await;
+    done
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv_store: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
