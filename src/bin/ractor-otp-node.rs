@@ -1,1 +1,422 @@
-fn main() {}
+//! `ractor-otp-node`: one cluster node in its own process.
+//!
+//! This is the node program the cross-process tests
+//! (`tests/cluster_process.rs`) start, freeze (SIGSTOP) and kill (SIGKILL),
+//! so that failure detection is exercised against a real, separate
+//! operating-system process rather than a task in the test's runtime. It is
+//! also handy for manual experiments: start two or three in terminals, type
+//! commands, and `kill -STOP` one of them.
+//!
+//! ```text
+//! ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...]
+//!                 [--heartbeat-ms N] [--pause-ms N] [--min-std-ms N]
+//! ```
+//!
+//! `--listen` defaults to `127.0.0.1:0`; the heartbeat options default to the
+//! library's defaults (200 ms, 500 ms, 100 ms). `--connect` may be repeated.
+//!
+//! The node exports one actor, `echo`, taking [`NodeMsg`]: `Echo` answers
+//! with its text, `Whoami` with the node's name. It then dials every
+//! `--connect` address in order (this node reconnects to them with backoff
+//! whenever the session goes down).
+//!
+//! # Output
+//!
+//! One line per event on stdout, flushed at once, words separated by single
+//! spaces; free text (error messages, reasons) only ever comes last and has
+//! its line breaks replaced by spaces:
+//!
+//! ```text
+//! LISTENING 127.0.0.1:40123
+//! CONNECTED 127.0.0.1:40999 a          a --connect succeeded, a is the peer's name
+//! READY                                start-up done, commands are read from now on
+//! UP a
+//! DOWN a HeartbeatTimeout phi=9.12 threshold=8.00 silence_ms=1230
+//! DOWN a ConnectionClosed              (or ConnectionError <msg>, HandshakeFailed <msg>,
+//!                                       ProtocolError <msg>, PeerShutdown <msg>,
+//!                                       PeerRestarted, Replaced, LocalShutdown)
+//! REJECTED 127.0.0.1:51000 <reason>
+//! DEADLETTER <peer> <actor> <tag> <reason>
+//! LAGGED <missed>
+//! ```
+//!
+//! # Commands
+//!
+//! Read from stdin, one per line, answered in order (a command finishes
+//! before the next one is read):
+//!
+//! | command | answer |
+//! |---|---|
+//! | `call <peer> <text>` | looks up `echo` on `<peer>` and calls it: `REPLY <text>`, or `ERROR <msg>` |
+//! | `whoami <peer>` | the same with `Whoami`: `REPLY <peer's name>`, or `ERROR <msg>` |
+//! | `peers` | `PEERS <n>`, then `n` lines `PEER <name> <Up\|Suspect\|Down> <phi> <rtt_ms\|->` |
+//! | `quit` | shuts the node down (peers get a goodbye), prints `BYE`, exits with 0 |
+//!
+//! Anything else prints `ERROR unknown command ...`. When stdin reaches its
+//! end the node **keeps running** until it is killed: a test can drop the
+//! pipe without stopping the node. Nothing but `quit` or a signal stops it.
+//!
+//! # Exit codes
+//!
+//! 0 after `quit` (or `--help`); 1 when the node cannot start (bad
+//! configuration, address in use, a `--connect` that fails), after an
+//! `ERROR <msg>` line; 2 for bad command-line arguments, after an
+//! `ERROR <msg>` line and the usage on stderr.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_otp::cluster::{
+    ClusterError, DownReason, Node, NodeConfig, NodeEvent, PeerInfo, PeerStatus, RemoteReply,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// How long `call` and `whoami` wait for the answer (the lookup before
+/// them waits as long).
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The name the echo actor is exported under.
+const ECHO: &str = "echo";
+
+const USAGE: &str =
+    "usage: ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...] \
+[--heartbeat-ms N] [--pause-ms N] [--min-std-ms N]";
+
+/// The messages the exported `echo` actor takes. Other programs talking to
+/// it must declare the same enum (same variants in the same order) with the
+/// same tag.
+#[derive(Debug, Serialize, Deserialize, ractor_otp::RemoteMessage)]
+#[remote(tag = "ractor-otp-node.NodeMsg")]
+enum NodeMsg {
+    /// Answers with the text.
+    Echo(String, RemoteReply<String>),
+    /// Answers with this node's name.
+    Whoami(RemoteReply<String>),
+}
+
+/// The exported actor: answers [`NodeMsg`]s. Its argument and state is the
+/// node's name.
+struct EchoActor;
+
+impl Actor for EchoActor {
+    type Msg = NodeMsg;
+    type State = String;
+    type Arguments = String;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<NodeMsg>,
+        name: String,
+    ) -> Result<String, ActorProcessingErr> {
+        Ok(name)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        name: &mut String,
+    ) -> Result<(), ActorProcessingErr> {
+        // A caller that has gone away cannot be answered; that is no reason
+        // for the actor to stop, so send errors are ignored.
+        let _ = match msg {
+            NodeMsg::Echo(text, reply) => reply.send(text),
+            NodeMsg::Whoami(reply) => reply.send(name.clone()),
+        };
+        Ok(())
+    }
+}
+
+/// The parsed command line.
+#[derive(Debug)]
+struct Args {
+    name: String,
+    cookie: String,
+    listen: Option<SocketAddr>,
+    connect: Vec<SocketAddr>,
+    heartbeat: Option<Duration>,
+    pause: Option<Duration>,
+    min_std: Option<Duration>,
+}
+
+impl Args {
+    /// Parses the arguments (without the program name). `Ok(None)` for
+    /// `--help`.
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+        let mut name = None;
+        let mut cookie = None;
+        let mut parsed = Args {
+            name: String::new(),
+            cookie: String::new(),
+            listen: None,
+            connect: Vec::new(),
+            heartbeat: None,
+            pause: None,
+            min_std: None,
+        };
+        while let Some(flag) = args.next() {
+            if flag == "--help" || flag == "-h" {
+                return Ok(None);
+            }
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--name" => name = Some(value),
+                "--cookie" => cookie = Some(value),
+                "--listen" => parsed.listen = Some(addr(&flag, &value)?),
+                "--connect" => parsed.connect.push(addr(&flag, &value)?),
+                "--heartbeat-ms" => parsed.heartbeat = Some(millis(&flag, &value)?),
+                "--pause-ms" => parsed.pause = Some(millis(&flag, &value)?),
+                "--min-std-ms" => parsed.min_std = Some(millis(&flag, &value)?),
+                _ => return Err(format!("unknown option {flag}")),
+            }
+        }
+        parsed.name = name.ok_or("--name is required")?;
+        parsed.cookie = cookie.ok_or("--cookie is required")?;
+        Ok(Some(parsed))
+    }
+
+    /// The node's configuration; the library validates it.
+    fn config(&self) -> NodeConfig {
+        let mut config = NodeConfig::new(self.name.clone())
+            .cookie(&self.cookie)
+            .request_timeout(CALL_TIMEOUT);
+        if let Some(addr) = self.listen {
+            config = config.listen(addr);
+        }
+        if let Some(every) = self.heartbeat {
+            config = config.heartbeat_interval(every);
+        }
+        if let Some(pause) = self.pause {
+            config = config.acceptable_pause(pause);
+        }
+        if let Some(min) = self.min_std {
+            config = config.min_std_dev(min);
+        }
+        config
+    }
+}
+
+fn addr(flag: &str, value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|e| format!("{flag} {value:?} is not an address like 127.0.0.1:4000: {e}"))
+}
+
+fn millis(flag: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{flag} {value:?} is not a number of milliseconds: {e}"))
+}
+
+/// Prints one line on stdout and flushes it. A closed stdout is ignored:
+/// the node keeps serving its peers.
+fn emit(line: impl AsRef<str>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", line.as_ref());
+    let _ = out.flush();
+}
+
+/// Free text as the last field of a line: on one line.
+fn one_line(text: impl ToString) -> String {
+    text.to_string().replace(['\n', '\r'], " ")
+}
+
+/// `<Kind>` or `<Kind> <details>` for a `DOWN` line.
+fn down_reason(reason: &DownReason) -> String {
+    match reason {
+        DownReason::HeartbeatTimeout {
+            phi,
+            threshold,
+            silence,
+        } => format!(
+            "HeartbeatTimeout phi={phi:.2} threshold={threshold:.2} silence_ms={}",
+            silence.as_millis()
+        ),
+        DownReason::ConnectionClosed => "ConnectionClosed".into(),
+        DownReason::ConnectionError(e) => format!("ConnectionError {}", one_line(e)),
+        DownReason::HandshakeFailed(e) => format!("HandshakeFailed {}", one_line(e)),
+        DownReason::ProtocolError(e) => format!("ProtocolError {}", one_line(e)),
+        DownReason::PeerShutdown(e) => format!("PeerShutdown {}", one_line(e)),
+        DownReason::PeerRestarted => "PeerRestarted".into(),
+        DownReason::Replaced => "Replaced".into(),
+        DownReason::LocalShutdown => "LocalShutdown".into(),
+        other => format!("Other {}", one_line(other)),
+    }
+}
+
+/// The output line for an event.
+fn event_line(event: &NodeEvent) -> String {
+    match event {
+        NodeEvent::Up { peer } => format!("UP {peer}"),
+        NodeEvent::Down { peer, reason } => format!("DOWN {peer} {}", down_reason(reason)),
+        NodeEvent::Rejected { addr, reason } => format!("REJECTED {addr} {}", one_line(reason)),
+        NodeEvent::DeadLetter {
+            peer,
+            actor,
+            tag,
+            reason,
+        } => format!("DEADLETTER {peer} {actor} {tag} {}", one_line(reason)),
+        NodeEvent::Lagged { missed } => format!("LAGGED {missed}"),
+        other => format!("EVENT {}", one_line(format!("{other:?}"))),
+    }
+}
+
+/// The output line for a peer, for `peers`.
+fn peer_line(peer: &PeerInfo) -> String {
+    let status = match peer.status {
+        PeerStatus::Up => "Up",
+        PeerStatus::Suspect => "Suspect",
+        PeerStatus::Down => "Down",
+    };
+    let rtt = match peer.rtt {
+        Some(rtt) => format!("{:.3}", rtt.as_secs_f64() * 1000.0),
+        None => "-".into(),
+    };
+    format!("PEER {} {status} {:.2} {rtt}", peer.name, peer.phi)
+}
+
+/// Looks up `echo` on `peer` and sends it one request.
+async fn ask(
+    node: &Node,
+    peer: &str,
+    build: impl FnOnce(RemoteReply<String>) -> NodeMsg,
+) -> Result<String, ClusterError> {
+    let echo = node.lookup::<NodeMsg>(peer, ECHO).await?;
+    echo.call(build, CALL_TIMEOUT).await
+}
+
+/// Runs one command line; returns `false` for `quit`.
+async fn command(node: &Node, line: &str) -> bool {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let mut words = line.splitn(3, ' ');
+    let answer = match (words.next().unwrap_or(""), words.next(), words.next()) {
+        ("call", Some(peer), text) if !peer.is_empty() => {
+            let text = text.unwrap_or("").to_string();
+            ask(node, peer, |reply| NodeMsg::Echo(text, reply)).await
+        }
+        ("whoami", Some(peer), None) if !peer.is_empty() => ask(node, peer, NodeMsg::Whoami).await,
+        ("peers", None, None) => {
+            let peers = node.peers();
+            emit(format!("PEERS {}", peers.len()));
+            for p in &peers {
+                emit(peer_line(p));
+            }
+            return true;
+        }
+        ("quit", None, None) => return false,
+        ("", None, None) => return true,
+        _ => {
+            emit(format!(
+                "ERROR unknown command {:?}: use `call <peer> <text>`, `whoami <peer>`, `peers` or `quit`",
+                line
+            ));
+            return true;
+        }
+    };
+    match answer {
+        Ok(text) => emit(format!("REPLY {}", one_line(text))),
+        Err(e) => emit(format!("ERROR {}", one_line(e))),
+    }
+    true
+}
+
+/// Reads stdin lines on a plain thread (blocking reads have no place on
+/// the runtime) and hands them over. The channel closes at end of input.
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Starts the node, then serves commands until `quit`.
+async fn run(args: Args) -> ExitCode {
+    let node = match Node::start(args.config()).await {
+        Ok(node) => node,
+        Err(e) => {
+            emit(format!("ERROR {}", one_line(e)));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut events = node.subscribe();
+    emit(format!("LISTENING {}", node.local_addr()));
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            emit(event_line(&event));
+        }
+    });
+
+    let exported = match Actor::spawn(None, EchoActor, args.name.clone()).await {
+        Ok((echo, _)) => node.export(ECHO, echo).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the echo actor did not start: {e}")),
+    };
+    if let Err(e) = exported {
+        emit(format!("ERROR {}", one_line(e)));
+        node.shutdown().await;
+        return ExitCode::FAILURE;
+    }
+    for addr in &args.connect {
+        match node.connect(*addr).await {
+            Ok(peer) => emit(format!("CONNECTED {addr} {}", peer.name)),
+            Err(e) => {
+                emit(format!("ERROR {}", one_line(e)));
+                node.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    emit("READY");
+
+    let mut lines = stdin_lines();
+    while let Some(line) = lines.recv().await {
+        if !command(&node, &line).await {
+            node.shutdown().await;
+            emit("BYE");
+            return ExitCode::SUCCESS;
+        }
+    }
+    // End of input: keep serving peers until killed.
+    std::future::pending::<ExitCode>().await
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            emit(format!("ERROR {}", one_line(e)));
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    // A single thread is plenty for one node, and needs no more of tokio
+    // than the library itself enables.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            emit(format!(
+                "ERROR could not start the tokio runtime: {}",
+                one_line(e)
+            ));
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args))
+}

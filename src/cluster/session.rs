@@ -283,6 +283,8 @@ struct Heartbeats {
     seq: u64,
     sent_at: Option<(u64, Instant)>,
     last_frame: Instant,
+    /// Whether the previous tick skipped judging (it was late).
+    skipped: bool,
 }
 
 async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut conn: Reader) {
@@ -295,6 +297,7 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
         seq: 0,
         sent_at: None,
         last_frame: now,
+        skipped: false,
     };
     // The handshake is a sign of life: a peer that freezes right after it
     // is still detected.
@@ -305,23 +308,20 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
         tokio::select! {
             biased;
             _ = link.closed.cancelled() => break link.reason(),
-            _ = tick.tick() => {
-                // Read what already arrived before judging the silence: after
-                // a stall of this runtime the peer's heartbeats may be
-                // waiting unread in the socket.
-                let mut ready = 0;
-                let mut ended = None;
-                while ready < DRAIN_BEFORE_JUDGING {
-                    let Some(read) = conn.next().now_or_never() else {
-                        break;
-                    };
-                    ready += 1;
-                    if let Err(reason) = on_read(&node, &peer, &link, &mut hb, read) {
-                        ended = Some(reason);
-                        break;
-                    }
+            scheduled = tick.tick() => {
+                // Judge the silence only on what already arrived: read what
+                // waits in the socket first. If this runtime itself was
+                // stalled (the tick is late), let the I/O driver catch up
+                // and skip judging once: the silence was ours.
+                // (Once: a runtime that is late at every tick still judges.)
+                let late = scheduled.elapsed() > hb.interval && !hb.skipped;
+                hb.skipped = late;
+                let mut ended = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
+                if ended.is_none() && (late || hb.overdue(Instant::now())) {
+                    tokio::task::yield_now().await;
+                    ended = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
                 }
-                if let Some(reason) = ended.or_else(|| beat(&peer, &link, &mut hb)) {
+                if let Some(reason) = ended.or_else(|| beat(&peer, &link, &mut hb, !late)) {
                     break reason;
                 }
             }
@@ -356,8 +356,34 @@ fn on_read(
     }
 }
 
-/// One heartbeat tick: send a heartbeat, judge the peer.
-fn beat(peer: &Peer, link: &Link, hb: &mut Heartbeats) -> Option<DownReason> {
+/// Reads and handles the frames already waiting, without waiting for more
+/// (at most [`DRAIN_BEFORE_JUDGING`]); `Some` if one ended the session.
+fn drain_ready(
+    node: &NodeInner,
+    peer: &Peer,
+    link: &Arc<Link>,
+    hb: &mut Heartbeats,
+    conn: &mut Reader,
+) -> Option<DownReason> {
+    for _ in 0..DRAIN_BEFORE_JUDGING {
+        let read = conn.next().now_or_never()?;
+        if let Err(reason) = on_read(node, peer, link, hb, read) {
+            return Some(reason);
+        }
+    }
+    None
+}
+
+impl Heartbeats {
+    /// Whether the peer would be judged down now.
+    fn overdue(&self, now: Instant) -> bool {
+        now.duration_since(self.last_frame) >= self.interval
+            && self.detector.phi(now) >= self.threshold
+    }
+}
+
+/// One heartbeat tick: send a heartbeat and, if `judge`, judge the peer.
+fn beat(peer: &Peer, link: &Link, hb: &mut Heartbeats, judge: bool) -> Option<DownReason> {
     let now = Instant::now();
     hb.seq += 1;
     link.send_ctrl(&Frame::Heartbeat { seq: hb.seq });
@@ -366,7 +392,7 @@ fn beat(peer: &Peer, link: &Link, hb: &mut Heartbeats) -> Option<DownReason> {
     }
     let phi = hb.detector.phi(now);
     let quiet = now.duration_since(hb.last_frame) >= hb.interval;
-    if phi >= hb.threshold && quiet {
+    if judge && phi >= hb.threshold && quiet {
         let silence = hb
             .detector
             .last_heartbeat()

@@ -1,0 +1,666 @@
+//! Nodes in separate processes: a frozen process (SIGSTOP) is detected by
+//! the heartbeats and comes back after SIGCONT, a killed one (SIGKILL) by
+//! its closed socket at once, and the survivors keep serving each other.
+//!
+//! The processes run the `ractor-otp-node` program (`src/bin/`), driven
+//! through its stdin and read through its stdout, one line per event. The
+//! survivor is either a `Node` inside the test or another process. Every
+//! process is wrapped in a [`NodeProcess`] whose `Drop` resumes and kills
+//! it, so a failing test leaves nothing behind (no stopped process either).
+//!
+//! Unix only: signals are sent with the `kill` program.
+#![cfg(all(feature = "cluster", unix))]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use ractor_otp::cluster::phi::{PhiConfig, PhiDetector};
+use ractor_otp::cluster::{
+    ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents, PeerStatus, RemoteRef,
+    RemoteReply,
+};
+use ractor_otp::Backoff;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+const COOKIE: &str = "cluster-process-test";
+
+/// The failure detector of every node in these tests, processes included:
+/// heartbeats every 100 ms, 300 ms of acceptable pause, 50 ms minimum
+/// standard deviation, threshold 8 (the default).
+const HEARTBEAT: Duration = Duration::from_millis(100);
+const PAUSE: Duration = Duration::from_millis(300);
+const MIN_STD: Duration = Duration::from_millis(50);
+const THRESHOLD: f64 = 8.0;
+
+/// On top of the detector's own delay: one heartbeat tick, scheduling on a
+/// loaded two-core machine, reading the event.
+const DETECTION_SLACK: Duration = Duration::from_secs(2);
+/// A closed socket is seen at once; this only absorbs a loaded machine.
+const CLOSED_SOCKET_BOUND: Duration = Duration::from_millis(1500);
+/// Start-up of a node process, reconnection after SIGCONT, a call.
+const START: Duration = Duration::from_secs(10);
+const RECONNECT: Duration = Duration::from_secs(6);
+const CALL: Duration = Duration::from_secs(2);
+
+/// The node program's message type, declared again here: same variants,
+/// same order, same tag, as a program talking to it would.
+#[derive(Debug, Serialize, Deserialize, ractor_otp::RemoteMessage)]
+#[remote(tag = "ractor-otp-node.NodeMsg")]
+enum NodeMsg {
+    Echo(String, RemoteReply<String>),
+    Whoami(RemoteReply<String>),
+}
+
+/// How long a silent peer takes to be declared down, from phi: about
+/// 661 ms with these settings (mean 100 + 300 ms pause, std 50 ms,
+/// y ≈ 5.226 for phi 8).
+fn detection_delay() -> Duration {
+    PhiDetector::new(PhiConfig {
+        threshold: THRESHOLD,
+        heartbeat_interval: HEARTBEAT,
+        min_std_dev: MIN_STD,
+        acceptable_pause: PAUSE,
+        ..PhiConfig::default()
+    })
+    .time_to_threshold()
+}
+
+/// The most a frozen peer may take to be reported down.
+fn detection_bound() -> Duration {
+    let bound = detection_delay() + DETECTION_SLACK;
+    assert!(
+        bound < Duration::from_secs(3),
+        "the detection bound {bound:?} should stay under 3 s"
+    );
+    bound
+}
+
+/// An in-process node with the same detector as the processes, which
+/// reconnects quickly and gives up a handshake with a frozen peer after 1 s.
+fn survivor_config(name: &str) -> NodeConfig {
+    NodeConfig::new(name)
+        .cookie(COOKIE)
+        .heartbeat_interval(HEARTBEAT)
+        .acceptable_pause(PAUSE)
+        .min_std_dev(MIN_STD)
+        .phi_threshold(THRESHOLD)
+        .handshake_timeout(Duration::from_secs(1))
+        .request_timeout(CALL)
+        .reconnect(Backoff::new(
+            Duration::from_millis(50),
+            Duration::from_millis(400),
+        ))
+}
+
+async fn echo(to: &RemoteRef<NodeMsg>, text: &str) -> Result<String, ClusterError> {
+    to.call(|reply| NodeMsg::Echo(text.to_string(), reply), CALL)
+        .await
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `pid` with the `kill` program.
+fn send_signal(pid: u32, signal: &str) -> std::io::Result<ExitStatus> {
+    Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+}
+
+/// A `ractor-otp-node` process. Dropping it resumes and kills it.
+struct NodeProcess {
+    name: String,
+    addr: SocketAddr,
+    child: Child,
+    stdin: ChildStdin,
+    /// Stdout lines, from a reader thread; closed when the process exits.
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Lines received but not yet matched by [`expect`](Self::expect).
+    unread: VecDeque<String>,
+    /// Every line received, for failure messages.
+    seen: Vec<String>,
+}
+
+impl NodeProcess {
+    /// Starts the node `name` with the test's detector settings, dialing
+    /// `connect`, and waits until it is ready for commands.
+    async fn start(name: &str, connect: &[SocketAddr]) -> NodeProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ractor-otp-node"));
+        cmd.args(["--name", name, "--cookie", COOKIE])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--heartbeat-ms", &HEARTBEAT.as_millis().to_string()])
+            .args(["--pause-ms", &PAUSE.as_millis().to_string()])
+            .args(["--min-std-ms", &MIN_STD.as_millis().to_string()]);
+        for addr in connect {
+            cmd.args(["--connect", &addr.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the ractor-otp-node program should start");
+        let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+            (Some(stdin), Some(stdout)) => (stdin, stdout),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("stdin and stdout were asked to be piped");
+            }
+        };
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = NodeProcess {
+            name: name.to_string(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+            stdin,
+            lines,
+            unread: VecDeque::new(),
+            seen: Vec::new(),
+        };
+        let listening = node
+            .expect("LISTENING <addr>", START, |l| l.starts_with("LISTENING "))
+            .await;
+        node.addr = listening["LISTENING ".len()..]
+            .parse()
+            .expect("LISTENING is followed by the address");
+        node.expect("READY", START, |l| l == "READY").await;
+        node
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (or stopped), i.e. its pid is
+    /// still its own.
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Writes one command line.
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .unwrap_or_else(|e| panic!("{}: could not send {command:?}: {e}", self.name));
+    }
+
+    /// The first line, in output order and not matched before, for which
+    /// `matches` holds, waiting up to `within` for it.
+    async fn expect(
+        &mut self,
+        what: &str,
+        within: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        if let Some(i) = self.unread.iter().position(|l| matches(l)) {
+            return self.unread.remove(i).unwrap_or_default();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                    self.unread.push_back(line);
+                }
+                Ok(None) => {
+                    let status = self.child.try_wait();
+                    panic!(
+                        "{}: the process ended ({status:?}) before printing {what}; its output: {:#?}",
+                        self.name, self.seen
+                    );
+                }
+                Err(_) => panic!(
+                    "{}: no {what} within {within:?}; its output: {:#?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Sends a command and returns its `REPLY ...` or `ERROR ...` line.
+    async fn ask(&mut self, command: &str) -> String {
+        self.send(command);
+        let what = format!("an answer to {command:?}");
+        // The program answers within its own call timeout (2 s, after a
+        // lookup of up to 2 s); leave room for a loaded machine.
+        self.expect(&what, CALL * 3, |l| {
+            l.starts_with("REPLY ") || l.starts_with("ERROR ")
+        })
+        .await
+    }
+
+    /// Freezes the process (SIGSTOP).
+    fn stop(&mut self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes the process (SIGCONT).
+    fn resume(&mut self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        assert!(
+            self.is_running(),
+            "{}: SIG{signal} for a process that has exited; its output: {:#?}",
+            self.name,
+            self.seen
+        );
+        match send_signal(self.pid(), signal) {
+            Ok(status) if status.success() => {}
+            Ok(status) => panic!("`kill -{signal} {}` failed: {status}", self.pid()),
+            Err(e) => panic!(
+                "could not run the `kill` program to send SIG{signal} (these tests need it, \
+                 e.g. from procps or util-linux): {e}"
+            ),
+        }
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    fn kill(&mut self) {
+        self.child
+            .kill()
+            .unwrap_or_else(|e| panic!("{}: SIGKILL failed: {e}", self.name));
+        self.child
+            .wait()
+            .unwrap_or_else(|e| panic!("{}: could not reap the process: {e}", self.name));
+    }
+
+    /// Waits for the process to exit by itself.
+    async fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(None) => panic!(
+                    "{}: still running {within:?} later; its output: {:#?}",
+                    self.name, self.seen
+                ),
+                Err(e) => panic!("{}: could not wait for the process: {e}", self.name),
+            }
+        }
+    }
+
+    /// Whether any line printed so far satisfies `matches`.
+    fn printed(&mut self, matches: impl Fn(&str) -> bool) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line.clone());
+            self.unread.push_back(line);
+        }
+        self.seen.iter().any(|l| matches(l))
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        // Only while the pid is still ours (not reaped): a stopped process
+        // is resumed, then killed either way.
+        if self.is_running() {
+            let _ = send_signal(self.pid(), "CONT");
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A `DOWN <peer> <Kind> ...` line: the kind and the `key=value` fields.
+fn down_line(line: &str) -> (String, Vec<(String, String)>) {
+    let mut words = line.split(' ').skip(2);
+    let kind = words.next().unwrap_or_default().to_string();
+    let fields = words
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (kind, fields)
+}
+
+fn field(fields: &[(String, String)], key: &str) -> f64 {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("the DOWN line has a numeric {key}=: {fields:?}"))
+}
+
+/// The in-process node's events, all kept for later checks.
+struct Watch {
+    events: NodeEvents,
+    log: Vec<NodeEvent>,
+}
+
+impl Watch {
+    fn new(events: NodeEvents) -> Self {
+        Watch {
+            events,
+            log: Vec::new(),
+        }
+    }
+
+    /// The next event for which `matches` holds, waiting up to `within`.
+    async fn until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        matches: impl Fn(&NodeEvent) -> bool,
+    ) -> NodeEvent {
+        let deadline = Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    self.log.push(event.clone());
+                    if matches(&event) {
+                        return event;
+                    }
+                }
+                Ok(None) => panic!("the node shut down before {what}; events: {:#?}", self.log),
+                Err(_) => panic!("no {what} within {within:?}; events: {:#?}", self.log),
+            }
+        }
+    }
+
+    /// Reads the events already published.
+    fn drain(&mut self) {
+        while let Some(event) = self.events.try_recv() {
+            self.log.push(event);
+        }
+    }
+
+    fn went_down(&self, peer: &str) -> bool {
+        self.log
+            .iter()
+            .any(|e| matches!(e, NodeEvent::Down { peer: p, .. } if p == peer))
+    }
+}
+
+fn is_up(peer: &str) -> impl Fn(&NodeEvent) -> bool + '_ {
+    move |e| matches!(e, NodeEvent::Up { peer: p } if p == peer)
+}
+
+fn is_down(peer: &str) -> impl Fn(&NodeEvent) -> bool + '_ {
+    move |e| matches!(e, NodeEvent::Down { peer: p, .. } if p == peer)
+}
+
+/// Starts the in-process survivor `s`, connected to `p` and `q`, with
+/// references to both echo actors.
+async fn survivor_of(
+    config: NodeConfig,
+    p: &NodeProcess,
+    q: &NodeProcess,
+) -> (Node, Watch, RemoteRef<NodeMsg>, RemoteRef<NodeMsg>) {
+    let s = Node::start(config).await.expect("the survivor starts");
+    let mut watch = Watch::new(s.subscribe());
+    for (name, addr) in [(&p.name, p.addr), (&q.name, q.addr)] {
+        let info = timeout(START, s.connect(addr))
+            .await
+            .expect("connect is bounded by the handshake timeout")
+            .unwrap_or_else(|e| panic!("the survivor connects to {name}: {e}"));
+        assert_eq!(&info.name, name, "the process at {addr} is {name}");
+        watch.until(&format!("Up {name}"), START, is_up(name)).await;
+    }
+    let to_p = s.lookup("p", "echo").await.expect("p exports echo");
+    let to_q = s.lookup("q", "echo").await.expect("q exports echo");
+    (s, watch, to_p, to_q)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_call_each_other_and_say_goodbye_on_quit() {
+    let mut a = NodeProcess::start("a", &[]).await;
+    let mut b = NodeProcess::start("b", &[a.addr]).await;
+    a.expect("UP b", START, |l| l == "UP b").await;
+    b.expect("UP a", START, |l| l == "UP a").await;
+    assert!(b.printed(|l| l == format!("CONNECTED {} a", a.addr)));
+
+    // Both ways: from the dialer and from the acceptor.
+    assert_eq!(
+        b.ask("call a hello across processes").await,
+        "REPLY hello across processes"
+    );
+    assert_eq!(b.ask("whoami a").await, "REPLY a");
+    assert_eq!(a.ask("call b ping").await, "REPLY ping");
+    let unknown = a.ask("call nobody ping").await;
+    assert!(
+        unknown.starts_with("ERROR ") && unknown.contains("nobody"),
+        "a call to an unknown node is an error naming it: {unknown}"
+    );
+
+    b.send("peers");
+    b.expect("PEERS 1", CALL, |l| l == "PEERS 1").await;
+    let peer = b.expect("PEER a", CALL, |l| l.starts_with("PEER a ")).await;
+    let words: Vec<&str> = peer.split(' ').collect();
+    assert_eq!(words.len(), 5, "PEER name status phi rtt_ms: {peer}");
+    assert!(
+        words[2] == "Up" || words[2] == "Suspect",
+        "a is connected: {peer}"
+    );
+    assert!(words[3].parse::<f64>().is_ok(), "phi is a number: {peer}");
+
+    // quit: goodbye to the peer, exit code 0.
+    b.send("quit");
+    b.expect("BYE", CALL * 2, |l| l == "BYE").await;
+    let status = b.exit_status(CALL * 2).await;
+    assert!(status.success(), "quit exits with 0, got {status}");
+    let down = a
+        .expect("DOWN b", CALL * 2, |l| l.starts_with("DOWN b "))
+        .await;
+    assert_eq!(down_line(&down).0, "PeerShutdown", "{down}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_process_is_declared_down_by_heartbeats_and_back_after_sigcont() {
+    let mut p = NodeProcess::start("p", &[]).await;
+    let mut q = NodeProcess::start("q", &[]).await;
+    let (s, mut watch, to_p, to_q) = survivor_of(survivor_config("s"), &p, &q).await;
+    assert_eq!(echo(&to_p, "before").await, Ok("before".to_string()));
+    p.expect("UP s", START, |l| l == "UP s").await;
+
+    // Frozen: the socket stays open, only the heartbeats stop.
+    p.stop();
+    let frozen_at = Instant::now();
+    let bound = detection_bound();
+    let down = watch.until("Down p", bound, is_down("p")).await;
+    let took = frozen_at.elapsed();
+    match down {
+        NodeEvent::Down {
+            reason:
+                DownReason::HeartbeatTimeout {
+                    phi,
+                    threshold,
+                    silence,
+                },
+            ..
+        } => {
+            assert_eq!(threshold, THRESHOLD);
+            assert!(phi >= threshold, "down at phi {phi} >= {threshold}");
+            assert!(
+                silence >= PAUSE,
+                "phi only reaches 8 after more than the acceptable pause of silence: {silence:?}"
+            );
+        }
+        other => panic!("a frozen process is detected by heartbeats, not {other:?}"),
+    }
+    assert!(
+        took < bound,
+        "detected after {took:?}, expected about {:?}",
+        detection_delay()
+    );
+
+    // While p is frozen: q is served, and calls to p fail at once.
+    for i in 0..3 {
+        let text = format!("q while p is frozen {i}");
+        assert_eq!(echo(&to_q, &text).await, Ok(text));
+    }
+    let asked = Instant::now();
+    let err = echo(&to_p, "frozen").await.expect_err("p is down");
+    assert!(
+        matches!(
+            err,
+            ClusterError::NodeDown { .. } | ClusterError::NotConnected { .. }
+        ),
+        "a call to a down peer fails with node-down: {err:?}"
+    );
+    assert!(
+        asked.elapsed() < CALL / 2,
+        "a call to a down peer fails at once, not after its timeout"
+    );
+
+    // Resumed: the survivor dialed p, so it reconnects; p takes it back.
+    p.resume();
+    watch
+        .until("Up p after SIGCONT", RECONNECT, is_up("p"))
+        .await;
+    assert_eq!(echo(&to_p, "after").await, Ok("after".to_string()));
+    p.expect("UP s again", RECONNECT, |l| l == "UP s").await;
+    // s exports nothing: the refusal comes from s, over p's new session.
+    let refused = p.ask("whoami s").await;
+    assert!(
+        refused.starts_with("ERROR ") && refused.contains("refused"),
+        "p reaches s again after SIGCONT: {refused}"
+    );
+
+    watch.drain();
+    assert!(!watch.went_down("q"), "q was never down: {:#?}", watch.log);
+    assert_eq!(s.peer("q").map(|i| i.status), Some(PeerStatus::Up));
+    assert!(
+        !q.printed(|l| l.starts_with("DOWN s")),
+        "q never lost s: {:#?}",
+        q.seen
+    );
+    timeout(START, s.shutdown())
+        .await
+        .expect("shutdown is bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_is_declared_down_at_once_by_its_closed_socket() {
+    let mut p = NodeProcess::start("p", &[]).await;
+    let q = NodeProcess::start("q", &[]).await;
+    // A detector this slow cannot be what notices the kill within
+    // CLOSED_SOCKET_BOUND: only the closed socket can.
+    let slow = survivor_config("s").acceptable_pause(Duration::from_secs(5));
+    let (s, mut watch, to_p, to_q) = survivor_of(slow, &p, &q).await;
+    assert_eq!(echo(&to_p, "before").await, Ok("before".to_string()));
+
+    p.kill();
+    let killed_at = Instant::now();
+    let down = watch
+        .until("Down p", CLOSED_SOCKET_BOUND, is_down("p"))
+        .await;
+    let took = killed_at.elapsed();
+    match down {
+        NodeEvent::Down {
+            reason: DownReason::ConnectionClosed | DownReason::ConnectionError(_),
+            ..
+        } => {}
+        other => panic!("a killed process is detected by its closed socket, not {other:?}"),
+    }
+    assert!(took < CLOSED_SOCKET_BOUND, "detected after {took:?}");
+
+    for i in 0..3 {
+        let text = format!("q after p was killed {i}");
+        assert_eq!(echo(&to_q, &text).await, Ok(text));
+    }
+    let err = echo(&to_p, "dead").await.expect_err("p is dead");
+    assert!(
+        matches!(
+            err,
+            ClusterError::NodeDown { .. } | ClusterError::NotConnected { .. }
+        ),
+        "a call to a dead peer fails with node-down: {err:?}"
+    );
+
+    watch.drain();
+    assert!(!watch.went_down("q"), "q was never down: {:#?}", watch.log);
+    assert_eq!(s.peer("q").map(|i| i.status), Some(PeerStatus::Up));
+    timeout(START, s.shutdown())
+        .await
+        .expect("shutdown is bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_detect_a_frozen_then_a_killed_peer_process() {
+    let mut a = NodeProcess::start("a", &[]).await;
+    let mut b = NodeProcess::start("b", &[a.addr]).await;
+    let mut c = NodeProcess::start("c", &[a.addr]).await;
+    a.expect("UP b", START, |l| l == "UP b").await;
+    a.expect("UP c", START, |l| l == "UP c").await;
+    b.expect("UP a", START, |l| l == "UP a").await;
+
+    // Frozen b: a prints the heartbeat timeout with phi and the silence.
+    b.stop();
+    let frozen_at = Instant::now();
+    let bound = detection_bound();
+    let down = a
+        .expect("DOWN b", bound, |l| l.starts_with("DOWN b "))
+        .await;
+    let took = frozen_at.elapsed();
+    let (kind, fields) = down_line(&down);
+    assert_eq!(kind, "HeartbeatTimeout", "a frozen process: {down}");
+    assert!(field(&fields, "phi") >= THRESHOLD, "{down}");
+    assert_eq!(field(&fields, "threshold"), THRESHOLD, "{down}");
+    assert!(
+        field(&fields, "silence_ms") >= PAUSE.as_millis() as f64,
+        "more than the acceptable pause of silence: {down}"
+    );
+    assert!(took < bound, "detected after {took:?}: {down}");
+    assert_eq!(
+        a.ask("call c while b is frozen").await,
+        "REPLY while b is frozen"
+    );
+
+    // Resumed b dialed a, so it reconnects.
+    b.resume();
+    a.expect("UP b after SIGCONT", RECONNECT, |l| l == "UP b")
+        .await;
+    b.expect("UP a after SIGCONT", RECONNECT, |l| l == "UP a")
+        .await;
+    assert_eq!(b.ask("call a back").await, "REPLY back");
+
+    // Killed b: a sees the closed socket.
+    b.kill();
+    let killed_at = Instant::now();
+    let down = a
+        .expect("DOWN b after SIGKILL", CLOSED_SOCKET_BOUND, |l| {
+            l.starts_with("DOWN b ")
+        })
+        .await;
+    let took = killed_at.elapsed();
+    let (kind, _) = down_line(&down);
+    assert!(
+        kind == "ConnectionClosed" || kind == "ConnectionError",
+        "a killed process is detected by its closed socket: {down}"
+    );
+    assert!(
+        took < CLOSED_SOCKET_BOUND,
+        "detected after {took:?}: {down}"
+    );
+
+    assert_eq!(a.ask("call c after b died").await, "REPLY after b died");
+    assert_eq!(c.ask("whoami a").await, "REPLY a");
+    assert!(
+        !a.printed(|l| l.starts_with("DOWN c")),
+        "a never lost c: {:#?}",
+        a.seen
+    );
+    assert!(
+        !c.printed(|l| l.starts_with("DOWN a")),
+        "c never lost a: {:#?}",
+        c.seen
+    );
+}
