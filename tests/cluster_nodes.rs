@@ -454,6 +454,109 @@ async fn connecting_again_to_a_connected_peer_keeps_the_session() {
     b.shutdown().await;
 }
 
+/// `b` dialed `a`; `a` now connects to `b` too (a seed list). The smaller
+/// name connecting would win a simultaneous dial, but these did not cross:
+/// the established session stays, nothing pending on it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_back_to_a_peer_that_dialed_us_keeps_the_session() {
+    let a = start("a").await;
+    let b = start("b").await;
+    connect(&b, &a).await;
+    let mut on_a = a.subscribe();
+    let mut on_b = b.subscribe();
+    // `a`'s store, called from `b`, with a call held open.
+    let (_store, remote) = exported_store(&b, &a).await;
+    let mut pending = Box::pin(remote.call(Msg::Hold, Duration::from_millis(500)));
+    tokio::select! {
+        biased;
+        r = &mut pending => panic!("Hold is never answered: {r:?}"),
+        () = std::future::ready(()) => {}
+    }
+    let info = within("connect back", a.connect(b.local_addr()))
+        .await
+        .expect("connecting back succeeds");
+    assert_eq!((info.name.as_str(), info.status), ("b", PeerStatus::Up));
+    let held = pending.await;
+    assert!(
+        matches!(held, Err(ClusterError::Timeout { .. })),
+        "the held call is still pending on the same session: {held:?}"
+    );
+    assert_eq!(remote.call(|r| Msg::Echo(4, r), CALL).await, Ok(8));
+    assert_no_down(&mut on_a, "b");
+    assert_no_down(&mut on_b, "a");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// An event stream ends (`None`) once its node has shut down, after the
+/// events published until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_end_after_shutdown() {
+    let (a, b) = pair().await;
+    let mut events = a.subscribe();
+    a.shutdown().await;
+    let mut seen = Vec::new();
+    while let Some(e) = within("the stream to end", events.recv()).await {
+        seen.push(e);
+    }
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            NodeEvent::Down { peer, reason: DownReason::LocalShutdown } if peer == "b"
+        )),
+        "the local shutdown's Down comes before the end: {seen:?}"
+    );
+    b.shutdown().await;
+}
+
+/// Re-exporting a name right after its actor stopped still tells the
+/// peers that monitored the old actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_exporting_a_stopped_name_fires_the_old_monitors() {
+    let (a, b) = pair().await;
+    let (store, remote) = exported_store(&a, &b).await;
+    let monitor = a.monitor(&remote).expect("b is up");
+    // The monitor is registered on b once a call after it is answered.
+    assert_eq!(remote.call(|r| Msg::Echo(1, r), CALL).await, Ok(2));
+    store.stop(None);
+    within("the old store to stop", async {
+        while store.get_status() != ractor::ActorStatus::Stopped {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    b.export("store", spawn_store().await)
+        .expect("a stopped actor's name is free");
+    let down = within("the old monitor", monitor).await;
+    assert!(
+        matches!(down.reason, ActorDownReason::Exited(_)),
+        "{down:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Names and tags the wire would not carry are refused where they are given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlong_or_empty_names_are_refused_locally() {
+    let (a, b) = pair().await;
+    let long = "n".repeat(2000);
+    assert!(matches!(
+        b.export(&long, spawn_store().await),
+        Err(ClusterError::InvalidName(_))
+    ));
+    assert!(matches!(
+        b.export("", spawn_store().await),
+        Err(ClusterError::InvalidName(_))
+    ));
+    assert!(matches!(
+        a.lookup::<Msg>("b", &long).await,
+        Err(ClusterError::InvalidName(_))
+    ));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_fails_clearly_without_a_listener_or_with_the_same_name() {
     let a = start("a").await;

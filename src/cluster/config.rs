@@ -85,7 +85,9 @@ impl NodeConfig {
     }
 
     /// The shared secret every node of the cluster must hold. It
-    /// authenticates peers; it does not encrypt traffic.
+    /// authenticates peers; it does not encrypt traffic. Use a long random
+    /// secret (say 32 random bytes): a peer can try guesses of a weak cookie
+    /// offline against one handshake.
     pub fn cookie(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.cookie = secret.as_ref().to_vec();
         self
@@ -142,9 +144,8 @@ impl NodeConfig {
         self
     }
 
-    /// How long [`Node::lookup`](super::Node::lookup) and
-    /// [`Node::monitor`](super::Node::monitor) wait for the peer's answer
-    /// (default 5 s).
+    /// How long [`Node::lookup`](super::Node::lookup) waits for the peer's
+    /// answer (default 5 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self

@@ -134,6 +134,9 @@ pub enum ClusterError {
         /// What went wrong.
         reason: String,
     },
+    /// An actor name or message tag is empty or too long for the wire.
+    #[error("invalid actor name or message tag ({0})")]
+    InvalidName(String),
     /// A name is already exported on this node.
     #[error("an actor is already exported as `{0}`: unexport it first or pick another name")]
     AlreadyExported(String),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::error::DownReason;
 use super::wire::Refusal;
@@ -100,14 +101,22 @@ pub enum NodeEvent {
 #[derive(Debug)]
 pub struct NodeEvents {
     pub(crate) rx: broadcast::Receiver<NodeEvent>,
+    /// Cancelled when the node has finished shutting down.
+    pub(crate) closed: CancellationToken,
 }
 
 impl NodeEvents {
     /// The next event; `None` once the node has shut down and every event
-    /// has been read. A subscriber that falls more than 1024 events behind
-    /// gets one [`NodeEvent::Lagged`] saying how many it missed.
+    /// published until then has been read. A subscriber that falls more
+    /// than 1024 events behind gets one [`NodeEvent::Lagged`] saying how
+    /// many it missed.
     pub async fn recv(&mut self) -> Option<NodeEvent> {
-        match self.rx.recv().await {
+        let received = tokio::select! {
+            biased;
+            r = self.rx.recv() => r,
+            _ = self.closed.cancelled() => return self.try_recv(),
+        };
+        match received {
             Ok(e) => Some(e),
             Err(broadcast::error::RecvError::Lagged(missed)) => Some(NodeEvent::Lagged { missed }),
             Err(broadcast::error::RecvError::Closed) => None,

@@ -51,6 +51,10 @@ pub(crate) fn cookie_key(cookie: &[u8]) -> Option<CookieKey> {
     <CookieKey as Mac>::new_from_slice(cookie).ok()
 }
 
+/// The largest handshake frame (names are at most 255 bytes; a rejection
+/// reason is cut to 1 KiB).
+const HANDSHAKE_FRAME: usize = 4096;
+
 /// The reading half of a connection, cut into frames.
 pub(crate) struct Reader(FramedRead<OwnedReadHalf, LengthDelimitedCodec>);
 
@@ -84,13 +88,20 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Wraps a connected stream, accepting frames up to `max` bytes.
-    pub(crate) fn new(stream: tokio::net::TcpStream, max: usize) -> Self {
+    /// Wraps a connected stream. Until [`authenticated`](Self::authenticated)
+    /// it accepts only frames the size of handshake frames, so a peer
+    /// without the cookie cannot make us buffer a large frame.
+    pub(crate) fn new(stream: tokio::net::TcpStream) -> Self {
         let (r, w) = stream.into_split();
         Conn {
-            read: Reader(FramedRead::new(r, wire::codec(max))),
+            read: Reader(FramedRead::new(r, wire::codec(HANDSHAKE_FRAME))),
             write: w,
         }
+    }
+
+    /// The handshake succeeded: accept frames up to `max` bytes.
+    pub(crate) fn authenticated(&mut self, max: usize) {
+        self.read.0.decoder_mut().set_max_frame_length(max);
     }
 
     /// Reads the next frame.
@@ -100,8 +111,7 @@ impl Conn {
 
     /// Encodes and writes one payload-less frame.
     pub(crate) async fn send(&mut self, frame: &Frame) -> Result<(), HandshakeError> {
-        let bytes = wire::encode_plain(frame, wire::MIN_MAX_FRAME_SIZE.max(4096))
-            .map_err(HandshakeError::Wire)?;
+        let bytes = wire::encode_plain(frame, HANDSHAKE_FRAME).map_err(HandshakeError::Wire)?;
         self.write
             .write_all(&bytes)
             .await
@@ -152,6 +162,9 @@ pub enum HandshakeError {
     /// The peer refused us, and said why.
     #[error("rejected by the peer: {0}")]
     Rejected(String),
+    /// The peer's node name is empty, too long or has whitespace.
+    #[error("the peer's node name {0:?} is invalid (1 to 255 bytes, no whitespace or control characters)")]
+    BadName(String),
     /// Both nodes have the same name.
     #[error("the peer has our own name `{0}`; every node needs a distinct name")]
     SameName(String),
@@ -249,6 +262,13 @@ fn nonce() -> [u8; 32] {
     n
 }
 
+/// Whether `name` is a valid node name (as `NodeConfig` requires).
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 fn clamp_frame(max: u32) -> usize {
     (max as usize).max(wire::MIN_MAX_FRAME_SIZE)
 }
@@ -312,6 +332,9 @@ async fn dial_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, Han
     else {
         return Err(HandshakeError::Closed);
     };
+    if !valid_name(&name) {
+        return Err(HandshakeError::BadName(name));
+    }
     if name == me.name {
         return Err(HandshakeError::SameName(name));
     }
@@ -357,6 +380,9 @@ async fn accept_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, H
     else {
         return Err(HandshakeError::Closed);
     };
+    if !valid_name(&name) {
+        return Err(HandshakeError::BadName(name));
+    }
     if name == me.name {
         return Err(HandshakeError::SameName(name));
     }

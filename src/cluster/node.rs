@@ -10,6 +10,7 @@ use std::time::Duration;
 use ractor::{ActorCell, ActorRef};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::NodeConfig;
@@ -18,7 +19,7 @@ use super::events::{NodeEvent, NodeEvents, PeerInfo, EVENT_CAPACITY};
 use super::handshake::{self, Conn, CookieKey, HandshakeError, Identity, PeerHello};
 use super::message::RemoteMessage;
 use super::peer::Peer;
-use super::registry::Registry;
+use super::registry::{check_name, Registry};
 use super::remote_ref::{RemoteMonitor, RemoteRef};
 use super::session::{self, Link};
 use super::wire::Frame;
@@ -56,6 +57,8 @@ pub(crate) struct NodeInner {
     peers: Mutex<HashMap<String, Arc<Peer>>>,
     events: broadcast::Sender<NodeEvent>,
     shutdown: CancellationToken,
+    /// Cancelled when shutdown has finished (event streams end).
+    closed: CancellationToken,
     next_session: AtomicU64,
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     watcher: ActorCell,
@@ -94,6 +97,7 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             events,
             shutdown: CancellationToken::new(),
+            closed: CancellationToken::new(),
             next_session: AtomicU64::new(1),
             writers: Mutex::new(Vec::new()),
             watcher,
@@ -135,7 +139,7 @@ impl Node {
             *lock!(peer.dial_addr.lock()) = Some(addr);
             return Ok(peer.info());
         }
-        let peer = dial(&self.inner, addr).await?;
+        let peer = dial(&self.inner, addr, None).await?;
         *lock!(peer.dial_addr.lock()) = Some(addr);
         Ok(peer.info())
     }
@@ -212,6 +216,8 @@ impl Node {
         peer: &str,
         actor: &str,
     ) -> Result<RemoteRef<M>, ClusterError> {
+        check_name(actor)?;
+        check_name(M::TAG)?;
         let p = self
             .inner
             .peer(peer)
@@ -281,6 +287,7 @@ impl Node {
     pub fn subscribe(&self) -> NodeEvents {
         NodeEvents {
             rx: self.inner.events.subscribe(),
+            closed: self.inner.closed.clone(),
         }
     }
 
@@ -328,6 +335,7 @@ impl Node {
         }
         inner.registry.clear();
         inner.watcher.stop(None);
+        inner.closed.cancel();
         tracing::info!(node = %inner.name, "node shut down");
     }
 }
@@ -359,6 +367,7 @@ impl NodeInner {
         conn: Conn,
         addr: SocketAddr,
         we_dialed: bool,
+        started: Instant,
     ) -> Result<Arc<Peer>, ClusterError> {
         if self.shutdown.is_cancelled() {
             return Err(ClusterError::Shutdown);
@@ -376,7 +385,13 @@ impl NodeInner {
                 let reason = if st.incarnation != hello.incarnation {
                     Some(DownReason::PeerRestarted)
                 } else if st.we_dialed == we_dialed {
+                    // The same side dialed again: it saw the old session die.
                     Some(DownReason::Replaced)
+                } else if st.since < started {
+                    // The session was up before this connection's handshake
+                    // began, so the dials did not cross (e.g. `connect` to a
+                    // peer that dialed us): keep it.
+                    None
                 } else {
                     // Both dialed at once: keep the connection dialed by the
                     // smaller name, on both sides alike.
@@ -398,6 +413,11 @@ impl NodeInner {
             st.incarnation = hello.incarnation;
             st.we_dialed = we_dialed;
             st.addr = addr;
+            if we_dialed {
+                // Before the session runs, so that its end finds where to
+                // reconnect.
+                *lock!(peer.dial_addr.lock()) = Some(addr);
+            }
             st.rtt = None;
             st.last_heartbeat = None;
             let old = peer.current_link();
@@ -416,11 +436,16 @@ impl NodeInner {
             });
             peer.end_session(old_session, &reason);
         }
-        let writer = pending.spawn(self.clone(), peer.clone(), link);
+        let writer = pending.spawn(self.clone(), peer.clone(), link.clone());
         {
             let mut writers = lock!(self.writers.lock());
             writers.retain(|w| !w.is_finished());
             writers.push(writer);
+        }
+        // Shut down while we installed: shutdown may have missed this link.
+        if self.shutdown.is_cancelled() {
+            link.close(DownReason::LocalShutdown);
+            return Err(ClusterError::Shutdown);
         }
         tracing::info!(node = %self.name, peer = %hello.name, %addr, "node up");
         self.emit(NodeEvent::Up {
@@ -445,8 +470,13 @@ impl NodeInner {
     }
 }
 
-/// Opens, authenticates and installs a connection to `addr`.
-async fn dial(node: &Arc<NodeInner>, addr: SocketAddr) -> Result<Arc<Peer>, ClusterError> {
+/// Opens, authenticates and installs a connection to `addr`; with
+/// `expect`, only if the node there has that name.
+async fn dial(
+    node: &Arc<NodeInner>,
+    addr: SocketAddr,
+    expect: Option<&str>,
+) -> Result<Arc<Peer>, ClusterError> {
     if node.shutdown.is_cancelled() {
         return Err(ClusterError::Shutdown);
     }
@@ -467,7 +497,8 @@ async fn dial(node: &Arc<NodeInner>, addr: SocketAddr) -> Result<Arc<Peer>, Clus
         }
     };
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream, node.config.max_frame_size);
+    let mut conn = Conn::new(stream);
+    let started = Instant::now();
     let hello =
         match tokio::time::timeout(timeout, handshake::dial(&mut conn, &node.identity())).await {
             Ok(Ok(hello)) => hello,
@@ -479,7 +510,14 @@ async fn dial(node: &Arc<NodeInner>, addr: SocketAddr) -> Result<Arc<Peer>, Clus
                 })
             }
         };
-    node.install(hello, conn, addr, true)
+    if let Some(expected) = expect.filter(|name| *name != hello.name) {
+        return Err(ClusterError::Connect {
+            addr,
+            reason: format!("node `{}` answers there now, not `{expected}`", hello.name),
+        });
+    }
+    conn.authenticated(node.config.max_frame_size);
+    node.install(hello, conn, addr, true, started)
 }
 
 /// Accepts connections until the node shuts down.
@@ -504,13 +542,15 @@ async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
 /// Authenticates one incoming connection and installs it.
 async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream, node.config.max_frame_size);
+    let mut conn = Conn::new(stream);
+    let started = Instant::now();
     let timeout = node.config.handshake_timeout;
     let reason = match tokio::time::timeout(timeout, handshake::accept(&mut conn, &node.identity()))
         .await
     {
         Ok(Ok(hello)) => {
-            if let Err(e) = node.install(hello, conn, addr, false) {
+            conn.authenticated(node.config.max_frame_size);
+            if let Err(e) = node.install(hello, conn, addr, false, started) {
                 tracing::debug!(node = %node.name, %addr, error = %e, "incoming session not installed");
             }
             return;
@@ -545,7 +585,7 @@ async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>) {
         if peer.is_up() {
             return;
         }
-        match dial(&node, addr).await {
+        match dial(&node, addr, Some(peer.name())).await {
             Ok(_) => return,
             Err(ClusterError::Handshake { reason, .. }) => {
                 let reason = DownReason::HandshakeFailed(reason);

@@ -58,6 +58,8 @@ pub(crate) struct PeerState {
     /// Whether this node dialed the current (or last) session.
     pub(crate) we_dialed: bool,
     pub(crate) session: u64,
+    /// When the current session was installed.
+    pub(crate) since: Instant,
     pub(crate) phi: f64,
     pub(crate) rtt: Option<Duration>,
     pub(crate) last_heartbeat: Option<Instant>,
@@ -95,6 +97,7 @@ impl Peer {
                 incarnation: 0,
                 we_dialed: false,
                 session: 0,
+                since: Instant::now(),
                 phi: 0.0,
                 rtt: None,
                 last_heartbeat: None,
@@ -168,6 +171,7 @@ impl Peer {
     pub(crate) fn install(&self, st: &mut PeerState, link: Arc<Link>) {
         st.status = PeerStatus::Up;
         st.session = link.session;
+        st.since = Instant::now();
         st.down_reason = None;
         st.phi = 0.0;
         *lock!(self.link.write()) = Some(link);

@@ -29,17 +29,54 @@ struct Export {
     /// ends); `None` for a supervised child, whose export follows restarts.
     cell: Option<ActorCell>,
     deliver: Deliver,
-    /// Peers' monitors: the session to answer on and the monitor's id.
-    watchers: Mutex<Vec<(Arc<Link>, u64)>>,
+    /// Peers' monitors, until the export ends; then why it ended, so that
+    /// a monitor that raced with the end is answered at once.
+    watchers: Mutex<Watchers>,
+}
+
+/// The monitors of one export.
+enum Watchers {
+    /// The session to answer on and the monitor's id.
+    Open(Vec<(Arc<Link>, u64)>),
+    /// The export ended for this reason.
+    Ended(Result<String, Refusal>),
 }
 
 impl Export {
+    /// Ends the export: every monitor, present or late, gets `reason`.
     fn notify(&self, reason: &Result<String, Refusal>) {
-        for (link, id) in lock!(self.watchers.lock()).drain(..) {
-            link.send_plain(&Frame::ActorDown {
-                id,
-                reason: reason.clone(),
-            });
+        let previous = std::mem::replace(
+            &mut *lock!(self.watchers.lock()),
+            Watchers::Ended(reason.clone()),
+        );
+        if let Watchers::Open(watchers) = previous {
+            for (link, id) in watchers {
+                link.send_plain(&Frame::ActorDown {
+                    id,
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+
+    /// Adds a monitor, or answers it at once if the export has ended.
+    fn watch(&self, link: &Arc<Link>, id: u64) {
+        let mut watchers = lock!(self.watchers.lock());
+        match &mut *watchers {
+            Watchers::Open(list) => list.push((link.clone(), id)),
+            Watchers::Ended(reason) => {
+                link.send_plain(&Frame::ActorDown {
+                    id,
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+
+    /// Removes the monitors `keep` rejects.
+    fn retain(&self, keep: impl Fn(&(Arc<Link>, u64)) -> bool) {
+        if let Watchers::Open(list) = &mut *lock!(self.watchers.lock()) {
+            list.retain(keep);
         }
     }
 }
@@ -136,25 +173,34 @@ impl Registry {
         cell: Option<ActorCell>,
         deliver: Deliver,
     ) -> Result<(), ClusterError> {
-        let mut exports = lock!(self.exports.write());
-        if let Some(old) = exports.get(name) {
-            let stopped = old
-                .cell
-                .as_ref()
-                .is_some_and(|c| c.get_status() == ActorStatus::Stopped);
-            if !stopped {
-                return Err(ClusterError::AlreadyExported(name.to_string()));
+        check_name(name)?;
+        check_name(M::TAG)?;
+        let replaced = {
+            let mut exports = lock!(self.exports.write());
+            if let Some(old) = exports.get(name) {
+                let stopped = old
+                    .cell
+                    .as_ref()
+                    .is_some_and(|c| c.get_status() == ActorStatus::Stopped);
+                if !stopped {
+                    return Err(ClusterError::AlreadyExported(name.to_string()));
+                }
             }
+            exports.insert(
+                name.to_string(),
+                Arc::new(Export {
+                    tag: M::TAG,
+                    cell,
+                    deliver,
+                    watchers: Mutex::new(Watchers::Open(Vec::new())),
+                }),
+            )
+        };
+        // The stopped actor's exit may not have reached the watcher yet:
+        // its monitors must not wait for an export that is gone.
+        if let Some(old) = replaced {
+            old.notify(&Ok("stopped".into()));
         }
-        exports.insert(
-            name.to_string(),
-            Arc::new(Export {
-                tag: M::TAG,
-                cell,
-                deliver,
-                watchers: Mutex::new(Vec::new()),
-            }),
-        );
         Ok(())
     }
 
@@ -209,7 +255,7 @@ impl Registry {
     /// (with the exit reason if it ended recently).
     pub(crate) fn watch(&self, name: &str, link: &Arc<Link>, id: u64) {
         match self.get(name) {
-            Ok(export) => lock!(export.watchers.lock()).push((link.clone(), id)),
+            Ok(export) => export.watch(link, id),
             Err(refusal) => {
                 let ended = lock!(self.ended.lock())
                     .iter()
@@ -227,14 +273,14 @@ impl Registry {
     /// Removes a peer's monitor.
     pub(crate) fn unwatch(&self, session: u64, id: u64) {
         for export in lock!(self.exports.read()).values() {
-            lock!(export.watchers.lock()).retain(|(l, i)| !(l.session == session && *i == id));
+            export.retain(|(l, i)| !(l.session == session && *i == id));
         }
     }
 
     /// Forgets the monitors of a session that ended.
     pub(crate) fn drop_session(&self, session: u64) {
         for export in lock!(self.exports.read()).values() {
-            lock!(export.watchers.lock()).retain(|(l, _)| l.session != session);
+            export.retain(|(l, _)| l.session != session);
         }
     }
 
@@ -278,9 +324,30 @@ impl Registry {
     }
 }
 
-/// Decodes a message, binding its reply ports to `link`.
+/// Decodes a message, binding its reply ports to `link`. A panic in the
+/// message type's `Deserialize` is a refusal, not the end of the session.
 fn decode<M: RemoteMessage>(bytes: &[u8], link: &Arc<Link>) -> Result<M, Refusal> {
-    decoding_from(link, || wire::decode_payload::<M>(bytes)).map_err(Refusal::Decode)
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decoding_from(link, || wire::decode_payload::<M>(bytes))
+    }));
+    match decoded {
+        Ok(result) => result.map_err(Refusal::Decode),
+        Err(_) => Err(Refusal::Decode(format!("decoding a `{}` panicked", M::TAG))),
+    }
+}
+
+/// The longest exported name (and message tag) the wire takes.
+pub(crate) const MAX_NAME: usize = 1024;
+
+/// Refuses names (and tags) the wire would not carry.
+pub(crate) fn check_name(name: &str) -> Result<(), ClusterError> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(ClusterError::InvalidName(format!(
+            "{} bytes: names and message tags must be 1 to {MAX_NAME} bytes long",
+            name.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Receives the exported actors' exits (as a ractor monitor).

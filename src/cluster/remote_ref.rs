@@ -301,7 +301,15 @@ impl<T> fmt::Debug for RemoteReply<T> {
 }
 
 impl<T> Serialize for RemoteReply<T> {
+    /// Only a port created by [`RemoteRef::call`] travels; a received one
+    /// cannot be forwarded to a third node (its answer would reach the wrong
+    /// caller): answer it where it arrived.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.link.is_some() {
+            return Err(serde::ser::Error::custom(
+                "a received RemoteReply cannot be forwarded to another node; answer it here",
+            ));
+        }
         s.serialize_u64(self.id)
     }
 }

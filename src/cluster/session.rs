@@ -172,7 +172,21 @@ impl Pending {
             link.clone(),
             peer.clone(),
         ));
-        tokio::spawn(read_loop(node, peer, link, read));
+        tokio::spawn(async move {
+            // A panic (in user code reached from the reader) must still end
+            // the session, or the peer would look up forever.
+            let run = read_loop(node.clone(), peer.clone(), link.clone(), read);
+            if std::panic::AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                link.close(DownReason::ProtocolError(
+                    "the session's reader panicked".into(),
+                ));
+                node.session_ended(&peer, &link);
+            }
+        });
         writer
     }
 

@@ -334,14 +334,16 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Frame, &[u8]), WireError> {
 /// used.
 ///
 /// bincode reserves the memory a collection claims before reading it, up to
-/// its configured limit; the limit here is four times the payload's size
-/// (rounded up to a power of four, at least 64 KiB), so what a peer can make
-/// us reserve is proportional to what it actually sent, which the maximum
-/// frame size bounds.
+/// its configured limit, and counts in-memory sizes (a varint `u64` of one
+/// byte claims 8, a `u128` 16). The limit here is sixteen times the
+/// payload's size (rounded up to a power of four, at least 64 KiB), so every
+/// honest message decodes and what a peer can make us reserve stays
+/// proportional to what it actually sent, which the maximum frame size
+/// bounds.
 pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     macro_rules! with_limit {
         ($($limit:expr),*) => {{
-            let need = bytes.len().saturating_mul(4);
+            let need = bytes.len().saturating_mul(16);
             $(
                 if need <= $limit {
                     return finish(bincode::serde::borrow_decode_from_slice(
@@ -352,7 +354,7 @@ pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Re
             )*
             finish(bincode::serde::borrow_decode_from_slice(
                 bytes,
-                CONFIG.with_limit::<{ 1usize << 34 }>(),
+                CONFIG.with_limit::<{ usize::MAX / 2 }>(),
             ), bytes.len())
         }};
     }
@@ -458,6 +460,13 @@ mod tests {
         assert!(decode_payload::<String>(&p).is_err());
         assert!(decode_payload::<Vec<u64>>(&p).is_err());
         assert!(decode_payload::<Vec<u8>>(&p).is_err());
+        // Honest messages whose in-memory size exceeds their encoding.
+        let zeros = vec![0u64; 60_000];
+        let bytes = bincode::serde::encode_to_vec(&zeros, CONFIG).expect("encodes");
+        assert_eq!(decode_payload::<Vec<u64>>(&bytes).expect("decodes"), zeros);
+        let wide = vec![1u128; 5_000];
+        let bytes = bincode::serde::encode_to_vec(&wide, CONFIG).expect("encodes");
+        assert_eq!(decode_payload::<Vec<u128>>(&bytes).expect("decodes"), wide);
     }
 
     #[test]
