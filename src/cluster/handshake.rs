@@ -55,10 +55,37 @@ pub(crate) fn cookie_key(cookie: &[u8]) -> Option<CookieKey> {
 /// reason is cut to 1 KiB).
 const HANDSHAKE_FRAME: usize = 4096;
 
+/// The reading half of a socket, remembering when bytes last arrived.
+pub(crate) struct Progress {
+    inner: OwnedReadHalf,
+    last: tokio::time::Instant,
+}
+
+impl tokio::io::AsyncRead for Progress {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last = tokio::time::Instant::now();
+        }
+        polled
+    }
+}
+
 /// The reading half of a connection, cut into frames.
-pub(crate) struct Reader(FramedRead<OwnedReadHalf, LengthDelimitedCodec>);
+pub(crate) struct Reader(FramedRead<Progress, LengthDelimitedCodec>);
 
 impl Reader {
+    /// When bytes last arrived, even inside a frame not complete yet: a
+    /// large frame still arriving is a sign of life.
+    pub(crate) fn last_progress(&self) -> tokio::time::Instant {
+        self.0.get_ref().last
+    }
+
     /// Reads the next frame and its payload; `Ok(None)` at a clean end of
     /// stream.
     pub(crate) async fn next(&mut self) -> Result<Option<(Frame, Bytes)>, ReadError> {
@@ -94,7 +121,13 @@ impl Conn {
     pub(crate) fn new(stream: tokio::net::TcpStream) -> Self {
         let (r, w) = stream.into_split();
         Conn {
-            read: Reader(FramedRead::new(r, wire::codec(HANDSHAKE_FRAME))),
+            read: Reader(FramedRead::new(
+                Progress {
+                    inner: r,
+                    last: tokio::time::Instant::now(),
+                },
+                wire::codec(HANDSHAKE_FRAME),
+            )),
             write: w,
         }
     }

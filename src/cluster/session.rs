@@ -9,7 +9,7 @@
 //! acknowledgements go through a separate queue the writer serves first, so
 //! they never wait behind a burst of data.
 //!
-//! The reader counts any frame as a sign of life: a peer whose frames keep
+//! The reader counts any bytes as a sign of life: a peer whose frames keep
 //! arriving is never declared down, even if its heartbeats queue behind
 //! data. When the session ends — socket closed, protocol error, heartbeat
 //! timeout, replacement, shutdown — the first reason recorded on the link is
@@ -296,6 +296,7 @@ struct Heartbeats {
     interval: Duration,
     seq: u64,
     sent_at: Option<(u64, Instant)>,
+    /// When bytes (a frame, or part of one) last arrived.
     last_frame: Instant,
     /// Whether the previous tick skipped judging (it was late).
     skipped: bool,
@@ -331,9 +332,11 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
                 let late = scheduled.elapsed() > hb.interval && !hb.skipped;
                 hb.skipped = late;
                 let mut ended = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
+                hb.last_frame = hb.last_frame.max(conn.last_progress());
                 if ended.is_none() && (late || hb.overdue(Instant::now())) {
                     tokio::task::yield_now().await;
                     ended = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
+                    hb.last_frame = hb.last_frame.max(conn.last_progress());
                 }
                 if let Some(reason) = ended.or_else(|| beat(&peer, &link, &mut hb, !late)) {
                     break reason;
