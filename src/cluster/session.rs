@@ -317,7 +317,9 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
     // The handshake is a sign of life: a peer that freezes right after it
     // is still detected.
     hb.detector.heartbeat(now);
-    let mut tick = tokio::time::interval(hb.interval);
+    // First beat one interval after the handshake (itself the first sign of
+    // life), so that the detector does not learn a zero interval.
+    let mut tick = tokio::time::interval_at(now + hb.interval, hb.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let reason = loop {
         tokio::select! {

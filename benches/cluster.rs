@@ -1,0 +1,1027 @@
+//! Benchmarks of the cluster layer: two nodes in one process over loopback
+//! TCP, default configuration except the cookie, each next to a local
+//! baseline measured in the same run (see `BENCHMARKS.md`):
+//!
+//! 1. `cluster_cast_throughput` (criterion): [`CASTS`] casts of a `u64`
+//!    newtype from node `b` to an actor exported on node `a`, timed until
+//!    the actor has received the last one, vs the same casts to the actor's
+//!    local `ActorRef`;
+//! 2. `cluster_call_latency` (criterion): one remote `call` round trip vs a
+//!    local ractor `call` and vs a bare tokio TCP ping-pong over loopback
+//!    (the floor under any remote call);
+//! 3. `cluster_cast_paired`, `cluster_call_distribution` (custom, printed):
+//!    the throughput ratio measured as interleaved pairs of rounds, and the
+//!    percentiles of individually timed calls (local ones, then remote ones);
+//! 4. `cluster_detection` (custom, printed): time from the moment a relay
+//!    between the nodes starts dropping every byte silently to the dialing
+//!    node's `NodeEvent::Down { reason: HeartbeatTimeout }`, over
+//!    [`DETECTION_RUNS`] fresh pairs of nodes, each switched after
+//!    `CLUSTER_DETECTION_WARM_UP_SECS` (default
+//!    [`DEFAULT_DETECTION_WARM_UP_SECS`]) plus a random phase of the
+//!    heartbeat period;
+//! 5. `cluster_soak` (custom, printed): casts and calls in both directions
+//!    at full speed for `CLUSTER_SOAK_SECS` seconds (default
+//!    [`DEFAULT_SOAK_SECS`]), counting `Down` events (expected: none).
+//!
+//! Every bench runs on one multi-thread tokio runtime with 2 workers, and the
+//! measured code runs as a task on that runtime (not on the bench thread),
+//! baselines included; both nodes live on that runtime.
+//!
+//! Run with `cargo bench --bench cluster`; one part only with a filter, e.g.
+//! `cargo bench --bench cluster -- cluster_detection`, and the long soak with
+//! `CLUSTER_SOAK_SECS=60 cargo bench --bench cluster -- soak`. The custom
+//! parts run when their name contains the filter (the criterion groups
+//! follow criterion's own filtering).
+
+#![warn(clippy::missing_docs_in_private_items)]
+
+mod common;
+
+use common::{on_runtime, runtime};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_otp::cluster::{DownReason, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+/// Casts per round of the throughput bench.
+const CASTS: u64 = 10_000;
+/// The cookie of every node.
+const COOKIE: &str = "bench-cookie";
+/// Bound on every wait for a round, a reply or an event.
+const WAIT: Duration = Duration::from_secs(30);
+/// Fresh node pairs measured by the detection bench.
+const DETECTION_RUNS: usize = 5;
+/// Seconds of heartbeats before the relay goes silent, when
+/// `CLUSTER_DETECTION_WARM_UP_SECS` is not set (plus a random 0–200 ms, so
+/// that the switch falls anywhere between two heartbeats).
+const DEFAULT_DETECTION_WARM_UP_SECS: u64 = 1;
+/// Soak length when `CLUSTER_SOAK_SECS` is not set.
+const DEFAULT_SOAK_SECS: u64 = 5;
+/// Casts the soak keeps in flight at most (sent, not yet received).
+const SOAK_WINDOW: u64 = 50_000;
+/// The soak's counter wakes the caster every this many messages.
+const SOAK_NOTIFY_EVERY: u64 = 1_000;
+/// Interleaved pairs of rounds in the paired throughput check.
+const PAIRS: usize = 30;
+/// Calls of each kind in the call distribution.
+const TIMED_CALLS: usize = 5_000;
+
+// ---------------------------------------------------------------------------
+// Messages and actors
+
+/// The cast of the throughput bench: a `u64` newtype.
+#[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+struct Tick(u64);
+
+/// The remote echo of the call bench.
+#[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+enum Echo {
+    /// Answers with the number it carries.
+    Ping(u64, RemoteReply<u64>),
+}
+
+/// The local echo of the call baseline (a ractor reply port).
+enum LocalEcho {
+    /// Answers with the number it carries.
+    Ping(u64, RpcReplyPort<u64>),
+}
+
+/// What a [`Counter`] shares with the bench.
+#[derive(Clone, Default)]
+struct Progress {
+    /// Messages received so far.
+    received: Arc<AtomicU64>,
+    /// The count at which to wake the bench (set before a round's casts).
+    target: Arc<AtomicU64>,
+    /// Woken at `target`, and every `every` messages if `every > 0`.
+    done: Arc<Notify>,
+}
+
+/// Counts [`Tick`]s and wakes the bench when a round is complete.
+struct Counter {
+    /// Shared with the bench.
+    progress: Progress,
+    /// Also wake the bench every this many messages (0: only at `target`).
+    every: u64,
+}
+
+impl Actor for Counter {
+    type Msg = Tick;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Tick>, _: ()) -> Result<u64, ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Tick>,
+        _: Tick,
+        count: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        *count += 1;
+        let p = &self.progress;
+        p.received.store(*count, Ordering::Release);
+        if *count == p.target.load(Ordering::Acquire)
+            || (self.every > 0 && *count % self.every == 0)
+        {
+            p.done.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Answers every [`Echo::Ping`].
+struct EchoActor;
+
+impl Actor for EchoActor {
+    type Msg = Echo;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Echo>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Echo>,
+        msg: Echo,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let Echo::Ping(n, reply) = msg;
+        reply.send(n)?;
+        Ok(())
+    }
+}
+
+/// Answers every [`LocalEcho::Ping`].
+struct LocalEchoActor;
+
+impl Actor for LocalEchoActor {
+    type Msg = LocalEcho;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<LocalEcho>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<LocalEcho>,
+        msg: LocalEcho,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let LocalEcho::Ping(n, port) = msg;
+        let _ = port.send(n);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Setup
+
+/// A node with the default configuration and the bench's cookie.
+async fn node(name: &str) -> Node {
+    Node::start(NodeConfig::new(name).cookie(COOKIE))
+        .await
+        .expect("node starts")
+}
+
+/// Waits for the next `Up` on `events`.
+async fn wait_up(events: &mut ractor_otp::cluster::NodeEvents) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(NodeEvent::Up { .. }) => return,
+                Some(_) => {}
+                None => panic!("the node shut down before the peer came up"),
+            }
+        }
+    })
+    .await
+    .expect("the peer comes up");
+}
+
+/// A [`Counter`] spawned locally, its shared progress and its ref.
+async fn spawn_counter(every: u64) -> (ActorRef<Tick>, Progress) {
+    let progress = Progress::default();
+    let (actor, _) = Actor::spawn(
+        None,
+        Counter {
+            progress: progress.clone(),
+            every,
+        },
+        (),
+    )
+    .await
+    .expect("counter");
+    (actor, progress)
+}
+
+/// Two connected nodes: `a` exports a counter and an echo, `b` holds
+/// remote refs to them; local baselines live on `a`'s side of the process.
+struct Pair {
+    /// The node that exports the actors (accepts the connection).
+    a: Node,
+    /// The node that casts and calls (dials `a`).
+    b: Node,
+    /// `a`'s events, to check that nothing went down during the benches.
+    a_events: ractor_otp::cluster::NodeEvents,
+    /// `b`'s events, likewise.
+    b_events: ractor_otp::cluster::NodeEvents,
+    /// The counter's local ref (baseline).
+    counter: ActorRef<Tick>,
+    /// What the counter shares with the bench.
+    progress: Progress,
+    /// `b`'s remote ref to the counter.
+    remote_counter: RemoteRef<Tick>,
+    /// The local echo (baseline).
+    local_echo: ActorRef<LocalEcho>,
+    /// `b`'s remote ref to `a`'s echo.
+    remote_echo: RemoteRef<Echo>,
+}
+
+impl Pair {
+    /// Starts and connects the nodes, spawns and exports the actors.
+    async fn start() -> Pair {
+        let a = node("a").await;
+        let b = node("b").await;
+        let a_events = a.subscribe();
+        let mut b_events = b.subscribe();
+        let (counter, progress) = spawn_counter(0).await;
+        a.export("counter", counter.clone())
+            .expect("export counter");
+        let (echo, _) = Actor::spawn(None, EchoActor, ()).await.expect("echo");
+        a.export("echo", echo).expect("export echo");
+        let (local_echo, _) = Actor::spawn(None, LocalEchoActor, ())
+            .await
+            .expect("local echo");
+        b.connect(a.local_addr()).await.expect("b connects to a");
+        wait_up(&mut b_events).await;
+        let remote_counter = b.lookup::<Tick>("a", "counter").await.expect("lookup");
+        let remote_echo = b.lookup::<Echo>("a", "echo").await.expect("lookup");
+        Pair {
+            a,
+            b,
+            a_events,
+            b_events,
+            counter,
+            progress,
+            remote_counter,
+            local_echo,
+            remote_echo,
+        }
+    }
+
+    /// Counts the `Down` events either node saw, shuts both down.
+    async fn finish(mut self) -> usize {
+        let mut downs = 0;
+        for events in [&mut self.a_events, &mut self.b_events] {
+            while let Some(event) = events.try_recv() {
+                if let NodeEvent::Down { peer, reason } = event {
+                    eprintln!("unexpected Down of {peer} during the benches: {reason}");
+                    downs += 1;
+                }
+            }
+        }
+        self.b.shutdown().await;
+        self.a.shutdown().await;
+        self.counter.stop(None);
+        self.local_echo.stop(None);
+        downs
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Cast throughput
+
+/// One round: [`CASTS`] casts through `cast`, timed until the counter has
+/// received the last one.
+async fn cast_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> Duration {
+    let start = Instant::now();
+    let target = progress.received.load(Ordering::Acquire) + CASTS;
+    progress.target.store(target, Ordering::Release);
+    for i in 0..CASTS {
+        cast(Tick(i));
+    }
+    tokio::time::timeout(WAIT, async {
+        while progress.received.load(Ordering::Acquire) < target {
+            progress.done.notified().await;
+        }
+    })
+    .await
+    .expect("every cast of the round arrives");
+    start.elapsed()
+}
+
+/// Casts to the local `ActorRef`.
+fn local_cast(counter: &ActorRef<Tick>) -> impl Fn(Tick) + '_ {
+    move |t| counter.cast(t).expect("local cast")
+}
+
+/// Casts through the `RemoteRef`.
+fn remote_cast(remote: &RemoteRef<Tick>) -> impl Fn(Tick) + '_ {
+    move |t| remote.cast(t).expect("remote cast")
+}
+
+/// `iters` rounds to the local ref.
+async fn local_rounds(counter: ActorRef<Tick>, progress: Progress, iters: u64) -> Duration {
+    let cast = local_cast(&counter);
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        total += cast_round(&progress, &cast).await;
+    }
+    total
+}
+
+/// `iters` rounds through the remote ref.
+async fn remote_rounds(remote: RemoteRef<Tick>, progress: Progress, iters: u64) -> Duration {
+    let cast = remote_cast(&remote);
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        total += cast_round(&progress, &cast).await;
+    }
+    total
+}
+
+/// Bench 1: remote casts vs local casts to the same actor.
+fn bench_cast_throughput(c: &mut Criterion, rt: &Runtime, pair: &Pair) {
+    let mut group = c.benchmark_group("cluster_cast_throughput");
+    group
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(CASTS));
+    group.bench_function(BenchmarkId::new("local_actor_ref", CASTS), |b| {
+        b.iter_custom(|iters| {
+            on_runtime(
+                rt,
+                local_rounds(pair.counter.clone(), pair.progress.clone(), iters),
+            )
+        });
+    });
+    group.bench_function(BenchmarkId::new("remote_ref", CASTS), |b| {
+        b.iter_custom(|iters| {
+            on_runtime(
+                rt,
+                remote_rounds(pair.remote_counter.clone(), pair.progress.clone(), iters),
+            )
+        });
+    });
+    group.finish();
+}
+
+/// The paired check: [`PAIRS`] pairs of rounds, local and remote back to
+/// back (alternating which goes first); prints the median of each and of the
+/// per-pair ratios.
+async fn cast_paired(
+    counter: ActorRef<Tick>,
+    remote: RemoteRef<Tick>,
+    progress: Progress,
+    pairs: usize,
+) {
+    let local = local_cast(&counter);
+    let remote = remote_cast(&remote);
+    // Warm-up.
+    for _ in 0..3 {
+        cast_round(&progress, &local).await;
+        cast_round(&progress, &remote).await;
+    }
+    let (mut l, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (lt, rt) = if i % 2 == 0 {
+            let lt = cast_round(&progress, &local).await;
+            (lt, cast_round(&progress, &remote).await)
+        } else {
+            let rt = cast_round(&progress, &remote).await;
+            (cast_round(&progress, &local).await, rt)
+        };
+        l.push(lt.as_secs_f64());
+        r.push(rt.as_secs_f64());
+        // Throughput ratio remote / local = time local / time remote.
+        ratio.push(lt.as_secs_f64() / rt.as_secs_f64());
+    }
+    let (lm, rm) = (median(&mut l), median(&mut r));
+    println!(
+        "cluster_cast_paired: {pairs} pairs of {CASTS} casts: median round local {} ({:.2} M msg/s), remote {} ({:.3} M msg/s); remote = {:.3}x local throughput (median of per-pair ratios)",
+        fmt_secs(lm),
+        CASTS as f64 / lm / 1e6,
+        fmt_secs(rm),
+        CASTS as f64 / rm / 1e6,
+        median(&mut ratio),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Call latency
+
+/// One local call round trip.
+async fn local_call(echo: &ActorRef<LocalEcho>, n: u64) {
+    match echo
+        .call(|port| LocalEcho::Ping(n, port), Some(WAIT))
+        .await
+        .expect("local call")
+    {
+        CallResult::Success(m) => assert_eq!(m, n),
+        _ => panic!("the local echo did not answer"),
+    }
+}
+
+/// One remote call round trip.
+async fn remote_call(echo: &RemoteRef<Echo>, n: u64) {
+    let m = echo
+        .call(|reply| Echo::Ping(n, reply), WAIT)
+        .await
+        .expect("remote call");
+    assert_eq!(m, n);
+}
+
+/// A loopback TCP echo of 8-byte messages, the floor of a remote call:
+/// returns the client's stream (the server runs as a task).
+async fn tcp_echo() -> TcpStream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let _ = s.set_nodelay(true);
+        let mut buf = [0u8; 8];
+        while s.read_exact(&mut buf).await.is_ok() {
+            if s.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let s = TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+/// One 8-byte ping-pong over `s`.
+async fn tcp_ping(s: &mut TcpStream, n: u64) {
+    s.write_all(&n.to_le_bytes()).await.expect("write");
+    let mut buf = [0u8; 8];
+    s.read_exact(&mut buf).await.expect("read");
+    assert_eq!(u64::from_le_bytes(buf), n);
+}
+
+/// Bench 2: a remote call round trip vs a local call and a TCP ping-pong.
+fn bench_call_latency(c: &mut Criterion, rt: &Runtime, pair: &Pair) {
+    let tcp = Arc::new(tokio::sync::Mutex::new(rt.block_on(tcp_echo())));
+    let mut group = c.benchmark_group("cluster_call_latency");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    group.bench_function("local_call", |b| {
+        b.iter_custom(|iters| {
+            let echo = pair.local_echo.clone();
+            on_runtime(rt, async move {
+                let start = Instant::now();
+                for i in 0..iters {
+                    local_call(&echo, i).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("tcp_ping_pong", |b| {
+        b.iter_custom(|iters| {
+            let tcp = tcp.clone();
+            on_runtime(rt, async move {
+                let mut s = tcp.lock().await;
+                let start = Instant::now();
+                for i in 0..iters {
+                    tcp_ping(&mut s, i).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("remote_call", |b| {
+        b.iter_custom(|iters| {
+            let echo = pair.remote_echo.clone();
+            on_runtime(rt, async move {
+                let start = Instant::now();
+                for i in 0..iters {
+                    remote_call(&echo, i).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
+/// Times `calls` local calls one by one, then `calls` remote calls, and
+/// prints percentiles of each.
+async fn call_distribution(local: ActorRef<LocalEcho>, remote: RemoteRef<Echo>, calls: usize) {
+    let (mut l, mut r) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+    for i in 0..1_000 {
+        local_call(&local, i).await;
+    }
+    for i in 0..calls as u64 {
+        let t = Instant::now();
+        local_call(&local, i).await;
+        l.push(t.elapsed().as_secs_f64());
+    }
+    for i in 0..1_000 {
+        remote_call(&remote, i).await;
+    }
+    for i in 0..calls as u64 {
+        let t = Instant::now();
+        remote_call(&remote, i).await;
+        r.push(t.elapsed().as_secs_f64());
+    }
+    for (name, v) in [("local_call", &mut l), ("remote_call", &mut r)] {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "cluster_call_distribution: {name}, {calls} calls timed one by one: p50 {}, p90 {}, p99 {}, max {}",
+            fmt_secs(percentile(v, 0.50)),
+            fmt_secs(percentile(v, 0.90)),
+            fmt_secs(percentile(v, 0.99)),
+            fmt_secs(v[v.len() - 1]),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. Detection of a silent peer
+
+/// A TCP relay that forwards both ways until it is told to go silent; then
+/// it keeps every connection open, reads everything and forwards nothing.
+struct Relay {
+    /// Where the relay listens.
+    addr: SocketAddr,
+    /// Set: drop everything.
+    silent: Arc<AtomicBool>,
+    /// The accept loop; it owns the pumps (aborted with it).
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts a relay to `target`.
+    async fn start(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("relay bind");
+        let addr = listener.local_addr().expect("relay addr");
+        let silent = Arc::new(AtomicBool::new(false));
+        let flag = silent.clone();
+        let task = tokio::spawn(async move {
+            let mut pumps = JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (ir, iw) = inbound.into_split();
+                let (or, ow) = outbound.into_split();
+                pumps.spawn(pump(ir, ow, flag.clone()));
+                pumps.spawn(pump(or, iw, flag.clone()));
+            }
+        });
+        Relay { addr, silent, task }
+    }
+
+    /// From now on, drop every byte in both directions.
+    fn go_silent(&self) {
+        self.silent.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` until either ends, dropping bytes while `silent`.
+/// Once silent it never closes `to` (dropping a write half sends a FIN): a
+/// partitioned peer's close does not cross the partition either.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    silent: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if !silent.load(Ordering::Acquire) && to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    if silent.load(Ordering::Acquire) {
+        // Hold `to` open until the relay is dropped (which aborts this).
+        std::future::pending::<()>().await;
+    }
+    let _ = to.shutdown().await;
+}
+
+/// What one detection run measured.
+struct Detection {
+    /// From the switch to the `Down` event.
+    after_switch: Duration,
+    /// The silence the detector reported (since the last heartbeat).
+    silence: Duration,
+    /// Phi when it fired.
+    phi: f64,
+}
+
+/// One detection run on fresh nodes: `a` dials `b` through a relay, the
+/// relay goes silent after `warm_up` plus a random fraction of a heartbeat
+/// interval, and the time until `a` publishes `Down` is measured.
+async fn detection_run(warm_up: Duration) -> Result<Detection, String> {
+    let a = node("a").await;
+    let b = node("b").await;
+    let relay = Relay::start(b.local_addr()).await;
+    let mut events = a.subscribe();
+    a.connect(relay.addr).await.map_err(|e| e.to_string())?;
+    wait_up(&mut events).await;
+    // Steady heartbeats first (the deliberate warm-up of the measurement),
+    // then switch at a random phase of the 200 ms heartbeat period.
+    let phase = Duration::from_micros(rand::random_range(0..200_000));
+    tokio::time::sleep(warm_up + phase).await;
+    relay.go_silent();
+    let switched = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(NodeEvent::Down { reason, .. }) => return Ok(reason),
+                Some(_) => {}
+                None => return Err("the node shut down".to_string()),
+            }
+        }
+    })
+    .await;
+    let after_switch = switched.elapsed();
+    a.shutdown().await;
+    b.shutdown().await;
+    drop(relay);
+    match outcome {
+        Err(_) => Err("no Down within 10 s".into()),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(DownReason::HeartbeatTimeout { phi, silence, .. })) => Ok(Detection {
+            after_switch,
+            silence,
+            phi,
+        }),
+        Ok(Ok(other)) => Err(format!("Down for another reason: {other}")),
+    }
+}
+
+/// Bench 3: [`detection_run`] `runs` times; prints median, min and max.
+async fn detection(runs: usize, warm_up: Duration) {
+    let mut after = Vec::new();
+    let mut silence = Vec::new();
+    for run in 1..=runs {
+        match detection_run(warm_up).await {
+            Ok(d) => {
+                println!(
+                    "cluster_detection: run {run}: Down(HeartbeatTimeout) {} after the switch (silence {}, phi {:.1})",
+                    fmt_secs(d.after_switch.as_secs_f64()),
+                    fmt_secs(d.silence.as_secs_f64()),
+                    d.phi,
+                );
+                after.push(d.after_switch.as_secs_f64());
+                silence.push(d.silence.as_secs_f64());
+            }
+            Err(e) => println!("cluster_detection: run {run}: FAILED: {e}"),
+        }
+    }
+    if after.is_empty() {
+        return;
+    }
+    after.sort_by(f64::total_cmp);
+    println!(
+        "cluster_detection: {} of {runs} runs ({}s warm-up): after the switch median {}, min {}, max {}; reported silence median {} (target: within 2 s)",
+        after.len(),
+        warm_up.as_secs(),
+        fmt_secs(median(&mut after)),
+        fmt_secs(after[0]),
+        fmt_secs(after[after.len() - 1]),
+        fmt_secs(median(&mut silence)),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Soak: no false Down under load
+
+/// What a node's event watcher counted during the soak.
+#[derive(Default, Debug)]
+struct EventCounts {
+    /// `Down` events (expected: none).
+    downs: u64,
+    /// `DeadLetter` events.
+    dead_letters: u64,
+    /// Events missed because the watcher lagged.
+    lagged: u64,
+}
+
+/// Counts `events` until `stop` fires.
+async fn count_events(
+    mut events: ractor_otp::cluster::NodeEvents,
+    mut stop: watch::Receiver<bool>,
+) -> EventCounts {
+    let mut counts = EventCounts::default();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            event = events.recv() => match event {
+                Some(NodeEvent::Down { peer, reason }) => {
+                    println!("cluster_soak: Down of {peer}: {reason}");
+                    counts.downs += 1;
+                }
+                Some(NodeEvent::DeadLetter { .. }) => counts.dead_letters += 1,
+                Some(NodeEvent::Lagged { missed }) => counts.lagged += missed,
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    counts
+}
+
+/// Calls `echo` back to back until `deadline`; returns (answered, failed).
+async fn call_loop(echo: RemoteRef<Echo>, deadline: Instant) -> (u64, u64) {
+    let (mut ok, mut failed) = (0, 0);
+    let mut i = 0;
+    while Instant::now() < deadline {
+        i += 1;
+        match echo.call(|r| Echo::Ping(i, r), WAIT).await {
+            Ok(n) if n == i => ok += 1,
+            _ => failed += 1,
+        }
+    }
+    (ok, failed)
+}
+
+/// Casts to `remote` until `deadline`, keeping at most [`SOAK_WINDOW`]
+/// in flight; returns how many were sent.
+async fn cast_loop(remote: RemoteRef<Tick>, progress: Progress, deadline: Instant) -> u64 {
+    let mut sent = 0;
+    while Instant::now() < deadline {
+        while sent - progress.received.load(Ordering::Acquire) > SOAK_WINDOW {
+            if tokio::time::timeout(WAIT, progress.done.notified())
+                .await
+                .is_err()
+            {
+                println!("cluster_soak: the casts stalled");
+                return sent;
+            }
+        }
+        for _ in 0..SOAK_NOTIFY_EVERY {
+            if remote.cast(Tick(sent)).is_err() {
+                return sent;
+            }
+            sent += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    sent
+}
+
+/// Bench 4: casts b→a and calls both ways at full speed for `secs`, on
+/// fresh nodes with the default configuration; prints what moved and how
+/// many `Down` events either node saw, and the highest phi observed.
+async fn soak(secs: u64) {
+    let a = node("a").await;
+    let b = node("b").await;
+    let (stop_tx, stop) = watch::channel(false);
+    let mut b_up = b.subscribe();
+    let a_events = tokio::spawn(count_events(a.subscribe(), stop.clone()));
+    let b_events = tokio::spawn(count_events(b.subscribe(), stop.clone()));
+    let (counter, progress) = spawn_counter(SOAK_NOTIFY_EVERY).await;
+    a.export("counter", counter.clone()).expect("export");
+    let (echo_a, _) = Actor::spawn(None, EchoActor, ()).await.expect("echo");
+    a.export("echo", echo_a.clone()).expect("export");
+    let (echo_b, _) = Actor::spawn(None, EchoActor, ()).await.expect("echo");
+    b.export("echo", echo_b.clone()).expect("export");
+    b.connect(a.local_addr()).await.expect("connect");
+    wait_up(&mut b_up).await;
+    let remote_counter = b.lookup::<Tick>("a", "counter").await.expect("lookup");
+    let b_to_a = b.lookup::<Echo>("a", "echo").await.expect("lookup");
+    let a_to_b = a.lookup::<Echo>("b", "echo").await.expect("lookup");
+
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let casts = tokio::spawn(cast_loop(remote_counter, progress.clone(), deadline));
+    let calls_ab = tokio::spawn(call_loop(a_to_b, deadline));
+    let calls_ba = tokio::spawn(call_loop(b_to_a, deadline));
+    // Sample both sides' phi while it runs.
+    let mut max_phi: f64 = 0.0;
+    let mut suspect = 0u64;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for info in a.peers().into_iter().chain(b.peers()) {
+            max_phi = max_phi.max(info.phi);
+            if info.status != ractor_otp::cluster::PeerStatus::Up {
+                suspect += 1;
+            }
+        }
+    }
+    let sent = casts.await.expect("cast loop");
+    let (ab_ok, ab_failed) = calls_ab.await.expect("call loop");
+    let (ba_ok, ba_failed) = calls_ba.await.expect("call loop");
+    // Let the last casts land (bounded), then stop counting events.
+    let _ = tokio::time::timeout(WAIT, async {
+        while progress.received.load(Ordering::Acquire) < sent {
+            progress.done.notified().await;
+        }
+    })
+    .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let received = progress.received.load(Ordering::Acquire);
+    let _ = stop_tx.send(true);
+    let a_counts = a_events.await.expect("event counter");
+    let b_counts = b_events.await.expect("event counter");
+    b.shutdown().await;
+    a.shutdown().await;
+    for actor in [echo_a, echo_b] {
+        actor.stop(None);
+    }
+    counter.stop(None);
+
+    println!(
+        "cluster_soak: {secs} s at full speed: {sent} casts b->a sent, {received} received ({:.0} k/s); calls a->b {ab_ok} answered, {ab_failed} failed; calls b->a {ba_ok} answered, {ba_failed} failed",
+        received as f64 / elapsed / 1e3,
+    );
+    println!(
+        "cluster_soak: Down events: {} on a, {} on b (expected 0); dead letters {}; lagged {}; highest phi sampled {max_phi:.2}; samples not Up: {suspect}",
+        a_counts.downs,
+        b_counts.downs,
+        a_counts.dead_letters + b_counts.dead_letters,
+        a_counts.lagged + b_counts.lagged,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// The median of `v` (sorts it).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    percentile(v, 0.5)
+}
+
+/// The `q` quantile of sorted `v` (nearest rank).
+fn percentile(v: &[f64], q: f64) -> f64 {
+    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Seconds as a short human-readable figure.
+fn fmt_secs(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.2} µs", s * 1e6)
+    }
+}
+
+/// Runs `f` to completion as a task on `rt`.
+fn run<F>(rt: &Runtime, f: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    on_runtime(rt, async move {
+        f.await;
+        Duration::ZERO
+    });
+}
+
+/// How this process was invoked: criterion's mode and the name filter, as
+/// far as the custom measurements need them.
+struct Invocation {
+    /// `cargo test --benches` (no `--bench`, or `--test`): run each part
+    /// briefly.
+    test: bool,
+    /// `--list`: name the parts, run nothing.
+    list: bool,
+    /// The positional filter, if any.
+    filter: Option<String>,
+}
+
+impl Invocation {
+    /// Reads the process arguments the way criterion does, roughly.
+    fn from_args() -> Invocation {
+        /// criterion's options that take a value.
+        const VALUED: [&str; 17] = [
+            "--color",
+            "-c",
+            "--save-baseline",
+            "-s",
+            "--baseline",
+            "-b",
+            "--baseline-lenient",
+            "--load-baseline",
+            "--sample-size",
+            "--warm-up-time",
+            "--measurement-time",
+            "--nresamples",
+            "--noise-threshold",
+            "--confidence-level",
+            "--significance-level",
+            "--profile-time",
+            "--plotting-backend",
+        ];
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let has = |flag: &str| args.iter().any(|a| a == flag);
+        let mut filter = None;
+        let mut skip = false;
+        for arg in &args {
+            if skip {
+                skip = false;
+            } else if arg.starts_with('-') {
+                skip =
+                    VALUED.contains(&arg.as_str()) || arg == "--output-format" || arg == "--format";
+            } else if filter.is_none() {
+                filter = Some(arg.clone());
+            }
+        }
+        Invocation {
+            test: !has("--bench") || has("--test"),
+            list: has("--list"),
+            filter,
+        }
+    }
+
+    /// Whether the custom part `name` runs (and says so in list mode).
+    fn runs(&self, name: &str) -> bool {
+        let selected = self.filter.as_deref().is_none_or(|f| name.contains(f));
+        if self.list {
+            if selected {
+                println!("{name}: benchmark");
+            }
+            return false;
+        }
+        selected
+    }
+}
+
+/// Runs the criterion groups, then the custom measurements.
+fn main() {
+    let how = Invocation::from_args();
+    let rt = runtime();
+    let mut c = Criterion::default().configure_from_args();
+
+    let pair = rt.block_on(Pair::start());
+    bench_cast_throughput(&mut c, &rt, &pair);
+    bench_call_latency(&mut c, &rt, &pair);
+    if how.runs("cluster_cast_paired") {
+        let pairs = if how.test { 2 } else { PAIRS };
+        let (counter, remote, progress) = (
+            pair.counter.clone(),
+            pair.remote_counter.clone(),
+            pair.progress.clone(),
+        );
+        run(&rt, cast_paired(counter, remote, progress, pairs));
+    }
+    if how.runs("cluster_call_distribution") {
+        let calls = if how.test { 100 } else { TIMED_CALLS };
+        let (local, remote) = (pair.local_echo.clone(), pair.remote_echo.clone());
+        run(&rt, call_distribution(local, remote, calls));
+    }
+    let downs = rt.block_on(pair.finish());
+    assert_eq!(downs, 0, "a node went down during the benches");
+
+    if how.runs("cluster_detection") {
+        let runs = if how.test { 1 } else { DETECTION_RUNS };
+        let warm_up = match std::env::var("CLUSTER_DETECTION_WARM_UP_SECS") {
+            Ok(s) => s
+                .parse()
+                .expect("CLUSTER_DETECTION_WARM_UP_SECS: whole seconds"),
+            Err(_) => DEFAULT_DETECTION_WARM_UP_SECS,
+        };
+        run(&rt, detection(runs, Duration::from_secs(warm_up)));
+    }
+    if how.runs("cluster_soak") {
+        let secs = match std::env::var("CLUSTER_SOAK_SECS") {
+            Ok(s) => s.parse().expect("CLUSTER_SOAK_SECS: whole seconds"),
+            Err(_) if how.test => 1,
+            Err(_) => DEFAULT_SOAK_SECS,
+        };
+        run(&rt, soak(secs));
+    }
+    c.final_summary();
+}
