@@ -1,6 +1,0 @@
-use ractor_otp::RemoteMessage;
-
-#[derive(RemoteMessage)]
-struct Ping;
-
-fn main() {}
