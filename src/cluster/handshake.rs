@@ -302,6 +302,17 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Refuses a peer name that is invalid or our own.
+fn check_peer_name(name: &str, me: &Identity<'_>) -> Result<(), HandshakeError> {
+    if !valid_name(name) {
+        return Err(HandshakeError::BadName(name.to_string()));
+    }
+    if name == me.name {
+        return Err(HandshakeError::SameName(name.to_string()));
+    }
+    Ok(())
+}
+
 fn clamp_frame(max: u32) -> usize {
     (max as usize).max(wire::MIN_MAX_FRAME_SIZE)
 }
@@ -365,12 +376,7 @@ async fn dial_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, Han
     else {
         return Err(HandshakeError::Closed);
     };
-    if !valid_name(&name) {
-        return Err(HandshakeError::BadName(name));
-    }
-    if name == me.name {
-        return Err(HandshakeError::SameName(name));
-    }
+    check_peer_name(&name, me)?;
     if !verify(
         me.cookie,
         Role::Acceptor,
@@ -413,12 +419,7 @@ async fn accept_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, H
     else {
         return Err(HandshakeError::Closed);
     };
-    if !valid_name(&name) {
-        return Err(HandshakeError::BadName(name));
-    }
-    if name == me.name {
-        return Err(HandshakeError::SameName(name));
-    }
+    check_peer_name(&name, me)?;
     let nonce_a = nonce();
     let proof_a = proof(
         me.cookie,
