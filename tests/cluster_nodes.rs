@@ -1363,6 +1363,40 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     t.still_serves().await;
 }
 
+/// Connections that never authenticate are bounded: past 64 pending
+/// handshakes a new connection is dropped at once, and the node keeps
+/// serving its peers; slots free up after the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_is_bounded() {
+    let timeout = Duration::from_millis(500);
+    let t = Target::new(timeout).await;
+    let mut silent = Vec::new();
+    for _ in 0..64 {
+        silent.push(
+            TcpStream::connect(t.node.local_addr())
+                .await
+                .expect("raw connect"),
+        );
+    }
+    // Let the node take all 64 into handshakes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = TcpStream::connect(t.node.local_addr())
+        .await
+        .expect("raw connect");
+    let started = Instant::now();
+    closed_within(&mut extra, PROMPT).await;
+    assert!(
+        started.elapsed() < timeout,
+        "the 65th connection is dropped at once, not after the handshake timeout"
+    );
+    // The existing session never noticed.
+    assert_eq!(t.remote.call(|r| Msg::Echo(6, r), CALL).await, Ok(12));
+    // Once the silent ones time out, newcomers are served again.
+    tokio::time::sleep(timeout + Duration::from_millis(200)).await;
+    drop(silent);
+    t.still_serves().await;
+}
+
 // ---------------------------------------------------------------------------
 // 10. Configuration and frame limits
 

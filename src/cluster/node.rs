@@ -25,6 +25,9 @@ use super::session::{self, Link};
 use super::wire::Frame;
 use crate::supervisor::ChildRef;
 
+/// Most incoming connections authenticating at once; more are dropped.
+const MAX_PENDING_HANDSHAKES: usize = 64;
+
 /// How long [`Node::shutdown`] waits for queued frames to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(2);
 
@@ -522,12 +525,23 @@ async fn dial(
 
 /// Accepts connections until the node shuts down.
 async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         tokio::select! {
             _ = node.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    tokio::spawn(accept_one(node.clone(), stream, addr));
+                    // Unauthenticated connections are bounded in number (and
+                    // each in time and frame size): a flood cannot exhaust us.
+                    let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                        tracing::warn!(node = %node.name, %addr, "too many handshakes in progress; connection dropped");
+                        continue;
+                    };
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        accept_one(node, stream, addr).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait, retry.
