@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::oneshot;
@@ -108,6 +109,9 @@ pub(crate) fn drop_disarmed<T>(value: T) {
 pub struct RemoteRef<M> {
     peer: Arc<Peer>,
     actor: Arc<str>,
+    /// The cast frame's header, encoded once (names are validated, so it
+    /// always encodes; `None` falls back to encoding per cast).
+    cast_header: Option<Bytes>,
     _msg: PhantomData<fn(M)>,
 }
 
@@ -116,6 +120,7 @@ impl<M> Clone for RemoteRef<M> {
         RemoteRef {
             peer: self.peer.clone(),
             actor: self.actor.clone(),
+            cast_header: self.cast_header.clone(),
             _msg: PhantomData,
         }
     }
@@ -136,6 +141,7 @@ impl<M: RemoteMessage> RemoteRef<M> {
         RemoteRef {
             peer,
             actor: Arc::from(actor),
+            cast_header: wire::cast_header(actor, M::TAG).ok(),
             _msg: PhantomData,
         }
     }
@@ -162,13 +168,14 @@ impl<M: RemoteMessage> RemoteRef<M> {
     /// [`NodeEvent::DeadLetter`](super::NodeEvent::DeadLetter).
     pub fn cast(&self, msg: M) -> Result<(), ClusterError> {
         let link = self.peer.link()?;
-        let bytes =
-            wire::encode(&self.send_frame(None), Some(&msg), link.max_frame).map_err(|reason| {
-                ClusterError::Encode {
-                    actor: self.actor.to_string(),
-                    reason,
-                }
-            })?;
+        let encoded = match &self.cast_header {
+            Some(header) => wire::encode_with_header(header, &msg, link.max_frame),
+            None => wire::encode(&self.send_frame(None), Some(&msg), link.max_frame),
+        };
+        let bytes = encoded.map_err(|reason| ClusterError::Encode {
+            actor: self.actor.to_string(),
+            reason,
+        })?;
         link.send(bytes)
             .map_err(|_| self.peer.not_connected_error())
     }

@@ -296,7 +296,8 @@ struct Heartbeats {
     interval: Duration,
     seq: u64,
     sent_at: Option<(u64, Instant)>,
-    /// When bytes (a frame, or part of one) last arrived.
+    /// When bytes (a frame, or part of one) last arrived, as of the last
+    /// tick (from [`Reader::last_progress`]).
     last_frame: Instant,
     /// Whether the previous tick skipped judging (it was late).
     skipped: bool,
@@ -348,6 +349,11 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
                 if let Err(reason) = on_read(&node, &peer, &link, &mut hb, read) {
                     break reason;
                 }
+                // Handle the rest of what is buffered in one go, without a
+                // trip through `select!` per frame.
+                if let Some(reason) = drain_ready(&node, &peer, &link, &mut hb, &mut conn) {
+                    break reason;
+                }
             }
         }
     };
@@ -364,10 +370,9 @@ fn on_read(
     read: Result<Option<(Frame, Bytes)>, ReadError>,
 ) -> Result<(), DownReason> {
     match read {
-        Ok(Some((frame, payload))) => {
-            hb.last_frame = Instant::now();
-            handle(node, peer, link, hb, frame, payload)
-        }
+        // Arrival times come from the reader's byte progress (one clock
+        // read per socket read, not per frame).
+        Ok(Some((frame, payload))) => handle(node, peer, link, hb, frame, payload),
         Ok(None) => Err(DownReason::ConnectionClosed),
         Err(ReadError::Io(e)) => Err(DownReason::ConnectionError(e)),
         Err(ReadError::Protocol(e)) => Err(DownReason::ProtocolError(e)),

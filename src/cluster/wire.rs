@@ -273,10 +273,9 @@ pub(crate) fn encode<P: Serialize + ?Sized>(
     payload: Option<&P>,
     max: usize,
 ) -> Result<Bytes, WireError> {
-    let mut buf = BytesMut::with_capacity(64);
-    buf.put_u32(0); // length, patched below
-    buf.put_u8(PROTOCOL_VERSION);
-    let mut w = buf.writer();
+    let mut w = BytesMut::with_capacity(64).writer();
+    w.get_mut().put_u32(0); // length, patched by `seal`
+    w.get_mut().put_u8(PROTOCOL_VERSION);
     bincode::serde::encode_into_std_write(frame, &mut w, CONFIG)
         .map_err(|e| WireError::Encode(e.to_string()))?;
     let header = w.get_ref().len() - LENGTH_PREFIX - 1;
@@ -286,6 +285,43 @@ pub(crate) fn encode<P: Serialize + ?Sized>(
             max: MAX_HEADER_SIZE,
         });
     }
+    seal(w, payload, max)
+}
+
+/// The encoded header of a cast to `actor` with type tag `tag` (no length
+/// prefix, no version): the same for every cast of a `RemoteRef`, so it is
+/// encoded once.
+pub(crate) fn cast_header(actor: &str, tag: &str) -> Result<Bytes, WireError> {
+    let frame = Frame::Send {
+        actor: actor.to_string(),
+        tag: tag.to_string(),
+        reply: None,
+    };
+    let bytes = encode_plain(&frame, usize::MAX)?;
+    Ok(bytes.slice(LENGTH_PREFIX + 1..))
+}
+
+/// Encodes a frame from a pre-encoded header (see [`cast_header`]) and a
+/// payload.
+pub(crate) fn encode_with_header<P: Serialize + ?Sized>(
+    header: &[u8],
+    payload: &P,
+    max: usize,
+) -> Result<Bytes, WireError> {
+    let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + 1 + header.len() + 32);
+    buf.put_u32(0); // length, patched by `seal`
+    buf.put_u8(PROTOCOL_VERSION);
+    buf.put_slice(header);
+    seal(buf.writer(), Some(payload), max)
+}
+
+/// Appends the payload, checks the size against `max` and writes the length
+/// prefix.
+fn seal<P: Serialize + ?Sized>(
+    mut w: bytes::buf::Writer<BytesMut>,
+    payload: Option<&P>,
+    max: usize,
+) -> Result<Bytes, WireError> {
     if let Some(p) = payload {
         bincode::serde::encode_into_std_write(p, &mut w, CONFIG)
             .map_err(|e| WireError::Encode(e.to_string()))?;
@@ -410,6 +446,19 @@ mod tests {
             decode(body(&hb)).expect("decodes").0,
             Frame::Heartbeat { seq: 3 }
         );
+    }
+
+    #[test]
+    fn a_pre_encoded_cast_header_gives_the_same_frame() {
+        let header = cast_header("counter", "Counter").expect("encodes");
+        let fast = encode_with_header(&header, &(5u64, "x"), 1 << 20).expect("encodes");
+        let f = Frame::Send {
+            actor: "counter".into(),
+            tag: "Counter".into(),
+            reply: None,
+        };
+        let slow = encode(&f, Some(&(5u64, "x")), 1 << 20).expect("encodes");
+        assert_eq!(fast, slow);
     }
 
     #[test]
