@@ -1517,3 +1517,91 @@ async fn an_exported_child_is_reached_across_its_restarts() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Shutdown and user code that panics
+
+/// A shutdown whose caller gives up half way still completes: the node
+/// ends its sessions and its event streams end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_shutdown_still_completes() {
+    let (a, b) = pair().await;
+    let mut on_b = b.subscribe();
+    let mut on_a = a.subscribe();
+    // Give up on the first call at once; a second call waits for the end.
+    let abandoned = tokio::time::timeout(Duration::from_millis(1), a.shutdown()).await;
+    drop(abandoned);
+    within("a second shutdown", a.shutdown()).await;
+    assert!(a.is_shut_down());
+    next_event(&mut on_b, "b hears a leave", is_down("a")).await;
+    while within("a's stream to end", on_a.recv()).await.is_some() {}
+    b.shutdown().await;
+}
+
+/// A message whose `Deserialize` panics.
+#[derive(Debug, Serialize, Deserialize, ractor_otp::RemoteMessage)]
+#[remote(tag = "test.Fragile")]
+enum Fragile {
+    Value(#[serde(deserialize_with = "panic_on_13")] u64),
+    Echo(u64, RemoteReply<u64>),
+}
+
+fn panic_on_13<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    assert_ne!(n, 13, "this test's Deserialize panics on 13");
+    Ok(n)
+}
+
+struct FragileActor;
+
+impl Actor for FragileActor {
+    type Msg = Fragile;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<Fragile>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        _: ActorRef<Fragile>,
+        msg: Fragile,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if let Fragile::Echo(n, reply) = msg {
+            reply.send(n)?;
+        }
+        Ok(())
+    }
+}
+
+/// A panic while decoding a message refuses that message (a dead letter
+/// for the sender) and nothing else: the session stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_deserialize_refuses_only_that_message() {
+    let (a, b) = pair().await;
+    let mut on_a = a.subscribe();
+    let (fragile, _) = Actor::spawn(None, FragileActor, ())
+        .await
+        .expect("the actor starts");
+    b.export("fragile", fragile).expect("`fragile` is free");
+    let remote = within("lookup", a.lookup::<Fragile>("b", "fragile"))
+        .await
+        .expect("exported");
+    remote.cast(Fragile::Value(13)).expect("cast is sent");
+    let e = next_event(&mut on_a, "the dead letter", |e| {
+        matches!(e, NodeEvent::DeadLetter { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            &e,
+            NodeEvent::DeadLetter { reason: UndeliveredReason::Refused(Refusal::Decode(m)), .. }
+                if m.contains("panicked")
+        ),
+        "{e:?}"
+    );
+    assert_eq!(remote.call(|r| Fragile::Echo(7, r), CALL).await, Ok(7));
+    assert_no_down(&mut on_a, "b");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -198,6 +198,14 @@ pub enum HandshakeError {
     /// The peer's node name is empty, too long or has whitespace.
     #[error("the peer's node name {0:?} is invalid (1 to 255 bytes, no whitespace or control characters)")]
     BadName(String),
+    /// Another node than the one we reconnect to answers at its address.
+    #[error("node `{found}` answers at this address, not `{expected}`")]
+    WrongPeer {
+        /// The node we reconnect to.
+        expected: String,
+        /// The node that answered.
+        found: String,
+    },
     /// Both nodes have the same name.
     #[error("the peer has our own name `{0}`; every node needs a distinct name")]
     SameName(String),
@@ -222,6 +230,9 @@ pub(crate) struct Identity<'a> {
     pub(crate) incarnation: u64,
     pub(crate) cookie: &'a CookieKey,
     pub(crate) max_frame: usize,
+    /// When dialing: the node expected at the address (a reconnection);
+    /// anyone else is refused before we prove anything.
+    pub(crate) expect_peer: Option<&'a str>,
 }
 
 /// The authenticated peer.
@@ -342,7 +353,7 @@ async fn reject(conn: &mut Conn, err: HandshakeError) -> HandshakeError {
     ) {
         let _ = conn
             .send(&Frame::Rejected {
-                reason: err.to_string(),
+                reason: wire::short_reason(err.to_string()),
             })
             .await;
     }
@@ -377,6 +388,12 @@ async fn dial_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, Han
         return Err(HandshakeError::Closed);
     };
     check_peer_name(&name, me)?;
+    if let Some(expected) = me.expect_peer.filter(|e| *e != name) {
+        return Err(HandshakeError::WrongPeer {
+            expected: expected.to_string(),
+            found: name,
+        });
+    }
     if !verify(
         me.cookie,
         Role::Acceptor,

@@ -305,42 +305,58 @@ impl Node {
     /// calls and monitors with [`DownReason::LocalShutdown`], and
     /// unexports everything. Idempotent.
     pub async fn shutdown(&self) {
-        let inner = &self.inner;
+        let inner = self.inner.clone();
         if inner.shutdown.is_cancelled() {
+            // Another call is shutting down: wait for it to finish.
+            inner.closed.cancelled().await;
             return;
         }
         inner.shutdown.cancel();
-        let peers: Vec<Arc<Peer>> = lock!(inner.peers.lock()).values().cloned().collect();
-        let links: Vec<Arc<Link>> = peers.iter().filter_map(|p| p.link().ok()).collect();
-        for link in &links {
-            link.mark(DownReason::LocalShutdown);
-            link.send_plain(&Frame::Goodbye {
-                reason: format!("node {} is shutting down", inner.name),
-            });
-            link.finish();
-        }
-        let writers: Vec<_> = lock!(inner.writers.lock()).drain(..).collect();
-        let flushed = tokio::time::timeout(FLUSH_ON_SHUTDOWN, async {
-            for w in writers {
-                let _ = w.await;
-            }
-        })
-        .await;
-        if flushed.is_err() {
-            tracing::warn!(node = %inner.name, "some peers did not take our last frames within {FLUSH_ON_SHUTDOWN:?}");
-        }
-        for link in &links {
-            link.close(DownReason::LocalShutdown);
-        }
-        for p in &peers {
-            let session = lock!(p.state.lock()).session;
-            p.end_session(session, &DownReason::LocalShutdown);
-        }
-        inner.registry.clear();
-        inner.watcher.stop(None);
-        inner.closed.cancel();
-        tracing::info!(node = %inner.name, "node shut down");
+        // The rest runs in its own task, so that dropping this future (a
+        // timeout around it, say) cannot leave the node half shut down.
+        let finish = tokio::spawn(shut_down(inner.clone()));
+        let _ = finish.await;
+        inner.closed.cancelled().await;
     }
+}
+
+/// The body of [`Node::shutdown`], after the `shutdown` token is cancelled.
+async fn shut_down(inner: Arc<NodeInner>) {
+    let peers: Vec<Arc<Peer>> = lock!(inner.peers.lock()).values().cloned().collect();
+    let links: Vec<Arc<Link>> = peers.iter().filter_map(|p| p.link().ok()).collect();
+    for link in &links {
+        link.mark(DownReason::LocalShutdown);
+        link.send_plain(&Frame::Goodbye {
+            reason: format!("node {} is shutting down", inner.name),
+        });
+        link.finish();
+    }
+    let mut writers: Vec<_> = lock!(inner.writers.lock()).drain(..).collect();
+    let flushed = tokio::time::timeout(FLUSH_ON_SHUTDOWN, async {
+        for w in writers.iter_mut() {
+            let _ = w.await;
+        }
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!(node = %inner.name, "some peers did not take our last frames within {FLUSH_ON_SHUTDOWN:?}");
+    }
+    for link in &links {
+        link.close(DownReason::LocalShutdown);
+    }
+    // Closed writers stop at once; wait for them, so that the dead letters
+    // they report come before the event streams end.
+    for w in writers.into_iter().filter(|w| !w.is_finished()) {
+        let _ = tokio::time::timeout(FLUSH_ON_SHUTDOWN, w).await;
+    }
+    for p in &peers {
+        let session = lock!(p.state.lock()).session;
+        p.end_session(session, &DownReason::LocalShutdown);
+    }
+    inner.registry.clear();
+    inner.watcher.stop(None);
+    inner.closed.cancel();
+    tracing::info!(node = %inner.name, "node shut down");
 }
 
 impl NodeInner {
@@ -348,12 +364,13 @@ impl NodeInner {
         lock!(self.peers.lock()).get(name).cloned()
     }
 
-    fn identity(&self) -> Identity<'_> {
+    fn identity<'a>(&'a self, expect_peer: Option<&'a str>) -> Identity<'a> {
         Identity {
             name: &self.name,
             incarnation: self.incarnation,
             cookie: &self.key,
             max_frame: self.config.max_frame_size,
+            expect_peer,
         }
     }
 
@@ -503,7 +520,9 @@ async fn dial(
     let mut conn = Conn::new(stream);
     let started = Instant::now();
     let hello =
-        match tokio::time::timeout(timeout, handshake::dial(&mut conn, &node.identity())).await {
+        match tokio::time::timeout(timeout, handshake::dial(&mut conn, &node.identity(expect)))
+            .await
+        {
             Ok(Ok(hello)) => hello,
             Ok(Err(reason)) => return Err(ClusterError::Handshake { addr, reason }),
             Err(_) => {
@@ -513,12 +532,6 @@ async fn dial(
                 })
             }
         };
-    if let Some(expected) = expect.filter(|name| *name != hello.name) {
-        return Err(ClusterError::Connect {
-            addr,
-            reason: format!("node `{}` answers there now, not `{expected}`", hello.name),
-        });
-    }
     conn.authenticated(node.config.max_frame_size);
     node.install(hello, conn, addr, true, started)
 }
@@ -559,8 +572,11 @@ async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
     let mut conn = Conn::new(stream);
     let started = Instant::now();
     let timeout = node.config.handshake_timeout;
-    let reason = match tokio::time::timeout(timeout, handshake::accept(&mut conn, &node.identity()))
-        .await
+    let reason = match tokio::time::timeout(
+        timeout,
+        handshake::accept(&mut conn, &node.identity(None)),
+    )
+    .await
     {
         Ok(Ok(hello)) => {
             conn.authenticated(node.config.max_frame_size);

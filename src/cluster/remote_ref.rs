@@ -40,17 +40,28 @@ thread_local! {
 /// ports bind to. Reply ports dropped by a failed decode stay silent: the
 /// refusal answers the caller.
 pub(crate) fn decoding_from<R>(link: &Arc<Link>, f: impl FnOnce() -> R) -> R {
-    let previous = INBOUND.with(|c| c.replace(Some(link.clone())));
-    let out = disarmed(f);
-    INBOUND.with(|c| *c.borrow_mut() = previous);
-    out
+    /// Restores the previous session even if `f` panics.
+    struct Restore(Option<Arc<Link>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            INBOUND.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(INBOUND.with(|c| c.replace(Some(link.clone()))));
+    disarmed(f)
 }
 
 fn disarmed<R>(f: impl FnOnce() -> R) -> R {
-    let was = DISARMED.with(|d| d.replace(true));
-    let out = f();
-    DISARMED.with(|d| d.set(was));
-    out
+    /// Restores the flag even if `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DISARMED.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(DISARMED.with(|d| d.replace(true)));
+    f()
 }
 
 /// Drops `value` without letting the reply ports inside it answer.

@@ -299,6 +299,8 @@ struct Heartbeats {
     /// When bytes (a frame, or part of one) last arrived, as of the last
     /// tick (from [`Reader::last_progress`]).
     last_frame: Instant,
+    /// Whether a frame was handled since the last tick.
+    handled: bool,
     /// Whether the previous tick skipped judging (it was late).
     skipped: bool,
 }
@@ -313,6 +315,7 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
         seq: 0,
         sent_at: None,
         last_frame: now,
+        handled: false,
         skipped: false,
     };
     // The handshake is a sign of life: a peer that freezes right after it
@@ -335,13 +338,13 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
                 let late = scheduled.elapsed() > hb.interval && !hb.skipped;
                 hb.skipped = late;
                 let mut ended = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
-                hb.last_frame = hb.last_frame.max(conn.last_progress());
-                if ended.is_none() && (late || hb.overdue(Instant::now())) {
+                let mut now = hb.saw_life(&conn);
+                if ended.is_none() && (late || hb.overdue(now)) {
                     tokio::task::yield_now().await;
                     ended = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
-                    hb.last_frame = hb.last_frame.max(conn.last_progress());
+                    now = hb.saw_life(&conn);
                 }
-                if let Some(reason) = ended.or_else(|| beat(&peer, &link, &mut hb, !late)) {
+                if let Some(reason) = ended.or_else(|| beat(&peer, &link, &mut hb, now, !late)) {
                     break reason;
                 }
             }
@@ -371,8 +374,11 @@ fn on_read(
 ) -> Result<(), DownReason> {
     match read {
         // Arrival times come from the reader's byte progress (one clock
-        // read per socket read, not per frame).
-        Ok(Some((frame, payload))) => handle(node, peer, link, hb, frame, payload),
+        // read per socket read) and this flag, read at the next tick.
+        Ok(Some((frame, payload))) => {
+            hb.handled = true;
+            handle(node, peer, link, hb, frame, payload)
+        }
         Ok(None) => Err(DownReason::ConnectionClosed),
         Err(ReadError::Io(e)) => Err(DownReason::ConnectionError(e)),
         Err(ReadError::Protocol(e)) => Err(DownReason::ProtocolError(e)),
@@ -399,16 +405,34 @@ fn drain_ready(
 }
 
 impl Heartbeats {
-    /// Whether the peer would be judged down now.
+    /// Brings `last_frame` up to date at a tick: bytes read from the socket,
+    /// or frames handled from the reader's buffer since the last tick, are
+    /// signs of life. Returns the time used (one clock read).
+    fn saw_life(&mut self, conn: &Reader) -> Instant {
+        let now = Instant::now();
+        if std::mem::take(&mut self.handled) {
+            self.last_frame = now;
+        }
+        self.last_frame = self.last_frame.max(conn.last_progress());
+        now
+    }
+
+    /// Whether the peer would be judged down at `now`.
     fn overdue(&self, now: Instant) -> bool {
         now.duration_since(self.last_frame) >= self.interval
             && self.detector.phi(now) >= self.threshold
     }
 }
 
-/// One heartbeat tick: send a heartbeat and, if `judge`, judge the peer.
-fn beat(peer: &Peer, link: &Link, hb: &mut Heartbeats, judge: bool) -> Option<DownReason> {
-    let now = Instant::now();
+/// One heartbeat tick at `now`: send a heartbeat and, if `judge`, judge
+/// the peer.
+fn beat(
+    peer: &Peer,
+    link: &Link,
+    hb: &mut Heartbeats,
+    now: Instant,
+    judge: bool,
+) -> Option<DownReason> {
     hb.seq += 1;
     link.send_ctrl(&Frame::Heartbeat { seq: hb.seq });
     if hb.sent_at.is_none() {

@@ -378,7 +378,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Frame, &[u8]), WireError> {
 /// bounds.
 pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     macro_rules! with_limit {
-        ($($limit:expr),*) => {{
+        ($($limit:expr),* ; $fallback:expr) => {{
             let need = bytes.len().saturating_mul(16);
             $(
                 if need <= $limit {
@@ -390,21 +390,15 @@ pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Re
             )*
             finish(bincode::serde::borrow_decode_from_slice(
                 bytes,
-                CONFIG.with_limit::<{ usize::MAX / 2 }>(),
+                CONFIG.with_limit::<{ $fallback }>(),
             ), bytes.len())
         }};
     }
-    with_limit!(
-        1 << 16,
-        1 << 18,
-        1 << 20,
-        1 << 22,
-        1 << 24,
-        1 << 26,
-        1 << 28,
-        1 << 30,
-        1 << 32
-    )
+    // Frames are at most 4 GiB, so 16 × that (2^36) covers every payload.
+    #[cfg(target_pointer_width = "64")]
+    return with_limit!(1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30, 1 << 32, 1 << 34; 1 << 36);
+    #[cfg(not(target_pointer_width = "64"))]
+    return with_limit!(1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30; usize::MAX);
 }
 
 fn finish<T>(
