@@ -296,11 +296,16 @@ impl Peer {
             return;
         }
         st.phi = phi;
-        st.status = if suspect {
+        let status = if suspect {
             PeerStatus::Suspect
         } else {
             PeerStatus::Up
         };
+        if status != st.status {
+            // Phi crossing half the threshold, either way.
+            tracing::info!(peer = %self.name, phi, ?status, "peer suspicion changed");
+            st.status = status;
+        }
         if beat.is_some() {
             st.last_heartbeat = beat;
         }
