@@ -1605,3 +1605,74 @@ async fn a_panicking_deserialize_refuses_only_that_message() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A remote actor supervised from another node: the stand-in child
+/// forwards casts, exits when the remote actor goes down, and its
+/// supervisor restarts it (with backoff) until the actor is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_remote_child_follows_its_remote_actor_down_and_back() {
+    use ractor_otp::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+
+    let (a, b) = pair().await;
+    let (store, remote) = exported_store(&a, &b).await;
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(100, Duration::from_secs(10))
+        .child(
+            ChildSpec::remote::<Msg>("store", &a, "b", "store").backoff(Backoff::new(
+                Duration::from_millis(20),
+                Duration::from_millis(50),
+            )),
+        );
+    let (sup, _join) = Supervisor::spawn(None, spec)
+        .await
+        .expect("supervisor starts");
+    let child = sup.child::<Msg>("store").expect("a child");
+    let first = child.current().expect("the stand-in runs").get_id();
+    child.cast(Msg::Put(1)).expect("the stand-in takes it");
+    wait_until_async("the cast to reach b's store", || async {
+        seen(&remote).await == vec![1]
+    })
+    .await;
+
+    // The remote actor stops: the stand-in exits abnormally and is
+    // restarted; while nothing is exported its starts fail, with backoff.
+    store.stop(None);
+    wait_until("the stand-in to exit", || {
+        child.current().is_none_or(|c| c.get_id() != first)
+    })
+    .await;
+
+    // Exported again: the stand-in comes back and reaches the new actor.
+    b.export("store", spawn_store().await)
+        .expect("a stopped actor's name is free");
+    let remote = within("lookup the new store", a.lookup::<Msg>("b", "store"))
+        .await
+        .expect("exported again");
+    wait_until_async("a cast through a restarted stand-in", || async {
+        if child.cast(Msg::Put(2)).is_err() {
+            return false;
+        }
+        seen(&remote).await.contains(&2)
+    })
+    .await;
+    assert_ne!(child.current().map(|c| c.get_id()), Some(first));
+    sup.cell()
+        .stop_and_wait(None, None)
+        .await
+        .expect("supervisor stops");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Like [`wait_until`], for conditions that need to await.
+async fn wait_until_async<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

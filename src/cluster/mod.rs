@@ -72,6 +72,7 @@
 //! | ordering | casts and calls from one sender to one remote actor arrive in send order while the session lives; nothing is delivered twice. Delivery is at most once: frames already written to a connection that breaks may be lost; calls among them fail with `NodeDown`, casts are covered only by the `Down` event (casts still queued on this node become dead letters). |
 //! | refusals | a message for a name nobody exports, or whose type tag differs from the exported actor's, is refused with a [`Refusal`]: a call fails with [`ClusterError::Refused`], a cast comes back as a [`NodeEvent::DeadLetter`]. The session stays up. |
 //! | monitors | [`Node::monitor`] fires once (like Erlang's), when the actor ends (with ractor's exit reason), is unexported, or its node goes down. An export made with [`Node::export_child`] follows restarts, so its monitors fire only when it is unexported or its node goes down. |
+//! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
 //! | duplicates | if two nodes dial each other at once, both keep the connection dialed by the smaller node name; a node dialing a peer whose session (dialed by the peer) is established keeps that session. A new connection from a restarted peer (new incarnation), or dialed again by the same side, replaces the old one. |
 //! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
 
@@ -84,6 +85,7 @@ mod node;
 mod peer;
 pub mod phi;
 mod registry;
+mod remote_child;
 mod remote_ref;
 mod session;
 pub mod wire;
