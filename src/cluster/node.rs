@@ -22,7 +22,7 @@ use super::peer::Peer;
 use super::registry::{check_name, Registry};
 use super::remote_ref::{RemoteMonitor, RemoteRef};
 use super::session::{self, Link};
-use super::wire::Frame;
+use super::wire::{self, Frame};
 use crate::supervisor::ChildRef;
 
 /// Most incoming connections authenticating at once; more are dropped.
@@ -229,30 +229,20 @@ impl Node {
             })?;
         let link = p.link()?;
         let name: Arc<str> = Arc::from(actor);
-        let (id, rx) = p.register_call(link.session, &name);
-        let sent = link.send_plain(&Frame::Lookup {
-            id,
-            actor: actor.to_string(),
-            tag: M::TAG.to_string(),
-        });
-        if !sent {
-            p.forget_call(id);
-            return Err(p.not_connected_error());
-        }
-        let timeout = self.inner.config.request_timeout;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(_))) => Ok(RemoteRef::new(p, actor)),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(ClusterError::Shutdown),
-            Err(_) => {
-                p.forget_call(id);
-                Err(ClusterError::Timeout {
-                    peer: peer.to_string(),
-                    actor: actor.to_string(),
-                    after: timeout,
-                })
-            }
-        }
+        let encode = |id| {
+            let frame = Frame::Lookup {
+                id,
+                actor: actor.to_string(),
+                tag: M::TAG.to_string(),
+            };
+            wire::encode_plain(&frame, link.max_frame).map_err(|reason| ClusterError::Encode {
+                actor: actor.to_string(),
+                reason,
+            })
+        };
+        p.request(&link, &name, encode, self.inner.config.request_timeout)
+            .await?;
+        Ok(RemoteRef::new(p, actor))
     }
 
     /// Monitors a remote actor: the returned future resolves once, with the

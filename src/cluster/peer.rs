@@ -223,8 +223,39 @@ impl Peer {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Sends a request (a call or a lookup) on `link` — the frame `encode`
+    /// builds around the request's id — and waits up to `timeout` for its
+    /// answer. The pending entry is forgotten on every failure.
+    pub(crate) async fn request(
+        &self,
+        link: &Link,
+        actor: &Arc<str>,
+        encode: impl FnOnce(u64) -> Result<Bytes, ClusterError>,
+        timeout: Duration,
+    ) -> Result<Bytes, ClusterError> {
+        let (id, rx) = self.register_call(link.session, actor);
+        let sent =
+            encode(id).and_then(|bytes| link.send(bytes).map_err(|_| self.not_connected_error()));
+        if let Err(e) = sent {
+            self.forget_call(id);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(ClusterError::Shutdown),
+            Err(_) => {
+                self.forget_call(id);
+                Err(ClusterError::Timeout {
+                    peer: self.name.clone(),
+                    actor: actor.to_string(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
     /// Registers a call (or lookup) sent on `session` to `actor`.
-    pub(crate) fn register_call(
+    fn register_call(
         &self,
         session: u64,
         actor: &Arc<str>,
@@ -243,7 +274,7 @@ impl Peer {
     }
 
     /// Forgets a call that timed out or was never sent.
-    pub(crate) fn forget_call(&self, id: u64) {
+    fn forget_call(&self, id: u64) {
         lock!(self.calls.lock()).remove(&id);
     }
 

@@ -212,33 +212,19 @@ impl<M: RemoteMessage> RemoteRef<M> {
         F: FnOnce(RemoteReply<T>) -> M,
     {
         let link = self.peer.link()?;
-        let (id, rx) = self.peer.register_call(link.session, &self.actor);
-        let msg = build(RemoteReply::outgoing(id));
-        let sent = wire::encode(&self.send_frame(Some(id)), Some(&msg), link.max_frame)
-            .map_err(|reason| ClusterError::Encode {
-                actor: self.actor.to_string(),
-                reason,
-            })
-            .and_then(|bytes| {
-                link.send(bytes)
-                    .map_err(|_| self.peer.not_connected_error())
-            });
-        if let Err(e) = sent {
-            self.peer.forget_call(id);
-            return Err(e);
-        }
-        let bytes = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer?,
-            Ok(Err(_)) => return Err(ClusterError::Shutdown),
-            Err(_) => {
-                self.peer.forget_call(id);
-                return Err(ClusterError::Timeout {
-                    peer: self.peer.name().to_string(),
+        let encode = |id| {
+            let msg = build(RemoteReply::outgoing(id));
+            wire::encode(&self.send_frame(Some(id)), Some(&msg), link.max_frame).map_err(|reason| {
+                ClusterError::Encode {
                     actor: self.actor.to_string(),
-                    after: timeout,
-                });
-            }
+                    reason,
+                }
+            })
         };
+        let bytes = self
+            .peer
+            .request(&link, &self.actor, encode, timeout)
+            .await?;
         wire::decode_payload(&bytes).map_err(|reason| ClusterError::Decode {
             peer: self.peer.name().to_string(),
             actor: self.actor.to_string(),
