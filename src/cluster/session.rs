@@ -36,10 +36,6 @@ use super::phi::PhiDetector;
 use super::remote_ref::ActorDownReason;
 use super::wire::{self, Frame, Refusal, LENGTH_PREFIX};
 
-/// The `Goodbye` reason that closes the losing one of two simultaneous
-/// connections between the same nodes.
-pub(crate) const DUPLICATE: &str = "duplicate connection";
-
 /// Most frames read without waiting before a heartbeat tick judges the
 /// peer.
 const DRAIN_BEFORE_JUDGING: usize = 1024;
@@ -194,12 +190,7 @@ impl Pending {
     pub(crate) fn reject_duplicate(self) {
         let mut write = self.conn.write;
         tokio::spawn(async move {
-            if let Ok(bytes) = wire::encode_plain(
-                &Frame::Goodbye {
-                    reason: DUPLICATE.into(),
-                },
-                wire::MIN_MAX_FRAME_SIZE,
-            ) {
+            if let Ok(bytes) = wire::encode_plain(&Frame::Duplicate, wire::MIN_MAX_FRAME_SIZE) {
                 let _ = write.write_all(&bytes).await;
             }
             let _ = write.shutdown().await;
@@ -527,7 +518,7 @@ fn handle(
                 Err(other) => ActorDownReason::Exited(other.to_string()),
             },
         ),
-        Frame::Goodbye { reason } if reason == DUPLICATE => return Err(DownReason::Replaced),
+        Frame::Duplicate => return Err(DownReason::Replaced),
         Frame::Goodbye { reason } => return Err(DownReason::PeerShutdown(reason)),
         other @ (Frame::Hello { .. }
         | Frame::Challenge { .. }

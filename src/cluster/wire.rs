@@ -174,6 +174,9 @@ pub(crate) enum Frame {
     },
     /// The sender is shutting down; nothing follows.
     Goodbye { reason: String },
+    /// This connection lost to another between the same two nodes (both
+    /// dialed at once); the other one carries the session. Nothing follows.
+    Duplicate,
 }
 
 impl Frame {
@@ -196,6 +199,7 @@ impl Frame {
             Frame::Demonitor { .. } => "Demonitor",
             Frame::ActorDown { .. } => "ActorDown",
             Frame::Goodbye { .. } => "Goodbye",
+            Frame::Duplicate => "Duplicate",
         }
     }
 
