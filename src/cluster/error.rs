@@ -88,7 +88,7 @@ pub enum ClusterError {
         peer: String,
     },
     /// The peer went down while the request was pending.
-    #[error("node `{peer}` went down: {reason}")]
+    #[error("node `{peer}` went down: {reason}; retry once it is up again (NodeEvent::Up)")]
     NodeDown {
         /// The peer's name.
         peer: String,
@@ -107,7 +107,7 @@ pub enum ClusterError {
     },
     /// No answer within the timeout. The request may still have been
     /// processed by the peer.
-    #[error("no answer from `{actor}` on node `{peer}` within {after:?}")]
+    #[error("no answer from `{actor}` on node `{peer}` within {after:?} (it may still run there); raise the timeout or check the peer's load")]
     Timeout {
         /// The peer's name.
         peer: String,
@@ -125,7 +125,7 @@ pub enum ClusterError {
         reason: WireError,
     },
     /// A reply did not decode as the expected type.
-    #[error("the reply from `{actor}` on node `{peer}` did not decode: {reason}")]
+    #[error("the reply from `{actor}` on node `{peer}` did not decode: {reason}; run compatible builds of the reply type on both nodes")]
     Decode {
         /// The peer's name.
         peer: String,
@@ -145,6 +145,6 @@ pub enum ClusterError {
     #[error("this reply port is not connected to a caller (the session ended, or the message was not received from a node)")]
     ReplyUnroutable,
     /// The node has been shut down.
-    #[error("the node has shut down")]
+    #[error("the node has shut down; start a new Node")]
     Shutdown,
 }

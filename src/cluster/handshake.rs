@@ -199,7 +199,7 @@ pub enum HandshakeError {
     #[error("the peer's node name {0:?} is invalid (1 to 255 bytes, no whitespace or control characters)")]
     BadName(String),
     /// Another node than the one we reconnect to answers at its address.
-    #[error("node `{found}` answers at this address, not `{expected}`")]
+    #[error("node `{found}` answers at this address, not `{expected}`; if `{expected}` moved, connect to its new address")]
     WrongPeer {
         /// The node we reconnect to.
         expected: String,
