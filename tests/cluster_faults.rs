@@ -48,6 +48,18 @@ struct Pair {
 }
 
 impl Pair {
+    /// Lets traffic pass again: `a` reconnects by itself (its attempts
+    /// during the partition failed in the handshake) and both sides see Up.
+    async fn heal(&mut self) {
+        self.proxy.set(Mode::Pass);
+        let failed_attempts = expect_up(&mut self.a_events, "b", SOON).await;
+        assert!(
+            all_handshake_failures(&failed_attempts),
+            "{failed_attempts:?}"
+        );
+        expect_up(&mut self.b_events, "a", SOON).await;
+    }
+
     async fn start() -> Pair {
         let b = start_node("b").await;
         let probe = export_probe(&b, "probe").await;
@@ -170,13 +182,7 @@ async fn a_silent_partition_is_found_by_heartbeats_and_heals_by_itself() {
     // Heal: a reconnects by itself (its attempts during the partition
     // timed out in the handshake), both sides see Up, the same reference
     // works again.
-    p.proxy.set(Mode::Pass);
-    let failed_attempts = expect_up(&mut p.a_events, "b", SOON).await;
-    assert!(
-        all_handshake_failures(&failed_attempts),
-        "{failed_attempts:?}"
-    );
-    expect_up(&mut p.b_events, "a", SOON).await;
+    p.heal().await;
     p.echo(3).await;
     p.stop().await;
 }
@@ -194,13 +200,7 @@ async fn a_one_way_partition_is_found_by_the_side_that_stops_hearing() {
     let b_reason = expect_down(&mut p.b_events, "a", SOON).await;
     assert!(is_closed(&b_reason), "b: {b_reason:?}");
 
-    p.proxy.set(Mode::Pass);
-    let failed_attempts = expect_up(&mut p.a_events, "b", SOON).await;
-    assert!(
-        all_handshake_failures(&failed_attempts),
-        "{failed_attempts:?}"
-    );
-    expect_up(&mut p.b_events, "a", SOON).await;
+    p.heal().await;
     p.echo(1).await;
     p.stop().await;
 }
