@@ -167,7 +167,7 @@ fn print_event(start: Instant, event: &NodeEvent) {
     match event {
         NodeEvent::Up { peer } => println!("[{t:7.2}s] Up {peer}"),
         NodeEvent::Down { peer, reason } => println!("[{t:7.2}s] Down {peer} ({})", why(reason)),
-        NodeEvent::Rejected { addr, reason } => {
+        NodeEvent::Rejected { addr, reason, .. } => {
             println!("[{t:7.2}s] rejected a connection from {addr} ({reason})")
         }
         NodeEvent::DeadLetter { actor, reason, .. } => {

@@ -170,7 +170,7 @@ async fn a_silent_partition_is_found_by_heartbeats_and_heals_by_itself() {
     );
     assert!(
         matches!(
-            p.remote.cast(Probe::Record(0)),
+            p.remote.cast(Probe::Record(0)).map_err(ClusterError::from),
             Err(ClusterError::NodeDown { .. })
         ),
         "a cast while b is down fails at once"
@@ -427,7 +427,11 @@ async fn nothing_is_delivered_twice_across_a_reconnection() {
             "no reconnection"
         );
         tick.tick().await;
-        match p.remote.cast(Probe::Record(sent)) {
+        match p
+            .remote
+            .cast(Probe::Record(sent))
+            .map_err(ClusterError::from)
+        {
             Ok(()) => {}
             Err(ClusterError::NodeDown { .. } | ClusterError::NotConnected { .. }) => failed += 1,
             Err(e) => panic!("cast {sent}: {e}"),
@@ -438,7 +442,7 @@ async fn nothing_is_delivered_twice_across_a_reconnection() {
         }
         for event in drain(&mut p.a_events) {
             match event {
-                NodeEvent::DeadLetter { .. } => dead_letters += 1,
+                NodeEvent::DeadLetter { count, .. } => dead_letters += count,
                 NodeEvent::Up { .. } if up_at.is_none() => up_at = Some(sent),
                 _ => {}
             }
@@ -463,8 +467,11 @@ async fn nothing_is_delivered_twice_across_a_reconnection() {
     );
     dead_letters += drain(&mut p.a_events)
         .iter()
-        .filter(|e| matches!(e, NodeEvent::DeadLetter { .. }))
-        .count() as u64;
+        .map(|e| match e {
+            NodeEvent::DeadLetter { count, .. } => *count,
+            _ => 0,
+        })
+        .sum::<u64>();
     // Each cast arrived, failed, became a dead letter, or was lost in
     // flight: never two of these.
     assert!(

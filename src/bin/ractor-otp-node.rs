@@ -254,14 +254,21 @@ fn event_line(event: &NodeEvent) -> String {
     match event {
         NodeEvent::Up { peer } => format!("UP {peer}"),
         NodeEvent::Down { peer, reason } => format!("DOWN {peer} {}", down_reason(reason)),
-        NodeEvent::Rejected { addr, reason } => format!("REJECTED {addr} {}", one_line(reason)),
+        NodeEvent::Rejected {
+            addr,
+            reason,
+            count,
+        } => format!("REJECTED {addr} {count} {}", one_line(reason)),
         NodeEvent::DeadLetter {
             peer,
             actor,
             tag,
             reason,
-        } => format!("DEADLETTER {peer} {actor} {tag} {}", one_line(reason)),
-        NodeEvent::Lagged { missed } => format!("LAGGED {missed}"),
+            count,
+        } => format!(
+            "DEADLETTER {peer} {actor} {tag} {count} {}",
+            one_line(reason)
+        ),
         other => format!("EVENT {}", one_line(format!("{other:?}"))),
     }
 }

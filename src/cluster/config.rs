@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::error::ClusterError;
+use super::events::{DeadLetterHandler, RemoteDeadLetter};
 use super::phi::PhiConfig;
 use super::wire::{DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE};
 use crate::supervisor::Backoff;
@@ -37,7 +38,12 @@ pub struct NodeConfig {
     pub(crate) reconnect: Backoff,
     pub(crate) handshake_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) send_buffer: usize,
+    pub(crate) on_dead_letter: Option<DeadLetterHandler>,
 }
+
+/// Default bound of each session's outgoing buffer, in bytes (4 MiB).
+pub const DEFAULT_SEND_BUFFER: usize = 4 * 1024 * 1024;
 
 impl fmt::Debug for NodeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -50,6 +56,8 @@ impl fmt::Debug for NodeConfig {
             .field("reconnect", &self.reconnect)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("send_buffer", &self.send_buffer)
+            .field("on_dead_letter", &self.on_dead_letter.is_some())
             .finish()
     }
 }
@@ -71,6 +79,8 @@ impl NodeConfig {
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             handshake_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            send_buffer: DEFAULT_SEND_BUFFER,
+            on_dead_letter: None,
         }
     }
 
@@ -152,6 +162,39 @@ impl NodeConfig {
         self
     }
 
+    /// The most bytes each session holds for its peer (default 4 MiB,
+    /// as Erlang's `dist_buf_busy_limit` bounds a distribution channel):
+    /// frames queued and not yet written.
+    ///
+    /// Past it, [`RemoteRef::cast`](super::RemoteRef::cast) and
+    /// [`call`](super::RemoteRef::call) fail at once with
+    /// [`ClusterError::Busy`] (a cast hands its message back), and
+    /// [`RemoteRef::cast_wait`](super::RemoteRef::cast_wait) waits for room.
+    /// Replies and answers this node owes the peer may take up to twice the
+    /// limit; past that the peer is not reading and the session is closed
+    /// ([`DownReason::PeerNotReading`](super::DownReason::PeerNotReading)).
+    /// A frame that finds the buffer empty always passes, so a message up
+    /// to the peer's frame limit is never refused for its size alone.
+    /// Heartbeats have their own small queue and never wait behind data.
+    pub fn send_buffer(mut self, bytes: usize) -> Self {
+        self.send_buffer = bytes;
+        self
+    }
+
+    /// Where undelivered casts go: each one, with the message when this
+    /// node still had it ([`RemoteDeadLetter::message`]). Called on the
+    /// session's task: keep it quick (count, log, or hand the letter to a
+    /// channel). Without a handler, dead letters are only counted in
+    /// [`NodeEvent::DeadLetter`](super::NodeEvent::DeadLetter) events and
+    /// logged (coalesced per peer and second).
+    pub fn on_dead_letter(
+        mut self,
+        handler: impl Fn(RemoteDeadLetter) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_dead_letter = Some(std::sync::Arc::new(handler));
+        self
+    }
+
     /// Checks every setting, saying what to change.
     pub(crate) fn validate(&self) -> Result<(), ClusterError> {
         let bad = |s: String| Err(ClusterError::InvalidConfig(s));
@@ -179,6 +222,12 @@ impl NodeConfig {
                 "max_frame_size {} is outside {MIN_MAX_FRAME_SIZE}..={}",
                 self.max_frame_size,
                 u32::MAX
+            ));
+        }
+        if self.send_buffer < MIN_MAX_FRAME_SIZE {
+            return bad(format!(
+                "send_buffer {} is below {MIN_MAX_FRAME_SIZE} bytes",
+                self.send_buffer
             ));
         }
         if self.handshake_timeout.is_zero() || self.request_timeout.is_zero() {

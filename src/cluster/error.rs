@@ -47,6 +47,16 @@ pub enum DownReason {
     /// This node is shutting down.
     #[error("this node shut down")]
     LocalShutdown,
+    /// The peer stopped reading: the replies and answers this node owes it
+    /// passed twice the send buffer, so the session was closed rather than
+    /// let memory grow.
+    #[error("the peer does not read: {queued} bytes owed to it passed twice the send buffer of {limit} bytes")]
+    PeerNotReading {
+        /// Bytes waiting for the peer when the session was closed.
+        queued: usize,
+        /// The send buffer ([`NodeConfig::send_buffer`](super::NodeConfig::send_buffer)).
+        limit: usize,
+    },
 }
 
 /// Errors of the cluster API. Every variant says what happened and, where
@@ -147,4 +157,80 @@ pub enum ClusterError {
     /// The node has been shut down.
     #[error("the node has shut down; start a new Node")]
     Shutdown,
+    /// The session's send buffer is full: the peer (or the network to it)
+    /// is slower than this node's senders. Nothing was sent.
+    #[error("the send buffer to node `{peer}` is full ({queued} of {limit} bytes waiting): the peer or the network is slow; retry later, wait for room with `cast_wait`, or raise NodeConfig::send_buffer")]
+    Busy {
+        /// The peer's name.
+        peer: String,
+        /// Bytes waiting to be written to it.
+        queued: usize,
+        /// The send buffer's limit.
+        limit: usize,
+    },
+}
+
+/// A cast that failed, with the message handed back.
+///
+/// Converts into its [`ClusterError`] with `?`.
+pub struct RemoteCastError<M> {
+    error: ClusterError,
+    message: M,
+}
+
+impl<M> RemoteCastError<M> {
+    pub(crate) fn new(error: ClusterError, message: M) -> Self {
+        RemoteCastError { error, message }
+    }
+
+    /// Why the cast failed.
+    pub fn error(&self) -> &ClusterError {
+        &self.error
+    }
+
+    /// Whether it failed only because the send buffer was full (the
+    /// session is up: try again later, or use `cast_wait`).
+    pub fn is_busy(&self) -> bool {
+        matches!(self.error, ClusterError::Busy { .. })
+    }
+
+    /// The message that was not sent.
+    pub fn into_message(self) -> M {
+        self.message
+    }
+
+    /// The error and the message.
+    pub fn into_parts(self) -> (ClusterError, M) {
+        (self.error, self.message)
+    }
+}
+
+impl<M> std::fmt::Debug for RemoteCastError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteCastError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> std::fmt::Display for RemoteCastError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cast not sent (the message is handed back): {}",
+            self.error
+        )
+    }
+}
+
+impl<M> std::error::Error for RemoteCastError<M> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<M> From<RemoteCastError<M>> for ClusterError {
+    fn from(e: RemoteCastError<M>) -> Self {
+        e.error
+    }
 }

@@ -1,14 +1,19 @@
 //! What a node reports about its peers: events and per-peer state.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use bytes::Bytes;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::error::DownReason;
-use super::wire::Refusal;
+use super::handshake::HandshakeError;
+use super::message::RemoteMessage;
+use super::tally::{Hit, Summary, Tally};
+use super::wire::{self, Refusal};
 
 /// Why a cast to a remote actor was not delivered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -55,6 +60,15 @@ pub struct PeerInfo {
 
 /// Something that happened to this node's peers. Subscribe with
 /// [`Node::subscribe`](super::Node::subscribe).
+///
+/// Every subscriber gets every event, in order, none dropped: `Up` and
+/// `Down` are never lost behind a flood. Floods are coalesced before they
+/// reach the stream: of the dead letters for one peer and reason, and of
+/// the rejected connections from one address for one reason, the first in
+/// each one-second window is an event at once (`count: 1`), and the rest
+/// of that window come as one event with their `count` when it closes.
+/// Each undelivered message itself goes to the dead-letter handler
+/// ([`NodeConfig::on_dead_letter`](super::NodeConfig::on_dead_letter)).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum NodeEvent {
@@ -71,69 +85,262 @@ pub enum NodeEvent {
         /// Why.
         reason: DownReason,
     },
-    /// A connection from `addr` failed the handshake and was closed.
+    /// Connections from `addr` failed the handshake and were closed.
     Rejected {
-        /// Where it came from.
+        /// Where it came from (the latest, for a summary).
         addr: SocketAddr,
-        /// Why it was refused.
+        /// Why it was refused (the latest, for a summary).
         reason: String,
+        /// How many: 1 for the first in a window, else the rest of the
+        /// window.
+        count: u64,
     },
-    /// A cast to `actor` on `peer` could not be delivered there.
+    /// Casts to actors on `peer` could not be delivered there. The
+    /// messages themselves went to the dead-letter handler.
     DeadLetter {
         /// The peer's name.
         peer: String,
-        /// The exported name the cast was for.
+        /// The exported name the cast was for (the latest, for a summary).
         actor: String,
-        /// The message type's tag.
+        /// The message type's tag (the latest, for a summary).
         tag: String,
-        /// Why it was not delivered.
+        /// Why it was not delivered (the latest, for a summary).
         reason: UndeliveredReason,
-    },
-    /// This subscriber fell behind and `missed` events were dropped for it.
-    Lagged {
-        /// How many events were skipped.
-        missed: u64,
+        /// How many: 1 for the first in a window, else the rest of the
+        /// window.
+        count: u64,
     },
 }
+
+/// A cast that could not be delivered, handed to the dead-letter handler
+/// ([`NodeConfig::on_dead_letter`](super::NodeConfig::on_dead_letter)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteDeadLetter {
+    /// The peer's name.
+    pub peer: String,
+    /// The exported name the cast was for.
+    pub actor: String,
+    /// The message type's tag.
+    pub tag: String,
+    /// Why it was not delivered.
+    pub reason: UndeliveredReason,
+    /// The encoded message, when this node still had it (it was queued
+    /// and never sent); `None` when the peer refused it.
+    payload: Option<Bytes>,
+}
+
+impl RemoteDeadLetter {
+    pub(crate) fn new(
+        peer: &str,
+        actor: String,
+        tag: String,
+        reason: UndeliveredReason,
+        payload: Option<Bytes>,
+    ) -> Self {
+        RemoteDeadLetter {
+            peer: peer.to_string(),
+            actor,
+            tag,
+            reason,
+            payload,
+        }
+    }
+
+    /// The message, decoded as `M`, when this node still had it and it is
+    /// an `M` (its tag is `M::TAG`). `None` when the peer refused it (the
+    /// peer does not send it back) or it is another type; `Some(Err)` if
+    /// it does not decode.
+    pub fn message<M: RemoteMessage>(&self) -> Option<Result<M, String>> {
+        if self.tag != M::TAG {
+            return None;
+        }
+        let bytes = self.payload.as_ref()?;
+        Some(wire::decode_payload(bytes))
+    }
+
+    /// The encoded message, when this node still had it.
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.payload.as_deref()
+    }
+
+    /// The event that reports it.
+    fn event(&self, count: u64) -> NodeEvent {
+        NodeEvent::DeadLetter {
+            peer: self.peer.clone(),
+            actor: self.actor.clone(),
+            tag: self.tag.clone(),
+            reason: self.reason.clone(),
+            count,
+        }
+    }
+}
+
+/// What the dead-letter handler is.
+pub(crate) type DeadLetterHandler = Arc<dyn Fn(RemoteDeadLetter) + Send + Sync>;
 
 /// A subscription to a node's events, from
 /// [`Node::subscribe`](super::Node::subscribe).
 #[derive(Debug)]
 pub struct NodeEvents {
-    pub(crate) rx: broadcast::Receiver<NodeEvent>,
-    /// Cancelled when the node has finished shutting down.
-    pub(crate) closed: CancellationToken,
+    pub(crate) rx: mpsc::UnboundedReceiver<NodeEvent>,
 }
 
 impl NodeEvents {
     /// The next event; `None` once the node has shut down and every event
-    /// published until then has been read. A subscriber that falls more
-    /// than 1024 events behind gets one [`NodeEvent::Lagged`] saying how
-    /// many it missed.
+    /// published until then has been read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: an event is never lost when the future is dropped.
     pub async fn recv(&mut self) -> Option<NodeEvent> {
-        let received = tokio::select! {
-            biased;
-            r = self.rx.recv() => r,
-            _ = self.closed.cancelled() => return self.try_recv(),
-        };
-        match received {
-            Ok(e) => Some(e),
-            Err(broadcast::error::RecvError::Lagged(missed)) => Some(NodeEvent::Lagged { missed }),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
+        self.rx.recv().await
     }
 
     /// The next event if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<NodeEvent> {
-        match self.rx.try_recv() {
-            Ok(e) => Some(e),
-            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                Some(NodeEvent::Lagged { missed })
-            }
-            Err(_) => None,
+        self.rx.try_recv().ok()
+    }
+}
+
+/// How long a coalescing window of dead letters and rejections lasts.
+pub(crate) const REPORT_WINDOW: Duration = Duration::from_secs(1);
+
+/// What a coalesced report is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ReportKey {
+    /// Dead letters for a peer, for one kind of reason.
+    DeadLetter(String, std::mem::Discriminant<UndeliveredReason>),
+    /// Rejected connections from an address, for one kind of reason.
+    Rejected(IpAddr, std::mem::Discriminant<HandshakeError>),
+}
+
+/// A coalesced report's latest value.
+#[derive(Debug)]
+enum Report {
+    DeadLetter(RemoteDeadLetter),
+    Rejected(SocketAddr, String),
+}
+
+impl Report {
+    fn event(self, count: u64) -> NodeEvent {
+        match self {
+            Report::DeadLetter(letter) => letter.event(count),
+            Report::Rejected(addr, reason) => NodeEvent::Rejected {
+                addr,
+                reason,
+                count,
+            },
         }
     }
 }
 
-/// Capacity of the event channel per subscriber.
-pub(crate) const EVENT_CAPACITY: usize = 1024;
+/// Where a node's events go: every subscriber's own unbounded queue (so
+/// none is ever dropped), after floods are coalesced; and the dead-letter
+/// handler.
+pub(crate) struct EventBus {
+    node: String,
+    /// Open subscriptions; closed ones are dropped on the next publish.
+    /// `None` once the node has shut down.
+    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<NodeEvent>>>>,
+    tally: Mutex<Tally<ReportKey, Report>>,
+    on_dead_letter: Option<DeadLetterHandler>,
+}
+
+impl EventBus {
+    pub(crate) fn new(node: &str, on_dead_letter: Option<DeadLetterHandler>) -> Self {
+        EventBus {
+            node: node.to_string(),
+            subscribers: Mutex::new(Some(Vec::new())),
+            tally: Mutex::new(Tally::new(REPORT_WINDOW)),
+            on_dead_letter,
+        }
+    }
+
+    /// A new subscription (already ended if the node has shut down).
+    pub(crate) fn subscribe(&self) -> NodeEvents {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(subs) = lock!(self.subscribers.lock()).as_mut() {
+            subs.push(tx);
+        }
+        NodeEvents { rx }
+    }
+
+    /// Publishes an event to every subscriber.
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        if let Some(subs) = lock!(self.subscribers.lock()).as_mut() {
+            subs.retain(|s| s.send(event.clone()).is_ok());
+        }
+    }
+
+    /// A cast that was not delivered: to the handler, and counted.
+    pub(crate) fn dead_letter(&self, letter: RemoteDeadLetter) {
+        let key =
+            ReportKey::DeadLetter(letter.peer.clone(), std::mem::discriminant(&letter.reason));
+        let hit =
+            lock!(self.tally.lock()).hit(&key, Report::DeadLetter(letter.clone()), Instant::now());
+        if hit == Hit::Report {
+            tracing::warn!(node = %self.node, peer = %letter.peer, actor = %letter.actor, tag = %letter.tag, reason = %letter.reason, "cast not delivered (dead letter); more in the next second are counted");
+            self.emit(letter.event(1));
+        }
+        if let Some(handler) = &self.on_dead_letter {
+            handler(letter);
+        }
+    }
+
+    /// An incoming connection failed its handshake.
+    pub(crate) fn rejected(&self, addr: SocketAddr, reason: &HandshakeError) {
+        let key = ReportKey::Rejected(addr.ip(), std::mem::discriminant(reason));
+        let text = reason.to_string();
+        let hit = lock!(self.tally.lock()).hit(
+            &key,
+            Report::Rejected(addr, text.clone()),
+            Instant::now(),
+        );
+        if hit == Hit::Report {
+            tracing::warn!(node = %self.node, %addr, reason = %text, "incoming connection rejected; more from there in the next second are counted");
+            self.emit(NodeEvent::Rejected {
+                addr,
+                reason: text,
+                count: 1,
+            });
+        }
+    }
+
+    /// Publishes the summaries of the windows that closed by now.
+    pub(crate) fn flush(&self) {
+        let due = lock!(self.tally.lock()).due(Instant::now());
+        self.publish(due);
+    }
+
+    fn publish(&self, (summaries, overflow): (Vec<Summary<ReportKey, Report>>, u64)) {
+        for (_, report, count) in summaries {
+            let event = report.event(count);
+            tracing::warn!(node = %self.node, ?event, "repeated reports in the last window");
+            self.emit(event);
+        }
+        if overflow > 0 {
+            tracing::warn!(node = %self.node, overflow, "reports about too many distinct peers and addresses; counted only");
+        }
+    }
+
+    /// Publishes every count still open and ends every subscription (the
+    /// node has shut down): subscribers read what was published, then
+    /// `None`.
+    pub(crate) fn close(&self) {
+        let open = lock!(self.tally.lock()).drain();
+        self.publish(open);
+        lock!(self.subscribers.lock()).take();
+    }
+}
+
+/// Publishes the coalesced summaries every window until `stop`.
+pub(crate) async fn flush_loop(bus: Arc<EventBus>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(REPORT_WINDOW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => bus.flush(),
+        }
+    }
+}

@@ -65,12 +65,14 @@
 //! | topic | what this layer does |
 //! |---|---|
 //! | frames | 4-byte length prefix, protocol version byte, bincode 2 header, payload ([`wire`]). A frame above the maximum, an unknown version or one that does not decode closes that session only, with a logged reason. |
-//! | handshake | mutual HMAC-SHA256 challenge–response over the cookie, both names and a fresh nonce from each side, constant-time comparison; nothing else is accepted before it succeeds. **The cookie authenticates but does not encrypt**, nor bind the session to the connection: an attacker on the network path can read and inject frames. On untrusted networks use a VPN or an encrypted tunnel (TLS is not built in yet). Use a long random cookie. Before the handshake a connection may send only handshake-sized frames (4 KiB), for at most `handshake_timeout`, and at most 64 connections authenticate at once (more are dropped: a flood of idle connections delays new peers, never existing sessions). |
+//! | handshake | mutual HMAC-SHA256 challenge–response over the cookie, both names and a fresh nonce from each side, constant-time comparison; nothing else is accepted before it succeeds. **The cookie authenticates but does not encrypt**, nor bind the session to the connection: an attacker on the network path can read and inject frames. On untrusted networks use a VPN or an encrypted tunnel (TLS is not built in yet). Use a long random cookie. Before the handshake a connection may send only handshake-sized frames (4 KiB), for at most `handshake_timeout` (a deadline a slow drip cannot extend). At most 512 connections authenticate at once, 32 from one IP address; past a bound the *oldest* handshake in the way is closed, not the newcomer, so a flood from one address evicts only its own connections and an honest peer, which needs a few round trips, gets in (see `gate`). Failed handshakes are logged and reported coalesced: the first per address and reason each second, then a count. |
 //! | failure detection | heartbeats every `heartbeat_interval`; the phi-accrual detector ([`phi`]) declares the peer down above `phi_threshold`. Phi is judged at each heartbeat tick, so with the defaults a silent peer is down 1.2–1.4 s after its last heartbeat (phi crosses 8 at 1.22 s; measured 1.23–1.35 s). A closed socket is a down event at once. Bytes of any frame count as signs of life, and a tick that comes late because this node stalled does not judge. |
-//! | down | subscribers get [`NodeEvent::Down`] with a [`DownReason`]; calls pending on that session fail with [`ClusterError::NodeDown`]; monitors fire with [`ActorDownReason::NodeDown`]; casts still queued become [`NodeEvent::DeadLetter`]s. |
-//! | reconnect | the node that called [`Node::connect`] reconnects with the configured [`Backoff`](crate::Backoff) until the peer (the node with that name) is back, then publishes `Up` again. The peer that accepted waits to be dialed. A reconnection attempt that fails its handshake publishes `Down` again with [`DownReason::HandshakeFailed`] (once per new reason). |
-//! | ordering | casts and calls from one sender to one remote actor arrive in send order while the session lives; nothing is delivered twice. Delivery is at most once: frames already written to a connection that breaks may be lost; calls among them fail with `NodeDown`, casts are covered only by the `Down` event (casts still queued on this node become dead letters). |
-//! | refusals | a message for a name nobody exports, or whose type tag differs from the exported actor's, is refused with a [`Refusal`]: a call fails with [`ClusterError::Refused`], a cast comes back as a [`NodeEvent::DeadLetter`]. The session stays up. |
+//! | down | subscribers get [`NodeEvent::Down`] with a [`DownReason`]; calls pending on that session fail with [`ClusterError::NodeDown`]; monitors fire with [`ActorDownReason::NodeDown`]; every cast not yet written (queued, or in the batch being written) becomes a dead letter. |
+//! | events | every subscriber has its own queue and gets every event in order: `Up`, `Down` and `Rejected` are never dropped. Dead letters and rejections are coalesced per peer (or address) and reason: the first each second is an event at once, the rest one event with their `count`. Each dead letter itself, with the message when this node still had it, goes to [`NodeConfig::on_dead_letter`]. |
+//! | back-pressure | each session holds at most [`NodeConfig::send_buffer`] bytes (default 4 MiB) for its peer. Past it, `cast` and `call` fail at once with [`ClusterError::Busy`] (a cast hands its message back in [`RemoteCastError`]), and [`RemoteRef::cast_wait`] waits for room. Replies and answers owed to a peer may take twice the limit; a peer that does not read past that is disconnected ([`DownReason::PeerNotReading`]). Heartbeats have their own queue, written before data and between 64 KiB batches; bytes of a large frame still arriving count as heartbeats for the detector, so a stall behind a large frame is judged like any other silence. |
+//! | reconnect | the node that called [`Node::connect`] reconnects with the configured [`Backoff`](crate::Backoff) until the peer (the node with that name) is back, then publishes `Up` again. Attempts start one backoff step apart and each gets only its step (at least 500 ms, at most `handshake_timeout`), so an attempt begun inside a partition never delays the reconnection past one step after the network heals. The peer that accepted waits to be dialed. A reconnection attempt that fails its handshake publishes `Down` again with [`DownReason::HandshakeFailed`] (once per new reason). |
+//! | ordering | casts and calls from one sender to one remote actor arrive in send order while the session lives; nothing is delivered twice. Delivery is at most once: frames already written to a connection that breaks may be lost; calls among them fail with `NodeDown`, casts are covered only by the `Down` event (casts never written become dead letters). |
+//! | refusals | a message for a name nobody exports, or whose type tag differs from the exported actor's, is refused with a [`Refusal`]: a call fails with [`ClusterError::Refused`], a cast is a dead letter (counted in [`NodeEvent::DeadLetter`], handed to the dead-letter handler without its message: the peer does not send it back). The session stays up. |
 //! | monitors | [`Node::monitor`] fires once (like Erlang's), when the actor ends (with ractor's exit reason), is unexported, or its node goes down. An export made with [`Node::export_child`] follows restarts, so its monitors fire only when it is unexported or its node goes down. |
 //! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
 //! | duplicates | if two nodes dial each other at once, both keep the connection dialed by the smaller node name; a node dialing a peer whose session (dialed by the peer) is established keeps that session. A new connection from a restarted peer (new incarnation), or dialed again by the same side, replaces the old one. |
@@ -79,20 +81,25 @@
 mod config;
 mod error;
 mod events;
+mod gate;
 pub mod handshake;
 mod message;
 mod node;
+mod outbox;
 mod peer;
 pub mod phi;
 mod registry;
 mod remote_child;
 mod remote_ref;
 mod session;
+mod tally;
 pub mod wire;
 
-pub use config::NodeConfig;
-pub use error::{ClusterError, DownReason};
-pub use events::{NodeEvent, NodeEvents, PeerInfo, PeerStatus, UndeliveredReason};
+pub use config::{NodeConfig, DEFAULT_SEND_BUFFER};
+pub use error::{ClusterError, DownReason, RemoteCastError};
+pub use events::{
+    NodeEvent, NodeEvents, PeerInfo, PeerStatus, RemoteDeadLetter, UndeliveredReason,
+};
 pub use handshake::HandshakeError;
 pub use message::RemoteMessage;
 pub use node::Node;

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use ractor::{ActorCell, ActorRef};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::NodeConfig;
 use super::error::{ClusterError, DownReason};
-use super::events::{NodeEvent, NodeEvents, PeerInfo, EVENT_CAPACITY};
+use super::events::{self, EventBus, NodeEvent, NodeEvents, PeerInfo};
+use super::gate::Gate;
 use super::handshake::{self, Conn, CookieKey, HandshakeError, Identity, PeerHello};
 use super::message::RemoteMessage;
 use super::peer::Peer;
@@ -25,8 +25,9 @@ use super::session::{self, Link};
 use super::wire::{self, Frame};
 use crate::supervisor::ChildRef;
 
-/// Most incoming connections authenticating at once; more are dropped.
-const MAX_PENDING_HANDSHAKES: usize = 64;
+/// The shortest time a reconnection attempt is given before the next one
+/// starts (see [`reconnect`]).
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// How long [`Node::shutdown`] waits for queued frames to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(2);
@@ -58,7 +59,10 @@ pub(crate) struct NodeInner {
     key: CookieKey,
     local_addr: SocketAddr,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
-    events: broadcast::Sender<NodeEvent>,
+    events: Arc<EventBus>,
+    /// Handshakes in progress on incoming connections, and how to cancel
+    /// each (see [`gate`](super::gate)).
+    gate: Mutex<(Gate, HashMap<u64, CancellationToken>)>,
     shutdown: CancellationToken,
     /// Cancelled when shutdown has finished (event streams end).
     closed: CancellationToken,
@@ -88,8 +92,10 @@ impl Node {
             reason: e.to_string(),
         })?;
         let registry = Arc::new(Registry::default());
+        let closed_token = CancellationToken::new();
         let watcher = registry.start_watcher().await?;
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let events = Arc::new(EventBus::new(&config.name, config.on_dead_letter.clone()));
+        tokio::spawn(events::flush_loop(events.clone(), closed_token.clone()));
         let inner = Arc::new(NodeInner {
             name: config.name.clone(),
             incarnation: rand::random(),
@@ -99,8 +105,9 @@ impl Node {
             registry,
             peers: Mutex::new(HashMap::new()),
             events,
+            gate: Mutex::new((Gate::default(), HashMap::new())),
             shutdown: CancellationToken::new(),
-            closed: CancellationToken::new(),
+            closed: closed_token,
             next_session: AtomicU64::new(1),
             writers: Mutex::new(Vec::new()),
             watcher,
@@ -276,12 +283,12 @@ impl Node {
     }
 
     /// Subscribes to this node's events: peers up and down (with the
-    /// reason), rejected connections, dead letters.
+    /// reason), rejected connections, dead letters (counted). Every
+    /// subscriber gets every event from now on, in order; none is dropped
+    /// (floods are coalesced first; see [`NodeEvent`]). The subscription
+    /// ends after the node has shut down.
     pub fn subscribe(&self) -> NodeEvents {
-        NodeEvents {
-            rx: self.inner.events.subscribe(),
-            closed: self.inner.closed.clone(),
-        }
+        self.inner.events.subscribe()
     }
 
     /// Whether [`shutdown`](Self::shutdown) has been called.
@@ -345,6 +352,10 @@ async fn shut_down(inner: Arc<NodeInner>) {
     }
     inner.registry.clear();
     inner.watcher.stop(None);
+    for token in lock!(inner.gate.lock()).1.values() {
+        token.cancel();
+    }
+    inner.events.close();
     inner.closed.cancel();
     tracing::info!(node = %inner.name, "node shut down");
 }
@@ -365,7 +376,7 @@ impl NodeInner {
     }
 
     fn emit(&self, event: NodeEvent) {
-        let _ = self.events.send(event);
+        self.events.emit(event);
     }
 
     /// Makes an authenticated connection the session with its peer,
@@ -387,7 +398,8 @@ impl NodeInner {
             .or_insert_with(|| Arc::new(Peer::new(hello.name.clone(), addr, self.events.clone())))
             .clone();
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (link, pending) = session::open(session, conn, hello.max_frame);
+        let (link, pending) =
+            session::open(session, conn, hello.max_frame, self.config.send_buffer);
         let replaced = {
             let mut st = lock!(peer.state.lock());
             let mut replaced = None;
@@ -528,22 +540,24 @@ async fn dial(
 
 /// Accepts connections until the node shuts down.
 async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         tokio::select! {
             _ = node.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    // Unauthenticated connections are bounded in number (and
-                    // each in time and frame size): a flood cannot exhaust us.
-                    let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                        tracing::warn!(node = %node.name, %addr, "too many handshakes in progress; connection dropped");
-                        continue;
-                    };
+                    // Unauthenticated connections are bounded in number,
+                    // per address and in time (see `gate`): a flood cannot
+                    // exhaust us nor lock honest peers out.
+                    let (id, token) = node.admit(addr);
                     let node = node.clone();
                     tokio::spawn(async move {
-                        accept_one(node, stream, addr).await;
-                        drop(permit);
+                        tokio::select! {
+                            _ = accept_one(node.clone(), stream, addr) => {}
+                            _ = token.cancelled() => {
+                                tracing::debug!(node = %node.name, %addr, "handshake evicted by newer connections");
+                            }
+                        }
+                        node.handshake_done(id);
                     });
                 }
                 Err(e) => {
@@ -553,6 +567,29 @@ async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
                 }
             },
         }
+    }
+}
+
+impl NodeInner {
+    /// Admits an incoming connection's handshake; cancels the one it
+    /// evicts. Returns its id and the token that evicts it.
+    fn admit(&self, addr: SocketAddr) -> (u64, CancellationToken) {
+        let mut gate = lock!(self.gate.lock());
+        let (gate, tokens) = &mut *gate;
+        let admit = gate.admit(addr.ip());
+        if let Some(old) = admit.evict.and_then(|id| tokens.remove(&id)) {
+            old.cancel();
+        }
+        let token = CancellationToken::new();
+        tokens.insert(admit.id, token.clone());
+        (admit.id, token)
+    }
+
+    /// An incoming connection's handshake ended, one way or another.
+    fn handshake_done(&self, id: u64) {
+        let mut gate = lock!(self.gate.lock());
+        gate.0.release(id);
+        gate.1.remove(&id);
     }
 }
 
@@ -578,36 +615,45 @@ async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
         Ok(Err(e)) => e,
         Err(_) => HandshakeError::Timeout(timeout),
     };
-    tracing::warn!(node = %node.name, %addr, %reason, "incoming connection rejected");
-    node.emit(NodeEvent::Rejected {
-        addr,
-        reason: reason.to_string(),
-    });
+    node.events.rejected(addr, &reason);
 }
 
 /// Reconnects to a peer this node dialed, with backoff, until it is back
 /// or this node shuts down. At most one loop runs per peer.
+///
+/// Attempts start one backoff step apart, and each attempt gets only its
+/// step (at least [`MIN_ATTEMPT`], at most the handshake timeout): an
+/// attempt that started inside a silent partition does not hold up the
+/// next one, so the session is back within about one step of the network
+/// healing.
 async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>) {
     let _one = peer.reconnecting.lock().await;
     let mut attempt: u32 = 0;
+    let mut next = Instant::now() + node.config.reconnect.delay(0, &mut rand::rng());
     loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
         if node.shutdown.is_cancelled() || peer.is_up() {
             return;
         }
         let Some(addr) = *lock!(peer.dial_addr.lock()) else {
             return;
         };
-        let delay = node.config.reconnect.delay(attempt, &mut rand::rng());
-        tokio::select! {
+        attempt = attempt.saturating_add(1);
+        let step = node.config.reconnect.delay(attempt, &mut rand::rng());
+        let window = step
+            .max(MIN_ATTEMPT)
+            .min(node.config.handshake_timeout.max(MIN_ATTEMPT));
+        next = Instant::now() + window;
+        let dialed = tokio::select! {
             _ = node.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        if peer.is_up() {
-            return;
-        }
-        match dial(&node, addr, Some(peer.name())).await {
-            Ok(_) => return,
-            Err(ClusterError::Handshake { reason, .. }) => {
+            r = tokio::time::timeout_at(next, dial(&node, addr, Some(peer.name()))) => r,
+        };
+        match dialed {
+            Ok(Ok(_)) => return,
+            Ok(Err(ClusterError::Handshake { reason, .. })) => {
                 let reason = DownReason::HandshakeFailed(reason);
                 tracing::warn!(node = %node.name, peer = peer.name(), %reason, "reconnection refused");
                 let changed = {
@@ -623,10 +669,12 @@ async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>) {
                     });
                 }
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::debug!(node = %node.name, peer = peer.name(), attempt, error = %e, "reconnection failed");
             }
+            Err(_) => {
+                tracing::debug!(node = %node.name, peer = peer.name(), attempt, "reconnection attempt took its whole step; trying again");
+            }
         }
-        attempt = attempt.saturating_add(1);
     }
 }

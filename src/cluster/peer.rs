@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::error::{ClusterError, DownReason};
-use super::events::{NodeEvent, PeerInfo, PeerStatus};
+use super::events::{EventBus, NodeEvent, PeerInfo, PeerStatus, RemoteDeadLetter};
+use super::outbox::Push;
 use super::remote_ref::ActorDownReason;
 use super::session::Link;
 use super::wire::{Frame, Refusal};
@@ -69,7 +70,7 @@ pub(crate) struct PeerState {
 /// A peer node.
 pub(crate) struct Peer {
     name: String,
-    events: broadcast::Sender<NodeEvent>,
+    events: Arc<EventBus>,
     link: RwLock<Option<Arc<Link>>>,
     pub(crate) state: Mutex<PeerState>,
     calls: Mutex<HashMap<u64, PendingCall>>,
@@ -82,11 +83,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(
-        name: String,
-        addr: SocketAddr,
-        events: broadcast::Sender<NodeEvent>,
-    ) -> Self {
+    pub(crate) fn new(name: String, addr: SocketAddr, events: Arc<EventBus>) -> Self {
         Peer {
             name,
             events,
@@ -162,8 +159,12 @@ impl Peer {
     }
 
     pub(crate) fn emit(&self, event: NodeEvent) {
-        // No subscriber is fine: events are for whoever listens.
-        let _ = self.events.send(event);
+        self.events.emit(event);
+    }
+
+    /// Hands a cast that was not delivered to the dead-letter handler.
+    pub(crate) fn dead_letter(&self, letter: RemoteDeadLetter) {
+        self.events.dead_letter(letter);
     }
 
     /// Makes `link` the current session. The caller holds `state` and has
@@ -219,6 +220,15 @@ impl Peer {
         }
     }
 
+    /// The error of a send refused because the session's buffer is full.
+    pub(crate) fn busy_error(&self, queued: usize, limit: usize) -> ClusterError {
+        ClusterError::Busy {
+            peer: self.name.clone(),
+            queued,
+            limit,
+        }
+    }
+
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -234,8 +244,11 @@ impl Peer {
         timeout: Duration,
     ) -> Result<Bytes, ClusterError> {
         let (id, rx) = self.register_call(link.session, actor);
-        let sent =
-            encode(id).and_then(|bytes| link.send(bytes).map_err(|_| self.not_connected_error()));
+        let sent = encode(id).and_then(|bytes| match link.send_data(&bytes) {
+            Push::Queued => Ok(()),
+            Push::Busy { queued } => Err(self.busy_error(queued, link.outbox.limit())),
+            Push::Overflow { .. } | Push::Closed => Err(self.not_connected_error()),
+        });
         if let Err(e) = sent {
             self.forget_call(id);
             return Err(e);

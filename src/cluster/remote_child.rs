@@ -140,7 +140,13 @@ impl<M: RemoteMessage> Actor for RemoteStandIn<M> {
         msg: M,
         state: &mut StandIn<M>,
     ) -> Result<(), ActorProcessingErr> {
-        state.remote.cast(msg)?;
+        // A full send buffer is waited out: the stand-in's mailbox is the
+        // back-pressure; only a session that ends fails it.
+        state
+            .remote
+            .cast_wait(msg)
+            .await
+            .map_err(super::ClusterError::from)?;
         Ok(())
     }
 

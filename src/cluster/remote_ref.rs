@@ -21,8 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::oneshot;
 
-use super::error::{ClusterError, DownReason};
+use super::error::{ClusterError, DownReason, RemoteCastError};
 use super::message::RemoteMessage;
+use super::outbox::Push;
 use super::peer::Peer;
 use super::session::Link;
 use super::wire::{self, Frame, Refusal};
@@ -173,22 +174,76 @@ impl<M: RemoteMessage> RemoteRef<M> {
 
     /// Sends `msg` without waiting for an answer.
     ///
-    /// Fails at once if the peer is not connected or the message does not
-    /// encode or fit in a frame. If the peer cannot deliver it (the actor
-    /// stopped, or was unexported), it says so and this node publishes a
-    /// [`NodeEvent::DeadLetter`](super::NodeEvent::DeadLetter).
-    pub fn cast(&self, msg: M) -> Result<(), ClusterError> {
+    /// # Errors
+    ///
+    /// Fails at once, handing `msg` back inside the error, if the peer is
+    /// not connected ([`ClusterError::NotConnected`],
+    /// [`ClusterError::NodeDown`]), the message does not encode or fit in
+    /// a frame ([`ClusterError::Encode`]), or the session's send buffer is
+    /// full ([`ClusterError::Busy`]: the peer or the network is slower
+    /// than this node's senders; retry later or use
+    /// [`cast_wait`](Self::cast_wait)). If the peer cannot deliver it (the
+    /// actor stopped, or was unexported), or the session ends before it is
+    /// written, it is a dead letter: counted in a
+    /// [`NodeEvent::DeadLetter`](super::NodeEvent::DeadLetter) and handed
+    /// to the dead-letter handler.
+    pub fn cast(&self, msg: M) -> Result<(), RemoteCastError<M>> {
+        let (link, bytes) = match self.encode_cast(&msg) {
+            Ok(ready) => ready,
+            Err(e) => return Err(RemoteCastError::new(e, msg)),
+        };
+        match link.send_data(&bytes) {
+            Push::Queued => Ok(()),
+            Push::Busy { queued } => Err(RemoteCastError::new(
+                self.peer.busy_error(queued, link.outbox.limit()),
+                msg,
+            )),
+            Push::Overflow { .. } | Push::Closed => {
+                Err(RemoteCastError::new(self.peer.not_connected_error(), msg))
+            }
+        }
+    }
+
+    /// Sends `msg` without waiting for an answer, waiting for room in the
+    /// session's send buffer for as long as the session lives.
+    ///
+    /// # Errors
+    ///
+    /// As [`cast`](Self::cast), except that a full buffer is waited out:
+    /// it fails (handing `msg` back) only if the message does not encode,
+    /// or there is no session, or the session ends while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped while waiting, nothing was sent.
+    pub async fn cast_wait(&self, msg: M) -> Result<(), RemoteCastError<M>> {
+        let (link, bytes) = match self.encode_cast(&msg) {
+            Ok(ready) => ready,
+            Err(e) => return Err(RemoteCastError::new(e, msg)),
+        };
+        loop {
+            match link.send_data(&bytes) {
+                Push::Queued => return Ok(()),
+                Push::Busy { queued } => link.outbox.room(queued).await,
+                Push::Overflow { .. } | Push::Closed => {
+                    return Err(RemoteCastError::new(self.peer.not_connected_error(), msg))
+                }
+            }
+        }
+    }
+
+    /// The current session and `msg` encoded as a cast for it.
+    fn encode_cast(&self, msg: &M) -> Result<(Arc<Link>, Bytes), ClusterError> {
         let link = self.peer.link()?;
         let encoded = match &self.cast_header {
-            Some(header) => wire::encode_with_header(header, &msg, link.max_frame),
-            None => wire::encode(&self.send_frame(None), Some(&msg), link.max_frame),
+            Some(header) => wire::encode_with_header(header, msg, link.max_frame),
+            None => wire::encode(&self.send_frame(None), Some(msg), link.max_frame),
         };
         let bytes = encoded.map_err(|reason| ClusterError::Encode {
             actor: self.actor.to_string(),
             reason,
         })?;
-        link.send(bytes)
-            .map_err(|_| self.peer.not_connected_error())
+        Ok((link, bytes))
     }
 
     fn send_frame(&self, reply: Option<u64>) -> Frame {

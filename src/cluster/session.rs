@@ -16,21 +16,21 @@
 //! the one reported, the calls and monitors sent on it fail with it, and
 //! the casts still queued here become dead letters.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::error::DownReason;
-use super::events::{NodeEvent, UndeliveredReason};
+use super::events::{RemoteDeadLetter, UndeliveredReason};
 use super::handshake::{Conn, ReadError, Reader};
 use super::node::NodeInner;
+use super::outbox::{self, Outbox, Push};
 use super::peer::Peer;
 use super::phi::PhiDetector;
 use super::remote_ref::ActorDownReason;
@@ -40,16 +40,9 @@ use super::wire::{self, Frame, Refusal, LENGTH_PREFIX};
 /// peer.
 const DRAIN_BEFORE_JUDGING: usize = 1024;
 
-/// Stop gathering queued frames into one write past this many bytes.
-const WRITE_BATCH: usize = 256 * 1024;
-
-/// An item on the data queue.
-pub(crate) enum Out {
-    /// An encoded frame, length prefix included.
-    Frame(Bytes),
-    /// Flush what is queued, close the socket for writing, stop.
-    Close,
-}
+/// The most bytes of whole frames written in one go; control frames
+/// (heartbeats) wait at most one such batch (or one larger frame).
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// The sending side of a session, shared by everything that talks to the
 /// peer over it.
@@ -58,8 +51,10 @@ pub(crate) struct Link {
     pub(crate) session: u64,
     /// The largest frame the peer accepts.
     pub(crate) max_frame: usize,
-    data: mpsc::UnboundedSender<Out>,
-    ctrl: mpsc::UnboundedSender<Bytes>,
+    /// What waits to be written (bounded; see [`outbox`]).
+    pub(crate) outbox: Outbox,
+    /// Cleared when the session ends (a plain flag: checked on every send).
+    open: AtomicBool,
     closed: CancellationToken,
     reason: Mutex<Option<DownReason>>,
 }
@@ -67,19 +62,40 @@ pub(crate) struct Link {
 impl Link {
     /// Whether the session is still open.
     pub(crate) fn is_open(&self) -> bool {
-        !self.closed.is_cancelled()
+        self.open.load(Ordering::Acquire)
     }
 
-    /// Queues an encoded frame. Fails once the session is closed.
+    /// Queues an encoded frame of this node's user (a cast, a call, a
+    /// lookup): refused with [`Push::Busy`] past the send buffer.
+    pub(crate) fn send_data(&self, bytes: &[u8]) -> Push {
+        if !self.is_open() {
+            return Push::Closed;
+        }
+        self.outbox.push_data(bytes)
+    }
+
+    /// Queues an encoded frame this node owes the peer (a reply, a
+    /// refusal, an answer). Fails once the session is closed; closes it if
+    /// the peer has stopped reading (owed bytes past twice the buffer).
     pub(crate) fn send(&self, bytes: Bytes) -> Result<(), ()> {
-        if self.closed.is_cancelled() {
+        if !self.is_open() {
             return Err(());
         }
-        self.data.send(Out::Frame(bytes)).map_err(|_| ())
+        match self.outbox.push_owed(&bytes) {
+            Push::Queued => Ok(()),
+            Push::Overflow { queued } => {
+                self.close(DownReason::PeerNotReading {
+                    queued,
+                    limit: self.outbox.limit(),
+                });
+                Err(())
+            }
+            Push::Busy { .. } | Push::Closed => Err(()),
+        }
     }
 
-    /// Encodes and queues a frame without payload; `false` if the session
-    /// is closed.
+    /// Encodes and queues a frame without payload that this node owes the
+    /// peer; `false` if the session is closed.
     pub(crate) fn send_plain(&self, frame: &Frame) -> bool {
         match wire::encode_plain(frame, self.max_frame) {
             Ok(bytes) => self.send(bytes).is_ok(),
@@ -92,7 +108,7 @@ impl Link {
 
     fn send_ctrl(&self, frame: &Frame) {
         if let Ok(bytes) = wire::encode_plain(frame, self.max_frame) {
-            let _ = self.ctrl.send(bytes);
+            self.outbox.push_ctrl(&bytes);
         }
     }
 
@@ -109,15 +125,17 @@ impl Link {
         lock!(self.reason.lock()).get_or_insert(reason);
     }
 
-    /// Ends the session (the first recorded reason wins).
+    /// Ends the session (the first recorded reason wins). The writer hands
+    /// what was never written back as dead letters.
     pub(crate) fn close(&self, reason: DownReason) {
         self.mark(reason);
+        self.open.store(false, Ordering::Release);
         self.closed.cancel();
     }
 
     /// Asks the writer to flush and close the socket after what is queued.
     pub(crate) fn finish(&self) {
-        let _ = self.data.send(Out::Close);
+        self.outbox.finish();
     }
 
     /// The recorded reason.
@@ -131,25 +149,26 @@ impl Link {
 /// A session whose tasks have not started yet.
 pub(crate) struct Pending {
     conn: Conn,
-    data: mpsc::UnboundedReceiver<Out>,
-    ctrl: mpsc::UnboundedReceiver<Bytes>,
 }
 
 /// Wraps an authenticated connection into a link and the parts its tasks
 /// will need. Nothing runs until [`Pending::spawn`], so the caller can
 /// install the link first.
-pub(crate) fn open(session: u64, conn: Conn, peer_max_frame: usize) -> (Arc<Link>, Pending) {
-    let (data_tx, data) = mpsc::unbounded_channel();
-    let (ctrl_tx, ctrl) = mpsc::unbounded_channel();
+pub(crate) fn open(
+    session: u64,
+    conn: Conn,
+    peer_max_frame: usize,
+    send_buffer: usize,
+) -> (Arc<Link>, Pending) {
     let link = Arc::new(Link {
         session,
         max_frame: peer_max_frame,
-        data: data_tx,
-        ctrl: ctrl_tx,
+        outbox: Outbox::new(send_buffer),
+        open: AtomicBool::new(true),
         closed: CancellationToken::new(),
         reason: Mutex::new(None),
     });
-    (link, Pending { conn, data, ctrl })
+    (link, Pending { conn })
 }
 
 impl Pending {
@@ -161,13 +180,7 @@ impl Pending {
         link: Arc<Link>,
     ) -> tokio::task::JoinHandle<()> {
         let Conn { read, write } = self.conn;
-        let writer = tokio::spawn(write_loop(
-            write,
-            self.ctrl,
-            self.data,
-            link.clone(),
-            peer.clone(),
-        ));
+        let writer = tokio::spawn(write_loop(write, link.clone(), peer.clone()));
         tokio::spawn(async move {
             // A panic (in user code reached from the reader) must still end
             // the session, or the peer would look up forever.
@@ -198,65 +211,94 @@ impl Pending {
     }
 }
 
-async fn write_loop(
-    mut w: OwnedWriteHalf,
-    mut ctrl: mpsc::UnboundedReceiver<Bytes>,
-    mut data: mpsc::UnboundedReceiver<Out>,
-    link: Arc<Link>,
-    peer: Arc<Peer>,
-) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut closing = false;
-    loop {
+/// Writes `bytes` unless the session closes first.
+async fn write_all_or_closed<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    link: &Link,
+    bytes: &[u8],
+) -> Result<(), ()> {
+    tokio::select! {
+        biased;
+        _ = link.closed.cancelled() => Err(()),
+        r = w.write_all(bytes) => r.map_err(|e| link.close(DownReason::ConnectionError(e.to_string()))),
+    }
+}
+
+/// Writes what the outbox holds, control frames first and between batches,
+/// until the session closes or is finished. Whatever was never written
+/// becomes a dead letter (casts) or fails with the session (calls).
+async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, link: Arc<Link>, peer: Arc<Peer>) {
+    let out = &link.outbox;
+    // Data taken from the outbox, and how much of it is written.
+    let mut pending = BytesMut::new();
+    let mut done = 0;
+    'run: loop {
         tokio::select! {
             biased;
-            _ = link.closed.cancelled() => break,
-            Some(b) = ctrl.recv() => buf.extend_from_slice(&b),
-            item = data.recv() => match item {
-                Some(Out::Frame(b)) => buf.extend_from_slice(&b),
-                Some(Out::Close) | None => closing = true,
-            },
+            _ = link.closed.cancelled() => break 'run,
+            _ = out.ready() => {}
         }
-        // Gather whatever else is already queued into the same write.
-        while !closing && buf.len() < WRITE_BATCH {
-            if let Ok(b) = ctrl.try_recv() {
-                buf.extend_from_slice(&b);
-                continue;
+        let taken = out.take();
+        if !taken.ctrl.is_empty()
+            && write_all_or_closed(&mut w, &link, &taken.ctrl)
+                .await
+                .is_err()
+        {
+            break 'run;
+        }
+        pending = taken.data;
+        done = 0;
+        while done < pending.len() {
+            let ctrl = out.take_ctrl();
+            if !ctrl.is_empty() && write_all_or_closed(&mut w, &link, &ctrl).await.is_err() {
+                break 'run;
             }
-            match data.try_recv() {
-                Ok(Out::Frame(b)) => buf.extend_from_slice(&b),
-                Ok(Out::Close) => closing = true,
-                Err(_) => break,
+            let end = done + outbox::batch_end(&pending[done..], WRITE_BATCH);
+            while done < end {
+                // `write` is cancel safe: dropped before it is ready, it
+                // wrote nothing; so `done` counts exactly what left.
+                let wrote = tokio::select! {
+                    biased;
+                    _ = link.closed.cancelled() => break 'run,
+                    r = w.write(&pending[done..end]) => r,
+                };
+                match wrote {
+                    Ok(0) => {
+                        link.close(DownReason::ConnectionError(
+                            "the socket took no more bytes".into(),
+                        ));
+                        break 'run;
+                    }
+                    Ok(n) => {
+                        done += n;
+                        out.written(n);
+                    }
+                    Err(e) => {
+                        link.close(DownReason::ConnectionError(e.to_string()));
+                        break 'run;
+                    }
+                }
             }
         }
-        if !buf.is_empty() {
-            tokio::select! {
-                r = w.write_all(&buf) => if let Err(e) = r {
-                    link.close(DownReason::ConnectionError(e.to_string()));
-                    break;
-                },
-                // A peer that stopped reading must not hold us forever.
-                _ = link.closed.cancelled() => break,
-            }
-            buf.clear();
-        }
-        if closing {
+        if taken.finish {
             let _ = w.shutdown().await;
-            break;
+            break 'run;
         }
     }
-    // Whatever is still queued never left this node.
-    data.close();
+    // Whatever is still here never left this node: the frame being written
+    // when the session ended (the peer cannot read half a frame), the rest
+    // of the batch, and what was still queued.
+    out.written(pending.len() - done);
+    let unsent = &pending[outbox::frame_start(&pending, done)..];
+    let rest = out.close();
     let reason = link.reason();
-    while let Ok(item) = data.try_recv() {
-        if let Out::Frame(bytes) = item {
-            dead_letter(&peer, &bytes, &reason);
-        }
+    for frame in outbox::frames(unsent, 0).chain(outbox::frames(&rest, 0)) {
+        dead_letter(&peer, frame, &reason);
     }
 }
 
 /// Reports a queued frame that was never sent. Calls are failed through
-/// their pending entries; casts become dead-letter events.
+/// their pending entries; casts go to the dead-letter handler.
 fn dead_letter(peer: &Peer, bytes: &[u8], reason: &DownReason) {
     let Some(body) = bytes.get(LENGTH_PREFIX..) else {
         return;
@@ -267,16 +309,16 @@ fn dead_letter(peer: &Peer, bytes: &[u8], reason: &DownReason) {
             tag,
             reply: None,
         },
-        _,
+        payload,
     )) = wire::decode(body)
     {
-        tracing::warn!(peer = peer.name(), %actor, %tag, %reason, "cast not sent: the session closed");
-        peer.emit(NodeEvent::DeadLetter {
-            peer: peer.name().to_string(),
+        peer.dead_letter(RemoteDeadLetter::new(
+            peer.name(),
             actor,
             tag,
-            reason: UndeliveredReason::SessionClosed(reason.clone()),
-        });
+            UndeliveredReason::SessionClosed(reason.clone()),
+            Some(Bytes::copy_from_slice(payload)),
+        ));
     }
 }
 
@@ -294,6 +336,23 @@ struct Heartbeats {
     handled: bool,
     /// Whether the previous tick skipped judging (it was late).
     skipped: bool,
+}
+
+impl Heartbeats {
+    /// Bytes kept arriving a whole interval after the last heartbeat:
+    /// the peer's heartbeats are queued behind a large frame (TCP is one
+    /// stream), not missing. Count the latest arrival as a heartbeat, so
+    /// that the silence that matters starts there: a stall right after a
+    /// large frame is judged like any other silence, not as one that
+    /// already lasted the whole transfer. Samples stay at least an interval
+    /// apart, so the learned distribution is not skewed.
+    fn data_as_heartbeat(&mut self) {
+        if let Some(last) = self.detector.last_heartbeat() {
+            if self.last_frame >= last + self.interval {
+                self.detector.heartbeat(self.last_frame);
+            }
+        }
+    }
 }
 
 async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut conn: Reader) {
@@ -335,6 +394,7 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
                     ended = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
                     now = hb.saw_life(&conn);
                 }
+                hb.data_as_heartbeat();
                 if let Some(reason) = ended.or_else(|| beat(&peer, &link, &mut hb, now, !late)) {
                     break reason;
                 }
@@ -500,13 +560,13 @@ fn handle(
             tag,
             refusal,
         } => {
-            tracing::warn!(peer = peer.name(), %actor, %tag, %refusal, "cast refused by the peer");
-            peer.emit(NodeEvent::DeadLetter {
-                peer: peer.name().to_string(),
+            peer.dead_letter(RemoteDeadLetter::new(
+                peer.name(),
                 actor,
                 tag,
-                reason: UndeliveredReason::Refused(refusal),
-            });
+                UndeliveredReason::Refused(refusal),
+                None,
+            ));
         }
         Frame::Monitor { id, actor } => node.registry.watch(&actor, link, id),
         Frame::Demonitor { id } => node.registry.unwatch(link.session, id),
