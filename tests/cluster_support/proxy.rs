@@ -10,6 +10,8 @@
 //! | silent partition (bytes vanish, nothing closes) | `set(Mode::Drop)` |
 //! | one-way partition | `set_dir(Direction::FromTarget, Mode::Drop)` |
 //! | latency | `set(Mode::Delay(d))` |
+//! | stalled reader (back-pressure, nothing lost) | `set(Mode::Stall)` |
+//! | slow link | `set(Mode::Throttle(bytes_per_second))` |
 //! | heal | `set(Mode::Pass)` |
 //! | cut the connections | `sever()` |
 //! | peer unreachable (connect, then closed at once) | `refuse(true)` |
@@ -59,6 +61,11 @@ pub enum Mode {
     Delay(Duration),
     /// Discard, keeping the connections open: a silent partition.
     Drop,
+    /// Stop reading: bytes wait in the sockets' buffers and the sender's
+    /// writes block (a stalled or frozen reader, with back-pressure).
+    Stall,
+    /// Read at most this many bytes per second (a slow link).
+    Throttle(u64),
 }
 
 /// Bytes to write into a connection, and who to tell once they are.
@@ -276,22 +283,39 @@ async fn pump(
     let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut buf = vec![0u8; 16 * 1024];
     let mut eof = false;
+    // When a throttled direction may read again.
+    let mut read_at = Instant::now();
     loop {
         // A close read while dropping is held back until the partition heals.
         if eof && queue.is_empty() && *mode.borrow_and_update() != Mode::Drop {
             break;
         }
         let due = queue.front().map(|q| q.0);
+        let current = *mode.borrow_and_update();
+        let reading = !eof && current != Mode::Stall && read_at <= Instant::now();
+        // A throttled read takes at most a twentieth of a second's bytes.
+        let take = match current {
+            Mode::Throttle(rate) => (rate as usize / 20).clamp(1, buf.len()),
+            _ => buf.len(),
+        };
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            read = from.read(&mut buf), if !eof => match read {
+            changed = mode.changed() => if changed.is_err() {
+                return;
+            },
+            _ = tokio::time::sleep_until(read_at), if !eof && read_at > Instant::now() => {}
+            read = from.read(&mut buf[..take]), if reading => match read {
                 Ok(0) | Err(_) => eof = true,
                 Ok(n) => match *mode.borrow() {
                     Mode::Drop => {
                         shared.dropped[d].fetch_add(n as u64, Ordering::SeqCst);
                     }
-                    Mode::Pass => queue.push_back((Instant::now(), buf[..n].to_vec(), None)),
+                    Mode::Pass | Mode::Stall => queue.push_back((Instant::now(), buf[..n].to_vec(), None)),
+                    Mode::Throttle(rate) => {
+                        read_at = Instant::now() + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
+                        queue.push_back((Instant::now(), buf[..n].to_vec(), None));
+                    }
                     Mode::Delay(by) => queue.push_back((Instant::now() + by, buf[..n].to_vec(), None)),
                 },
             },
@@ -310,9 +334,6 @@ async fn pump(
                     let _ = ack.send(());
                 }
             }
-            changed = mode.changed(), if eof => if changed.is_err() {
-                return;
-            },
         }
     }
     let _ = to.shutdown().await;
