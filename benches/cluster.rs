@@ -47,7 +47,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_otp::cluster::{DownReason, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply};
+use ractor_otp::cluster::{
+    DownReason, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply, DEFAULT_SEND_BUFFER,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -197,7 +199,12 @@ impl Actor for LocalEchoActor {
 
 /// A node with the default configuration and the bench's cookie.
 async fn node(name: &str) -> Node {
-    Node::start(NodeConfig::new(name).cookie(COOKIE))
+    node_with(NodeConfig::new(name)).await
+}
+
+/// A node with `config` and the bench's cookie.
+async fn node_with(config: NodeConfig) -> Node {
+    Node::start(config.cookie(COOKIE))
         .await
         .expect("node starts")
 }
@@ -259,8 +266,13 @@ struct Pair {
 impl Pair {
     /// Starts and connects the nodes, spawns and exports the actors.
     async fn start() -> Pair {
-        let a = node("a").await;
-        let b = node("b").await;
+        Pair::start_with(DEFAULT_SEND_BUFFER).await
+    }
+
+    /// The same with each session's send buffer set to `send_buffer`.
+    async fn start_with(send_buffer: usize) -> Pair {
+        let a = node_with(NodeConfig::new("a").send_buffer(send_buffer)).await;
+        let b = node_with(NodeConfig::new("b").send_buffer(send_buffer)).await;
         let a_events = a.subscribe();
         let mut b_events = b.subscribe();
         let (counter, progress) = spawn_counter(0).await;
@@ -426,6 +438,45 @@ async fn cast_paired(
         CASTS as f64 / rm / 1e6,
         median(&mut ratio),
     );
+}
+
+/// The send buffer's cost: [`PAIRS`] pairs of remote rounds, through a
+/// pair of nodes with the default send buffer and through one whose buffer
+/// is so large it never refuses (alternating which goes first).
+async fn send_buffer_paired(pairs: usize) {
+    let bounded = Pair::start().await;
+    let unbounded = Pair::start_with(1 << 40).await;
+    let (b_cast, u_cast) = (
+        remote_cast(&bounded.remote_counter),
+        remote_cast(&unbounded.remote_counter),
+    );
+    for _ in 0..3 {
+        cast_round(&bounded.progress, &b_cast).await;
+        cast_round(&unbounded.progress, &u_cast).await;
+    }
+    let (mut bt, mut ut, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (b, u) = if i % 2 == 0 {
+            let b = cast_round(&bounded.progress, &b_cast).await;
+            (b, cast_round(&unbounded.progress, &u_cast).await)
+        } else {
+            let u = cast_round(&unbounded.progress, &u_cast).await;
+            (cast_round(&bounded.progress, &b_cast).await, u)
+        };
+        bt.push(b.as_secs_f64());
+        ut.push(u.as_secs_f64());
+        ratio.push(u.as_secs_f64() / b.as_secs_f64());
+    }
+    let (bm, um) = (median(&mut bt), median(&mut ut));
+    println!(
+        "cluster_send_buffer: {pairs} pairs of {CASTS} remote casts: default 4 MiB buffer {:.3} M msg/s, unbounded (1 TiB) {:.3} M msg/s; default = {:.3}x unbounded throughput (median of per-pair ratios)",
+        CASTS as f64 / bm / 1e6,
+        CASTS as f64 / um / 1e6,
+        median(&mut ratio),
+    );
+    drop((b_cast, u_cast));
+    let downs = bounded.finish().await + unbounded.finish().await;
+    assert_eq!(downs, 0, "a node went down during the send-buffer check");
 }
 
 // ---------------------------------------------------------------------------
@@ -1000,6 +1051,9 @@ fn main() {
     }
     let downs = rt.block_on(pair.finish());
     assert_eq!(downs, 0, "a node went down during the benches");
+    if how.runs("cluster_send_buffer") {
+        run(&rt, send_buffer_paired(if how.test { 2 } else { PAIRS }));
+    }
 
     if how.runs("cluster_detection") {
         let runs = if how.test { 1 } else { DETECTION_RUNS };

@@ -89,6 +89,15 @@ impl Reader {
     /// Reads the next frame and its payload; `Ok(None)` at a clean end of
     /// stream.
     pub(crate) async fn next(&mut self) -> Result<Option<(Frame, Bytes)>, ReadError> {
+        let Some(body) = self.next_body().await? else {
+            return Ok(None);
+        };
+        decode_body(body).map(Some)
+    }
+
+    /// Reads the next frame's body (version, header, payload), undecoded;
+    /// `Ok(None)` at a clean end of stream.
+    pub(crate) async fn next_body(&mut self) -> Result<Option<Bytes>, ReadError> {
         match self.0.next().await {
             None => Ok(None),
             // The codec reports a length prefix above the maximum as
@@ -97,14 +106,16 @@ impl Reader {
                 Err(ReadError::Protocol(e.to_string()))
             }
             Some(Err(e)) => Err(ReadError::Io(e.to_string())),
-            Some(Ok(body)) => {
-                let body = body.freeze();
-                let (frame, payload) = wire::decode(&body).map_err(ReadError::Wire)?;
-                let start = body.len() - payload.len();
-                Ok(Some((frame, body.slice(start..))))
-            }
+            Some(Ok(body)) => Ok(Some(body.freeze())),
         }
     }
+}
+
+/// Decodes a frame body into its frame and payload.
+pub(crate) fn decode_body(body: Bytes) -> Result<(Frame, Bytes), ReadError> {
+    let (frame, payload) = wire::decode(&body).map_err(ReadError::Wire)?;
+    let start = body.len() - payload.len();
+    Ok((frame, body.slice(start..)))
 }
 
 /// A TCP connection cut into frames: the reader decodes length-delimited

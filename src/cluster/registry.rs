@@ -7,6 +7,7 @@
 //! are told why.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ractor::{
@@ -23,7 +24,7 @@ use crate::supervisor::{CastError, ChildRef};
 type Deliver = Box<dyn Fn(&[u8], &Arc<Link>) -> Result<(), Refusal> + Send + Sync>;
 
 /// One exported actor.
-struct Export {
+pub(crate) struct Export {
     tag: &'static str,
     /// The actor, for an `ActorRef` export (watched, unexported when it
     /// ends); `None` for a supervised child, whose export follows restarts.
@@ -43,6 +44,11 @@ enum Watchers {
 }
 
 impl Export {
+    /// Decodes a message for this export and casts it to the actor.
+    pub(crate) fn deliver(&self, payload: &[u8], link: &Arc<Link>) -> Result<(), Refusal> {
+        (self.deliver)(payload, link)
+    }
+
     /// Ends the export: every monitor, present or late, gets `reason`.
     fn notify(&self, reason: &Result<String, Refusal>) {
         let previous = std::mem::replace(
@@ -89,6 +95,9 @@ const REMEMBER_ENDED: usize = 256;
 #[derive(Default)]
 pub(crate) struct Registry {
     exports: RwLock<HashMap<String, Arc<Export>>>,
+    /// Bumped under the write lock at every change of `exports`, so that a
+    /// session may keep what it resolved for as long as this is unchanged.
+    generation: AtomicU64,
     /// Recently ended exports: name and exit reason, oldest first.
     ended: Mutex<VecDeque<(String, String)>>,
     watcher: Mutex<Option<ActorCell>>,
@@ -186,6 +195,7 @@ impl Registry {
                     return Err(ClusterError::AlreadyExported(name.to_string()));
                 }
             }
+            self.bump();
             exports.insert(
                 name.to_string(),
                 Arc::new(Export {
@@ -206,7 +216,11 @@ impl Registry {
 
     /// Unexports `name`; its remote monitors fire with "not exported".
     pub(crate) fn unexport(&self, name: &str) -> bool {
-        let removed = lock!(self.exports.write()).remove(name);
+        let removed = {
+            let mut exports = lock!(self.exports.write());
+            self.bump();
+            exports.remove(name)
+        };
         match removed {
             Some(export) => {
                 export.notify(&Err(Refusal::NotExported));
@@ -214,6 +228,33 @@ impl Registry {
             }
             None => false,
         }
+    }
+
+    /// Marks a change of `exports` (called under its write lock).
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current generation: what was resolved at this generation is
+    /// still what [`resolve`](Self::resolve) would answer.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The export for messages tagged `tag` to `name`, or why there is
+    /// none, with the generation it holds for.
+    pub(crate) fn resolve(&self, name: &str, tag: &str) -> (u64, Result<Arc<Export>, Refusal>) {
+        let exports = lock!(self.exports.read());
+        let generation = self.generation.load(Ordering::Acquire);
+        let export = match exports.get(name) {
+            None => Err(Refusal::NotExported),
+            Some(e) if e.tag != tag => Err(Refusal::TagMismatch {
+                expected: e.tag.to_string(),
+                found: tag.to_string(),
+            }),
+            Some(e) => Ok(e.clone()),
+        };
+        (generation, export)
     }
 
     fn get(&self, name: &str) -> Result<Arc<Export>, Refusal> {
@@ -224,31 +265,12 @@ impl Registry {
     }
 
     fn get_typed(&self, name: &str, tag: &str) -> Result<Arc<Export>, Refusal> {
-        let export = self.get(name)?;
-        if export.tag != tag {
-            return Err(Refusal::TagMismatch {
-                expected: export.tag.to_string(),
-                found: tag.to_string(),
-            });
-        }
-        Ok(export)
+        self.resolve(name, tag).1
     }
 
     /// Whether `name` is exported for messages tagged `tag`.
     pub(crate) fn check(&self, name: &str, tag: &str) -> Result<(), Refusal> {
         self.get_typed(name, tag).map(|_| ())
-    }
-
-    /// Decodes a message for `name` and casts it to the actor.
-    pub(crate) fn deliver(
-        &self,
-        name: &str,
-        tag: &str,
-        payload: &[u8],
-        link: &Arc<Link>,
-    ) -> Result<(), Refusal> {
-        let export = self.get_typed(name, tag)?;
-        (export.deliver)(payload, link)
     }
 
     /// Adds a peer's monitor on `name`; answers at once if it is not there
@@ -289,6 +311,7 @@ impl Registry {
         let reason = wire::short_reason(reason);
         let ended: Vec<(String, Arc<Export>)> = {
             let mut exports = lock!(self.exports.write());
+            self.bump();
             let names: Vec<String> = exports
                 .iter()
                 .filter(|(_, e)| e.cell.as_ref().is_some_and(|c| c.get_id() == id))
@@ -312,10 +335,11 @@ impl Registry {
 
     /// Unexports everything (node shutdown).
     pub(crate) fn clear(&self) {
-        let all: Vec<Arc<Export>> = lock!(self.exports.write())
-            .drain()
-            .map(|(_, e)| e)
-            .collect();
+        let all: Vec<Arc<Export>> = {
+            let mut exports = lock!(self.exports.write());
+            self.bump();
+            exports.drain().map(|(_, e)| e).collect()
+        };
         if let Some(watcher) = lock!(self.watcher.lock()).as_ref() {
             for cell in all.iter().filter_map(|e| e.cell.clone()) {
                 watcher.unmonitor(cell);

@@ -28,11 +28,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::DownReason;
 use super::events::{RemoteDeadLetter, UndeliveredReason};
-use super::handshake::{Conn, ReadError, Reader};
+use super::handshake::{decode_body, Conn, ReadError, Reader};
 use super::node::NodeInner;
 use super::outbox::{self, Outbox, Push};
 use super::peer::Peer;
 use super::phi::PhiDetector;
+use super::registry::Export;
 use super::remote_ref::ActorDownReason;
 use super::wire::{self, Frame, Refusal, LENGTH_PREFIX};
 
@@ -322,8 +323,9 @@ fn dead_letter(peer: &Peer, bytes: &[u8], reason: &DownReason) {
     }
 }
 
-/// The per-session heartbeat bookkeeping.
-struct Heartbeats {
+/// The reader's per-session state: the heartbeat bookkeeping, and the
+/// last cast header with what it resolved to.
+struct ReadState {
     detector: PhiDetector,
     threshold: f64,
     interval: Duration,
@@ -336,9 +338,69 @@ struct Heartbeats {
     handled: bool,
     /// Whether the previous tick skipped judging (it was late).
     skipped: bool,
+    /// The last cast's header and where it went: a peer casting to one
+    /// actor sends the same header every time, so the next cast with the
+    /// same bytes skips decoding it and looking the actor up.
+    last_cast: Option<CastHeader>,
 }
 
-impl Heartbeats {
+/// A cast header already decoded and resolved.
+struct CastHeader {
+    /// The header's bytes (after the version byte).
+    bytes: Bytes,
+    actor: String,
+    tag: String,
+    /// The registry generation `target` was resolved at.
+    generation: u64,
+    target: Result<Arc<Export>, Refusal>,
+}
+
+impl ReadState {
+    /// The payload of `body` if it is a cast with the same header as the
+    /// last one and nothing was exported or unexported since.
+    fn repeated_cast<'a>(&self, body: &'a [u8], node: &NodeInner) -> Option<&'a [u8]> {
+        let last = self.last_cast.as_ref()?;
+        let (&version, rest) = body.split_first()?;
+        let payload = rest.strip_prefix(&last.bytes[..])?;
+        (version == wire::PROTOCOL_VERSION && last.generation == node.registry.generation())
+            .then_some(payload)
+    }
+
+    /// Remembers the header of a cast (the body minus its version byte and
+    /// its `payload_len` payload bytes) and what it resolves to.
+    fn remember_cast(
+        &mut self,
+        body: &Bytes,
+        payload_len: usize,
+        actor: String,
+        tag: String,
+        node: &NodeInner,
+    ) {
+        let (generation, target) = node.registry.resolve(&actor, &tag);
+        self.last_cast = Some(CastHeader {
+            bytes: body.slice(1..body.len() - payload_len),
+            actor,
+            tag,
+            generation,
+            target,
+        });
+    }
+
+    /// Delivers a cast with the last cast's header; a refusal goes back to
+    /// the sender, who reports it as a dead letter.
+    fn deliver_last_cast(&self, peer: &Peer, link: &Arc<Link>, payload: &[u8]) {
+        let Some(cast) = &self.last_cast else {
+            return;
+        };
+        let delivered = match &cast.target {
+            Ok(export) => export.deliver(payload, link),
+            Err(refusal) => Err(refusal.clone()),
+        };
+        if let Err(refusal) = delivered {
+            refuse_cast(peer, link, cast.actor.clone(), cast.tag.clone(), refusal);
+        }
+    }
+
     /// Bytes kept arriving a whole interval after the last heartbeat:
     /// the peer's heartbeats are queued behind a large frame (TCP is one
     /// stream), not missing. Count the latest arrival as a heartbeat, so
@@ -358,7 +420,7 @@ impl Heartbeats {
 async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut conn: Reader) {
     let phi = node.config.phi.clone();
     let now = Instant::now();
-    let mut hb = Heartbeats {
+    let mut hb = ReadState {
         detector: PhiDetector::new(phi.clone()),
         threshold: phi.threshold,
         interval: phi.heartbeat_interval,
@@ -367,6 +429,7 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
         last_frame: now,
         handled: false,
         skipped: false,
+        last_cast: None,
     };
     // The handshake is a sign of life: a peer that freezes right after it
     // is still detected.
@@ -399,7 +462,7 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
                     break reason;
                 }
             }
-            read = conn.next() => {
+            read = conn.next_body() => {
                 if let Err(reason) = on_read(&node, &peer, &link, &mut hb, read) {
                     break reason;
                 }
@@ -420,14 +483,33 @@ fn on_read(
     node: &NodeInner,
     peer: &Peer,
     link: &Arc<Link>,
-    hb: &mut Heartbeats,
-    read: Result<Option<(Frame, Bytes)>, ReadError>,
+    hb: &mut ReadState,
+    read: Result<Option<Bytes>, ReadError>,
 ) -> Result<(), DownReason> {
     match read {
         // Arrival times come from the reader's byte progress (one clock
         // read per socket read) and this flag, read at the next tick.
-        Ok(Some((frame, payload))) => {
+        Ok(Some(body)) => {
             hb.handled = true;
+            if let Some(payload) = hb.repeated_cast(&body, node) {
+                hb.deliver_last_cast(peer, link, payload);
+                return Ok(());
+            }
+            let (frame, payload) = decode_body(body.clone()).map_err(|e| match e {
+                ReadError::Wire(e) => DownReason::ProtocolError(e.to_string()),
+                ReadError::Protocol(e) => DownReason::ProtocolError(e),
+                ReadError::Io(e) => DownReason::ConnectionError(e),
+            })?;
+            if let Frame::Send {
+                actor,
+                tag,
+                reply: None,
+            } = frame
+            {
+                hb.remember_cast(&body, payload.len(), actor, tag, node);
+                hb.deliver_last_cast(peer, link, &payload);
+                return Ok(());
+            }
             handle(node, peer, link, hb, frame, payload)
         }
         Ok(None) => Err(DownReason::ConnectionClosed),
@@ -443,11 +525,11 @@ fn drain_ready(
     node: &NodeInner,
     peer: &Peer,
     link: &Arc<Link>,
-    hb: &mut Heartbeats,
+    hb: &mut ReadState,
     conn: &mut Reader,
 ) -> Option<DownReason> {
     for _ in 0..DRAIN_BEFORE_JUDGING {
-        let read = conn.next().now_or_never()?;
+        let read = conn.next_body().now_or_never()?;
         if let Err(reason) = on_read(node, peer, link, hb, read) {
             return Some(reason);
         }
@@ -455,7 +537,7 @@ fn drain_ready(
     None
 }
 
-impl Heartbeats {
+impl ReadState {
     /// Brings `last_frame` up to date at a tick: bytes read from the socket,
     /// or frames handled from the reader's buffer since the last tick, are
     /// signs of life. Returns the time used (one clock read).
@@ -480,7 +562,7 @@ impl Heartbeats {
 fn beat(
     peer: &Peer,
     link: &Link,
-    hb: &mut Heartbeats,
+    hb: &mut ReadState,
     now: Instant,
     judge: bool,
 ) -> Option<DownReason> {
@@ -507,12 +589,22 @@ fn beat(
     None
 }
 
+/// Tells the sender its cast was refused (it reports a dead letter).
+fn refuse_cast(peer: &Peer, link: &Link, actor: String, tag: String, refusal: Refusal) {
+    tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "cast refused");
+    link.send_plain(&Frame::Undelivered {
+        actor,
+        tag,
+        refusal,
+    });
+}
+
 /// Handles one frame from the peer; `Err` ends the session.
 fn handle(
     node: &NodeInner,
     peer: &Peer,
     link: &Arc<Link>,
-    hb: &mut Heartbeats,
+    hb: &mut ReadState,
     frame: Frame,
     payload: Bytes,
 ) -> Result<(), DownReason> {
@@ -539,19 +631,33 @@ fn handle(
             link.send_plain(&Frame::LookupReply { id, result });
         }
         Frame::LookupReply { id, result } => peer.complete_call(id, result.map(|()| Bytes::new())),
-        Frame::Send { actor, tag, reply } => {
-            if let Err(refusal) = node.registry.deliver(&actor, &tag, &payload, link) {
-                tracing::warn!(peer = peer.name(), %actor, %tag, %refusal, "message refused");
-                match reply {
-                    Some(id) => link.refuse(id, refusal),
-                    None => {
-                        link.send_plain(&Frame::Undelivered {
-                            actor,
-                            tag,
-                            refusal,
-                        });
-                    }
-                }
+        Frame::Send {
+            actor,
+            tag,
+            reply: None,
+        } => {
+            let delivered = node
+                .registry
+                .resolve(&actor, &tag)
+                .1
+                .and_then(|export| export.deliver(&payload, link));
+            if let Err(refusal) = delivered {
+                refuse_cast(peer, link, actor, tag, refusal);
+            }
+        }
+        Frame::Send {
+            actor,
+            tag,
+            reply: Some(id),
+        } => {
+            let delivered = node
+                .registry
+                .resolve(&actor, &tag)
+                .1
+                .and_then(|export| export.deliver(&payload, link));
+            if let Err(refusal) = delivered {
+                tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "call refused");
+                link.refuse(id, refusal);
             }
         }
         Frame::Reply { id, result } => peer.complete_call(id, result.map(|()| payload)),
