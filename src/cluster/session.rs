@@ -631,33 +631,20 @@ fn handle(
             link.send_plain(&Frame::LookupReply { id, result });
         }
         Frame::LookupReply { id, result } => peer.complete_call(id, result.map(|()| Bytes::new())),
-        Frame::Send {
-            actor,
-            tag,
-            reply: None,
-        } => {
+        Frame::Send { actor, tag, reply } => {
             let delivered = node
                 .registry
                 .resolve(&actor, &tag)
                 .1
                 .and_then(|export| export.deliver(&payload, link));
             if let Err(refusal) = delivered {
-                refuse_cast(peer, link, actor, tag, refusal);
-            }
-        }
-        Frame::Send {
-            actor,
-            tag,
-            reply: Some(id),
-        } => {
-            let delivered = node
-                .registry
-                .resolve(&actor, &tag)
-                .1
-                .and_then(|export| export.deliver(&payload, link));
-            if let Err(refusal) = delivered {
-                tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "call refused");
-                link.refuse(id, refusal);
+                match reply {
+                    Some(id) => {
+                        tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "call refused");
+                        link.refuse(id, refusal);
+                    }
+                    None => refuse_cast(peer, link, actor, tag, refusal),
+                }
             }
         }
         Frame::Reply { id, result } => peer.complete_call(id, result.map(|()| payload)),
