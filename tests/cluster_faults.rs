@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use cluster_support::proxy::{Direction, Mode, Proxy};
 use cluster_support::{
-    backoff, drain, expect_down, expect_up, export_probe, start_node, time_to_detect, Probe,
-    HEARTBEAT, PAUSE, THRESHOLD,
+    backoff, drain, expect_down, expect_up, export_probe, fast_config, start_node, time_to_detect,
+    Probe, HEARTBEAT, PAUSE, THRESHOLD,
 };
 use ractor::ActorRef;
 use ractor_otp::cluster::{
@@ -64,7 +64,11 @@ impl Pair {
         let b = start_node("b").await;
         let probe = export_probe(&b, "probe").await;
         let proxy = Proxy::start(b.local_addr()).await;
-        let a = start_node("a").await;
+        // b redials a through the proxy too (every member redials).
+        let a = Node::start(fast_config("a").advertise(proxy.reverse_addr()))
+            .await
+            .expect("start a");
+        proxy.set_reverse_target(a.local_addr());
         let mut a_events = a.subscribe();
         let mut b_events = b.subscribe();
         a.connect(proxy.addr())

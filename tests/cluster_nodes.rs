@@ -1200,12 +1200,14 @@ fn frame(body: &[u8]) -> Vec<u8> {
 }
 
 /// A `Hello` body, encoded by hand: version, variant 0, name, incarnation,
-/// nonce, max_frame (bincode 2 standard: varints, little endian).
+/// listen address, nonce, max_frame (bincode 2 standard: varints, little
+/// endian).
 fn hello(version: u8, name: &str) -> Vec<u8> {
     let mut b = vec![version, 0];
     b.push(name.len() as u8);
     b.extend_from_slice(name.as_bytes());
     b.push(7); // incarnation
+    b.extend_from_slice(&[0, 127, 0, 0, 1, 9]); // V4, 127.0.0.1, port 9
     b.extend_from_slice(&[0x42; 32]); // nonce
     b.push(252); // a u32 follows
     b.extend_from_slice(&65_536u32.to_le_bytes());
@@ -1220,9 +1222,9 @@ fn first_frame(bytes: &[u8]) -> (&[u8], &[u8]) {
     (&bytes[4..4 + len], &bytes[4 + len..])
 }
 
-/// The reason of a `Rejected` frame body (version 1, variant 4, string).
+/// The reason of a `Rejected` frame body (version 2, variant 4, string).
 fn rejected_reason(body: &[u8]) -> String {
-    assert_eq!(body.first(), Some(&1), "protocol version 1");
+    assert_eq!(body.first(), Some(&2), "protocol version 2");
     assert_eq!(body.get(1), Some(&4), "a Rejected frame: {body:?}");
     let len = usize::from(body[2]);
     let text = if len < 251 {
@@ -1294,7 +1296,7 @@ async fn a_huge_length_prefix_is_refused_without_waiting_for_the_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_frame_then_eof_is_rejected() {
     let mut t = Target::new(Duration::from_secs(5)).await;
-    let whole = frame(&hello(1, "raw"));
+    let whole = frame(&hello(2, "raw"));
     t.send_raw(&whole[..whole.len() / 2], true, PROMPT).await;
     t.still_serves().await;
 }
@@ -1302,11 +1304,11 @@ async fn a_truncated_frame_then_eof_is_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_protocol_version_is_rejected_with_a_reason() {
     let mut t = Target::new(Duration::from_secs(5)).await;
-    let (back, reason) = t.send_raw(&frame(&hello(2, "raw")), false, PROMPT).await;
-    assert!(reason.contains("version 2"), "the event says why: {reason}");
+    let (back, reason) = t.send_raw(&frame(&hello(3, "raw")), false, PROMPT).await;
+    assert!(reason.contains("version 3"), "the event says why: {reason}");
     let (body, rest) = first_frame(&back);
     let told = rejected_reason(body);
-    assert!(told.contains("version 2"), "the peer is told why: {told}");
+    assert!(told.contains("version 3"), "the peer is told why: {told}");
     assert!(rest.is_empty(), "nothing after Rejected: {rest:?}");
     t.still_serves().await;
 }
@@ -1319,7 +1321,7 @@ async fn a_handshake_step_out_of_order_is_rejected_with_a_reason() {
         .await
         .expect("raw connect");
     let from = raw.local_addr().expect("raw local address");
-    raw.write_all(&frame(&hello(1, "raw")))
+    raw.write_all(&frame(&hello(2, "raw")))
         .await
         .expect("write");
     let mut len = [0u8; 4];
@@ -1330,9 +1332,9 @@ async fn a_handshake_step_out_of_order_is_rejected_with_a_reason() {
     within("the challenge", raw.read_exact(&mut body))
         .await
         .expect("a whole challenge");
-    assert_eq!(&body[..2], &[1, 1], "version 1, Challenge");
+    assert_eq!(&body[..2], &[2, 1], "version 2, Challenge");
     // ...and a Heartbeat instead of the Response gets Rejected.
-    raw.write_all(&frame(&[1, 5, 0])).await.expect("write");
+    raw.write_all(&frame(&[2, 5, 0])).await.expect("write");
     let back = closed_within(&mut raw, PROMPT).await;
     let told = rejected_reason(first_frame(&back).0);
     assert!(

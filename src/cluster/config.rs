@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) send_buffer: usize,
     pub(crate) on_dead_letter: Option<DeadLetterHandler>,
+    pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) advertise: Option<SocketAddr>,
 }
 
 /// Default bound of each session's outgoing buffer, in bytes (4 MiB).
@@ -58,6 +60,8 @@ impl fmt::Debug for NodeConfig {
             .field("request_timeout", &self.request_timeout)
             .field("send_buffer", &self.send_buffer)
             .field("on_dead_letter", &self.on_dead_letter.is_some())
+            .field("seeds", &self.seeds)
+            .field("advertise", &self.advertise)
             .finish()
     }
 }
@@ -81,6 +85,8 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(5),
             send_buffer: DEFAULT_SEND_BUFFER,
             on_dead_letter: None,
+            seeds: Vec::new(),
+            advertise: None,
         }
     }
 
@@ -192,6 +198,24 @@ impl NodeConfig {
         handler: impl Fn(RemoteDeadLetter) + Send + Sync + 'static,
     ) -> Self {
         self.on_dead_letter = Some(std::sync::Arc::new(handler));
+        self
+    }
+
+    /// Members to join through at start: the node dials each (with the
+    /// reconnection backoff, in the background, until one session is up)
+    /// and learns the rest of the cluster from their member lists. Any one
+    /// live member is enough; its own address in the list is skipped. The
+    /// same as calling [`Node::join`](super::Node::join) after start.
+    pub fn seeds(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.seeds = addrs.into_iter().collect();
+        self
+    }
+
+    /// The address other members dial to reach this node (default: the
+    /// address it listens on). Set it when the node listens on a wildcard
+    /// address (`0.0.0.0`) or behind a forwarded port.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
         self
     }
 

@@ -47,6 +47,10 @@ pub enum DownReason {
     /// This node is shutting down.
     #[error("this node shut down")]
     LocalShutdown,
+    /// The peer left the cluster (planned, not a failure; it is not
+    /// redialed).
+    #[error("the peer left the cluster")]
+    PeerLeft,
     /// The peer stopped reading: the replies and answers this node owes it
     /// passed twice the send buffer, so the session was closed rather than
     /// let memory grow.

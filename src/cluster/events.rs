@@ -85,6 +85,18 @@ pub enum NodeEvent {
         /// Why.
         reason: DownReason,
     },
+    /// A node became a member of the cluster as this node sees it: its
+    /// first session came up (or it came back after leaving).
+    MemberJoined {
+        /// The member's name.
+        member: String,
+    },
+    /// A member left the cluster (a planned [`Node::leave`](super::Node::leave),
+    /// not a failure): it is not redialed.
+    MemberLeft {
+        /// The member's name.
+        member: String,
+    },
     /// Connections from `addr` failed the handshake and were closed.
     Rejected {
         /// Where it came from (the latest, for a summary).

@@ -223,6 +223,19 @@ pub enum HandshakeError {
     /// The handshake did not finish in time.
     #[error("the handshake did not finish within {0:?}")]
     Timeout(std::time::Duration),
+    /// A live member already holds the name, from another address.
+    #[error("a live member named `{name}` listens at {live}; this node claims the name from another address: give every node a distinct name")]
+    DuplicateName {
+        /// The contested name.
+        name: String,
+        /// Where the live member listens.
+        live: std::net::SocketAddr,
+    },
+    /// Both nodes dialed each other at once and the other connection won
+    /// (the one dialed by the node with the smaller name); it carries the
+    /// session.
+    #[error("both nodes dialed each other at once; the other connection carries the session")]
+    SimultaneousConnect,
 }
 
 impl From<ReadError> for HandshakeError {
@@ -241,16 +254,27 @@ pub(crate) struct Identity<'a> {
     pub(crate) incarnation: u64,
     pub(crate) cookie: &'a CookieKey,
     pub(crate) max_frame: usize,
+    /// Where this node listens for peers (told to them).
+    pub(crate) listen: std::net::SocketAddr,
     /// When dialing: the node expected at the address (a reconnection);
     /// anyone else is refused before we prove anything.
     pub(crate) expect_peer: Option<&'a str>,
+    /// When accepting: the last check of an authenticated dialer before
+    /// it is welcomed (a name held by a live member elsewhere, a
+    /// simultaneous connect this node's own dial wins).
+    pub(crate) admit: Option<&'a Admit<'a>>,
 }
+
+/// The acceptor's last check of an authenticated dialer.
+pub(crate) type Admit<'a> = dyn Fn(&PeerHello) -> Result<(), HandshakeError> + Sync + 'a;
 
 /// The authenticated peer.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerHello {
     pub(crate) name: String,
     pub(crate) incarnation: u64,
+    /// Where the peer listens for peers.
+    pub(crate) listen: std::net::SocketAddr,
     /// The largest frame the peer accepts.
     pub(crate) max_frame: usize,
 }
@@ -343,6 +367,10 @@ async fn expect_frame(conn: &mut Conn, expected: &'static str) -> Result<Frame, 
     match conn.next().await? {
         None => Err(HandshakeError::Closed),
         Some((Frame::Rejected { reason }, _)) => Err(HandshakeError::Rejected(reason)),
+        Some((Frame::NameTaken { name, live }, _)) => {
+            Err(HandshakeError::DuplicateName { name, live })
+        }
+        Some((Frame::Duplicate, _)) => Err(HandshakeError::SimultaneousConnect),
         Some((frame, _)) => {
             if frame.kind() == expected {
                 Ok(frame)
@@ -360,7 +388,11 @@ async fn expect_frame(conn: &mut Conn, expected: &'static str) -> Result<Frame, 
 async fn reject(conn: &mut Conn, err: HandshakeError) -> HandshakeError {
     if !matches!(
         err,
-        HandshakeError::Io(_) | HandshakeError::Closed | HandshakeError::Rejected(_)
+        HandshakeError::Io(_)
+            | HandshakeError::Closed
+            | HandshakeError::Rejected(_)
+            | HandshakeError::DuplicateName { .. }
+            | HandshakeError::SimultaneousConnect
     ) {
         let _ = conn
             .send(&Frame::Rejected {
@@ -384,6 +416,7 @@ async fn dial_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, Han
     conn.send(&Frame::Hello {
         name: me.name.to_string(),
         incarnation: me.incarnation,
+        listen: me.listen,
         nonce: nonce_d,
         max_frame: u32::try_from(me.max_frame).unwrap_or(u32::MAX),
     })
@@ -391,6 +424,7 @@ async fn dial_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, Han
     let Frame::Challenge {
         name,
         incarnation,
+        listen,
         nonce: nonce_a,
         max_frame,
         proof: proof_a,
@@ -422,6 +456,7 @@ async fn dial_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, Han
     Ok(PeerHello {
         name,
         incarnation,
+        listen,
         max_frame: clamp_frame(max_frame),
     })
 }
@@ -441,6 +476,7 @@ async fn accept_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, H
     let Frame::Hello {
         name,
         incarnation,
+        listen,
         nonce: nonce_d,
         max_frame,
     } = expect_frame(conn, "Hello").await?
@@ -460,6 +496,7 @@ async fn accept_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, H
     conn.send(&Frame::Challenge {
         name: me.name.to_string(),
         incarnation: me.incarnation,
+        listen: me.listen,
         nonce: nonce_a,
         max_frame: u32::try_from(me.max_frame).unwrap_or(u32::MAX),
         proof: proof_a,
@@ -479,12 +516,33 @@ async fn accept_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, H
     ) {
         return Err(HandshakeError::BadProof);
     }
-    conn.send(&Frame::Welcome).await?;
-    Ok(PeerHello {
+    let peer = PeerHello {
         name,
         incarnation,
+        listen,
         max_frame: clamp_frame(max_frame),
-    })
+    };
+    if let Some(admit) = me.admit {
+        match admit(&peer) {
+            Ok(()) => {}
+            Err(HandshakeError::DuplicateName { name, live }) => {
+                let _ = conn
+                    .send(&Frame::NameTaken {
+                        name: name.clone(),
+                        live,
+                    })
+                    .await;
+                return Err(HandshakeError::DuplicateName { name, live });
+            }
+            Err(HandshakeError::SimultaneousConnect) => {
+                let _ = conn.send(&Frame::Duplicate).await;
+                return Err(HandshakeError::SimultaneousConnect);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    conn.send(&Frame::Welcome).await?;
+    Ok(peer)
 }
 
 #[cfg(test)]

@@ -75,14 +75,32 @@
 //! | refusals | a message for a name nobody exports, or whose type tag differs from the exported actor's, is refused with a [`Refusal`]: a call fails with [`ClusterError::Refused`], a cast is a dead letter (counted in [`NodeEvent::DeadLetter`], handed to the dead-letter handler without its message: the peer does not send it back). The session stays up. |
 //! | monitors | [`Node::monitor`] fires once (like Erlang's), when the actor ends (with ractor's exit reason), is unexported, or its node goes down. An export made with [`Node::export_child`] follows restarts, so its monitors fire only when it is unexported or its node goes down. |
 //! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
-//! | duplicates | if two nodes dial each other at once, both keep the connection dialed by the smaller node name; a node dialing a peer whose session (dialed by the peer) is established keeps that session. A new connection from a restarted peer (new incarnation), or dialed again by the same side, replaces the old one. |
+//! | duplicates | if two nodes dial each other at once, the connection dialed by the node with the smaller name wins, settled inside the handshake before either side installs anything: each side sees one `Up` and no `Down`, and a call made right after `connect` returns never meets a closed session (the loser's `connect` returns the winning session). A node dialing a peer whose session is established keeps that session. A new connection from a restarted peer (new incarnation) replaces the old one. |
+//! | membership | [`NodeConfig::seeds`] or [`Node::join`]: one live member is a door in. Sessions exchange member lists (name, listen address, incarnation) when they come up and whenever a member joins, and every node dials the members it lacks, so the cluster becomes a full mesh (Erlang's transitive connections). [`Node::members`] shows each member's [`MemberStatus`]; [`NodeEvent::MemberJoined`] and [`NodeEvent::MemberLeft`] report changes (`Up`/`Down` stay the session's health). Every node redials a member that went `Down`, with backoff, not only the side that first dialed. [`Node::leave`] is a planned leave: members mark it `Left` (its `Down` carries [`DownReason::PeerLeft`], not a failure) and never redial it. A node claiming a live member's name from another address is refused ([`HandshakeError::DuplicateName`]) and the live session is untouched; the same address with a new incarnation is a restart. |
 //! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
+
+//! # How far a full mesh goes
+//!
+//! Every member holds a session with every other, each with its own
+//! heartbeats: n nodes keep n·(n−1)/2 TCP connections and send
+//! n·(n−1)/interval heartbeats (at the default 200 ms, 16 nodes send 1,200
+//! heartbeats a second in all, 75 per node; 100 nodes would send 49,500, 495
+//! per node, each judged by its own detector). Joining costs one member list
+//! per session, O(n) bytes each, so O(n²) for the whole join wave. That is
+//! right up to a few dozen nodes (Erlang's distribution and Akka's cluster
+//! live there too); member lists are capped at 200 entries. Past that, the
+//! all-to-all heartbeats should give way to SWIM-style membership (random
+//! probes with indirect pings and gossip-piggybacked updates, constant load
+//! per node; the `foca` crate is an existing engine), published through the
+//! same [`NodeEvent`] API, with sessions opened on demand rather than to
+//! every member.
 
 mod config;
 mod error;
 mod events;
 mod gate;
 pub mod handshake;
+pub mod membership;
 mod message;
 mod node;
 mod outbox;
@@ -101,6 +119,7 @@ pub use events::{
     NodeEvent, NodeEvents, PeerInfo, PeerStatus, RemoteDeadLetter, UndeliveredReason,
 };
 pub use handshake::HandshakeError;
+pub use membership::{Member, MemberStatus};
 pub use message::RemoteMessage;
 pub use node::Node;
 pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply};

@@ -17,12 +17,13 @@ use super::error::{ClusterError, DownReason};
 use super::events::{self, EventBus, NodeEvent, NodeEvents, PeerInfo};
 use super::gate::Gate;
 use super::handshake::{self, Conn, CookieKey, HandshakeError, Identity, PeerHello};
+use super::membership::{Learned, Member, MemberStatus, Members, Phase};
 use super::message::RemoteMessage;
 use super::peer::Peer;
 use super::registry::{check_name, Registry};
 use super::remote_ref::{RemoteMonitor, RemoteRef};
 use super::session::{self, Link};
-use super::wire::{self, Frame};
+use super::wire::{self, Frame, MemberWire};
 use crate::supervisor::ChildRef;
 
 /// The shortest time a reconnection attempt is given before the next one
@@ -31,6 +32,13 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// How long [`Node::shutdown`] waits for queued frames to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// What a dial in progress is known by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DialKey {
+    Addr(SocketAddr),
+    Name(String),
+}
 
 /// A node of the cluster: a TCP listener, sessions with peers, and the
 /// actors it exports. Cheap to clone; all clones are the same node.
@@ -67,6 +75,13 @@ pub(crate) struct NodeInner {
     /// Cancelled when shutdown has finished (event streams end).
     closed: CancellationToken,
     next_session: AtomicU64,
+    /// The address peers dial to reach this node.
+    advertised: SocketAddr,
+    /// Who is in the cluster (see [`membership`](super::membership)).
+    members: Mutex<Members>,
+    /// The addresses (and, for reconnections, names) this node is dialing
+    /// right now, to settle simultaneous dials inside the handshake.
+    dialing: Mutex<HashMap<DialKey, usize>>,
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     watcher: ActorCell,
 }
@@ -93,12 +108,19 @@ impl Node {
         })?;
         let registry = Arc::new(Registry::default());
         let closed_token = CancellationToken::new();
+        let advertised = config.advertise.unwrap_or(local_addr);
+        let incarnation: u64 = rand::random();
+        let members = Members::new(MemberWire {
+            name: config.name.clone(),
+            addr: advertised,
+            incarnation,
+        });
         let watcher = registry.start_watcher().await?;
         let events = Arc::new(EventBus::new(&config.name, config.on_dead_letter.clone()));
         tokio::spawn(events::flush_loop(events.clone(), closed_token.clone()));
         let inner = Arc::new(NodeInner {
             name: config.name.clone(),
-            incarnation: rand::random(),
+            incarnation,
             key,
             local_addr,
             config,
@@ -109,11 +131,17 @@ impl Node {
             shutdown: CancellationToken::new(),
             closed: closed_token,
             next_session: AtomicU64::new(1),
+            advertised,
+            members: Mutex::new(members),
+            dialing: Mutex::new(HashMap::new()),
             writers: Mutex::new(Vec::new()),
             watcher,
         });
         tokio::spawn(accept_loop(inner.clone(), listener));
         tracing::info!(node = %inner.name, addr = %local_addr, "node started");
+        for seed in inner.config.seeds.clone() {
+            tokio::spawn(join_seed(inner.clone(), seed));
+        }
         Ok(Node { inner })
     }
 
@@ -137,21 +165,49 @@ impl Node {
     pub async fn connect(&self, addr: SocketAddr) -> Result<PeerInfo, ClusterError> {
         // Dialing a live peer again would replace its session and fail what
         // is pending on it.
-        let known = lock!(self.inner.peers.lock())
-            .values()
-            .find(|p| {
-                p.is_up()
-                    && (lock!(p.state.lock()).addr == addr
-                        || *lock!(p.dial_addr.lock()) == Some(addr))
-            })
-            .cloned();
-        if let Some(peer) = known {
+        if let Some(peer) = self.inner.live_peer_at(addr) {
             *lock!(peer.dial_addr.lock()) = Some(addr);
             return Ok(peer.info());
         }
         let peer = dial(&self.inner, addr, None).await?;
         *lock!(peer.dial_addr.lock()) = Some(addr);
         Ok(peer.info())
+    }
+
+    /// Joins the cluster that the node at `addr` belongs to: connects to
+    /// it, and through its member list to every other member (the mesh
+    /// forms in the background; see [`members`](Self::members)). The same
+    /// as [`connect`](Self::connect); [`NodeConfig::seeds`] does it at
+    /// start.
+    pub async fn join(&self, addr: SocketAddr) -> Result<PeerInfo, ClusterError> {
+        self.connect(addr).await
+    }
+
+    /// The cluster's members as this node sees them (itself excluded),
+    /// with their status, address and incarnation, sorted by name.
+    pub fn members(&self) -> Vec<Member> {
+        let peers = lock!(self.inner.peers.lock()).clone();
+        lock!(self.inner.members.lock()).list(|name| {
+            match peers.get(name).map(|p| p.info().status) {
+                Some(super::PeerStatus::Suspect) => MemberStatus::Suspect,
+                Some(super::PeerStatus::Down) => MemberStatus::Down,
+                _ => MemberStatus::Up,
+            }
+        })
+    }
+
+    /// Leaves the cluster for good: tells every member this node is
+    /// leaving (they mark it `Left`: no failure, no reconnection), then
+    /// shuts down as [`shutdown`](Self::shutdown) does.
+    pub async fn leave(&self) {
+        if !self.inner.shutdown.is_cancelled() {
+            let peers: Vec<Arc<Peer>> = lock!(self.inner.peers.lock()).values().cloned().collect();
+            for link in peers.iter().filter_map(|p| p.link().ok()) {
+                link.send_plain(&Frame::Leaving);
+            }
+            tracing::info!(node = %self.inner.name, "leaving the cluster");
+        }
+        self.shutdown().await;
     }
 
     /// Every peer this node knows, with its status, phi, round-trip time
@@ -371,7 +427,106 @@ impl NodeInner {
             incarnation: self.incarnation,
             cookie: &self.key,
             max_frame: self.config.max_frame_size,
+            listen: self.advertised,
             expect_peer,
+            admit: None,
+        }
+    }
+
+    /// The last check of an authenticated dialer, before it is welcomed.
+    fn admit_peer(&self, hello: &PeerHello) -> Result<(), HandshakeError> {
+        // A name held by a live member that listens elsewhere: refused,
+        // the live session untouched. (The same address with another
+        // incarnation is a restart, and replaces the old session.)
+        if let Some(peer) = self.peer(&hello.name).filter(|p| p.is_up()) {
+            let live = lock!(self.members.lock()).addr(&hello.name);
+            if let Some(live) = live.filter(|live| *live != hello.listen) {
+                drop(peer);
+                return Err(HandshakeError::DuplicateName {
+                    name: hello.name.clone(),
+                    live,
+                });
+            }
+        }
+        // Both dialed at once: the connection dialed by the smaller name
+        // wins, on both sides alike; the loser learns it before either side
+        // installs anything, so nobody sees a flap.
+        let we_dial_it = {
+            let dialing = lock!(self.dialing.lock());
+            dialing.contains_key(&DialKey::Addr(hello.listen))
+                || dialing.contains_key(&DialKey::Name(hello.name.clone()))
+        };
+        if we_dial_it && self.name < hello.name {
+            return Err(HandshakeError::SimultaneousConnect);
+        }
+        Ok(())
+    }
+
+    /// A live peer reached at `addr` (the address dialed, or the one it
+    /// listens at).
+    fn live_peer_at(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
+        let by_member: Vec<String> = lock!(self.members.lock())
+            .list(|_| MemberStatus::Up)
+            .into_iter()
+            .filter(|m| m.addr == addr)
+            .map(|m| m.name)
+            .collect();
+        lock!(self.peers.lock())
+            .values()
+            .find(|p| {
+                p.is_up()
+                    && (lock!(p.state.lock()).addr == addr
+                        || *lock!(p.dial_addr.lock()) == Some(addr)
+                        || by_member.iter().any(|n| n == p.name()))
+            })
+            .cloned()
+    }
+
+    /// A peer's member list arrived: dial the members this node lacks.
+    pub(crate) fn on_members(self: &Arc<Self>, from: &Peer, list: Vec<MemberWire>) {
+        let to_dial: Vec<(String, SocketAddr)> = {
+            let mut members = lock!(self.members.lock());
+            list.iter()
+                .filter(|m| m.name != from.name())
+                .filter_map(|m| match members.learn(m) {
+                    Learned::Dial(addr) => Some((m.name.clone(), addr)),
+                    Learned::Known => None,
+                })
+                .collect()
+        };
+        for (name, addr) in to_dial {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let peer = lock!(self.peers.lock())
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(Peer::new(name.clone(), addr, self.events.clone())))
+                .clone();
+            if peer.is_up() {
+                continue;
+            }
+            *lock!(peer.dial_addr.lock()) = Some(addr);
+            tracing::debug!(node = %self.name, member = %name, %addr, "dialing a member learned from {}", from.name());
+            tokio::spawn(reconnect(self.clone(), peer, true));
+        }
+    }
+
+    /// A peer said it is leaving: it will not be redialed.
+    pub(crate) fn on_leaving(&self, peer: &Peer) {
+        lock!(self.members.lock()).leaving(peer.name());
+        *lock!(peer.dial_addr.lock()) = None;
+        tracing::info!(node = %self.name, peer = peer.name(), "peer is leaving the cluster");
+    }
+
+    /// Sends this node's member list to every live peer (its view
+    /// changed).
+    fn gossip_all(&self) {
+        let frame = Frame::Members {
+            members: lock!(self.members.lock()).gossip(),
+        };
+        let peers: Vec<Arc<Peer>> = lock!(self.peers.lock()).values().cloned().collect();
+        for link in peers.iter().filter_map(|p| p.link().ok()) {
+            link.send_plain(&frame);
         }
     }
 
@@ -435,11 +590,10 @@ impl NodeInner {
             st.incarnation = hello.incarnation;
             st.we_dialed = we_dialed;
             st.addr = addr;
-            if we_dialed {
-                // Before the session runs, so that its end finds where to
-                // reconnect.
-                *lock!(peer.dial_addr.lock()) = Some(addr);
-            }
+            // Before the session runs, so that its end finds where to
+            // reconnect: the address this node dialed, or the one the peer
+            // listens at (every member redials a member that went down).
+            *lock!(peer.dial_addr.lock()) = Some(if we_dialed { addr } else { hello.listen });
             st.rtt = None;
             st.last_heartbeat = None;
             let old = peer.current_link();
@@ -473,27 +627,59 @@ impl NodeInner {
         self.emit(NodeEvent::Up {
             peer: hello.name.clone(),
         });
+        let (joined, list) = {
+            let mut members = lock!(self.members.lock());
+            let joined = members.up(&hello.name, hello.listen, hello.incarnation);
+            (joined, members.gossip())
+        };
+        link.send_plain(&Frame::Members { members: list });
+        if joined {
+            tracing::info!(node = %self.name, member = %hello.name, addr = %hello.listen, "member joined");
+            self.emit(NodeEvent::MemberJoined {
+                member: hello.name.clone(),
+            });
+            self.gossip_all();
+        }
         Ok(peer)
     }
 
     /// A session's tasks ended: clean up, publish `Down`, reconnect.
     pub(crate) fn session_ended(self: &Arc<Self>, peer: &Arc<Peer>, link: &Arc<Link>) {
+        let leaving = lock!(self.members.lock()).phase(peer.name()) == Some(Phase::Leaving);
+        if leaving {
+            // A planned leave: not a failure.
+            link.close(DownReason::PeerLeft);
+        }
         let reason = link.reason();
         self.registry.drop_session(link.session);
         if !peer.end_session(link.session, &reason) {
             return;
         }
-        tracing::warn!(node = %self.name, peer = peer.name(), %reason, "node down");
+        if leaving && lock!(self.members.lock()).left(peer.name()) {
+            tracing::info!(node = %self.name, member = peer.name(), "member left");
+            self.emit(NodeEvent::MemberLeft {
+                member: peer.name().to_string(),
+            });
+            return;
+        }
+        lock!(self.members.lock()).down(peer.name());
+        if matches!(reason, DownReason::PeerShutdown(_)) {
+            tracing::info!(node = %self.name, peer = peer.name(), %reason, "node down");
+        } else {
+            tracing::warn!(node = %self.name, peer = peer.name(), %reason, "node down");
+        }
         let will_reconnect =
             !self.shutdown.is_cancelled() && lock!(peer.dial_addr.lock()).is_some();
         if will_reconnect {
-            tokio::spawn(reconnect(self.clone(), peer.clone()));
+            tokio::spawn(reconnect(self.clone(), peer.clone(), false));
         }
     }
 }
 
 /// Opens, authenticates and installs a connection to `addr`; with
-/// `expect`, only if the node there has that name.
+/// `expect`, only if the node there has that name. If the node there was
+/// dialing us at the same moment and its connection won, returns the peer
+/// once that connection is up.
 async fn dial(
     node: &Arc<NodeInner>,
     addr: SocketAddr,
@@ -502,6 +688,61 @@ async fn dial(
     if node.shutdown.is_cancelled() {
         return Err(ClusterError::Shutdown);
     }
+    /// Unregisters the pending dial, however `dial` ends.
+    struct Dialing<'a>(&'a NodeInner, Vec<DialKey>);
+    impl Drop for Dialing<'_> {
+        fn drop(&mut self) {
+            let mut dialing = lock!(self.0.dialing.lock());
+            for key in &self.1 {
+                if let Some(n) = dialing.get_mut(key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        dialing.remove(key);
+                    }
+                }
+            }
+        }
+    }
+    let keys: Vec<DialKey> = std::iter::once(DialKey::Addr(addr))
+        .chain(expect.map(|name| DialKey::Name(name.to_string())))
+        .collect();
+    {
+        let mut dialing = lock!(node.dialing.lock());
+        for key in &keys {
+            *dialing.entry(key.clone()).or_insert(0) += 1;
+        }
+    }
+    let _dialing = Dialing(node, keys);
+    match dial_once(node, addr, expect).await {
+        Err(ClusterError::Handshake {
+            reason: HandshakeError::SimultaneousConnect,
+            ..
+        }) => {
+            let deadline = Instant::now() + node.config.handshake_timeout;
+            loop {
+                let by_name = expect.and_then(|n| node.peer(n)).filter(|p| p.is_up());
+                if let Some(peer) = by_name.or_else(|| node.live_peer_at(addr)) {
+                    return Ok(peer);
+                }
+                if Instant::now() >= deadline || node.shutdown.is_cancelled() {
+                    return Err(ClusterError::Handshake {
+                        addr,
+                        reason: HandshakeError::SimultaneousConnect,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        other => other,
+    }
+}
+
+/// One dial: connect, handshake, install.
+async fn dial_once(
+    node: &Arc<NodeInner>,
+    addr: SocketAddr,
+    expect: Option<&str>,
+) -> Result<Arc<Peer>, ClusterError> {
     let timeout = node.config.handshake_timeout;
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
@@ -548,7 +789,7 @@ async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
                     // Unauthenticated connections are bounded in number,
                     // per address and in time (see `gate`): a flood cannot
                     // exhaust us nor lock honest peers out.
-                    let (id, token) = node.admit(addr);
+                    let (id, token) = node.admit_handshake(addr);
                     let node = node.clone();
                     tokio::spawn(async move {
                         tokio::select! {
@@ -573,7 +814,7 @@ async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
 impl NodeInner {
     /// Admits an incoming connection's handshake; cancels the one it
     /// evicts. Returns its id and the token that evicts it.
-    fn admit(&self, addr: SocketAddr) -> (u64, CancellationToken) {
+    fn admit_handshake(&self, addr: SocketAddr) -> (u64, CancellationToken) {
         let mut gate = lock!(self.gate.lock());
         let (gate, tokens) = &mut *gate;
         let admit = gate.admit(addr.ip());
@@ -599,12 +840,12 @@ async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
     let mut conn = Conn::new(stream);
     let started = Instant::now();
     let timeout = node.config.handshake_timeout;
-    let reason = match tokio::time::timeout(
-        timeout,
-        handshake::accept(&mut conn, &node.identity(None)),
-    )
-    .await
-    {
+    let admit = |hello: &PeerHello| node.admit_peer(hello);
+    let me = Identity {
+        admit: Some(&admit),
+        ..node.identity(None)
+    };
+    let reason = match tokio::time::timeout(timeout, handshake::accept(&mut conn, &me)).await {
         Ok(Ok(hello)) => {
             conn.authenticated(node.config.max_frame_size);
             if let Err(e) = node.install(hello, conn, addr, false, started) {
@@ -618,18 +859,22 @@ async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
     node.events.rejected(addr, &reason);
 }
 
-/// Reconnects to a peer this node dialed, with backoff, until it is back
-/// or this node shuts down. At most one loop runs per peer.
+/// Reconnects to a peer, with backoff, until it is back or this node shuts
+/// down (or the peer leaves); `at_once` skips the first delay (a member
+/// just learned of). At most one loop runs per peer.
 ///
 /// Attempts start one backoff step apart, and each attempt gets only its
 /// step (at least [`MIN_ATTEMPT`], at most the handshake timeout): an
 /// attempt that started inside a silent partition does not hold up the
 /// next one, so the session is back within about one step of the network
 /// healing.
-async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>) {
+async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>, at_once: bool) {
     let _one = peer.reconnecting.lock().await;
     let mut attempt: u32 = 0;
-    let mut next = Instant::now() + node.config.reconnect.delay(0, &mut rand::rng());
+    let mut next = Instant::now();
+    if !at_once {
+        next += node.config.reconnect.delay(0, &mut rand::rng());
+    }
     loop {
         tokio::select! {
             _ = node.shutdown.cancelled() => return,
@@ -675,6 +920,38 @@ async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>) {
             Err(_) => {
                 tracing::debug!(node = %node.name, peer = peer.name(), attempt, "reconnection attempt took its whole step; trying again");
             }
+        }
+    }
+}
+
+/// Joins through a seed: dials it with backoff until a session with it is
+/// up, this node is connected to anyone else (who will tell it the
+/// members), or the node shuts down. A seed that is this node itself is
+/// skipped.
+async fn join_seed(node: Arc<NodeInner>, seed: SocketAddr) {
+    if seed == node.advertised || seed == node.local_addr {
+        return;
+    }
+    let mut attempt: u32 = 0;
+    loop {
+        if node.shutdown.is_cancelled() || node.live_peer_at(seed).is_some() {
+            return;
+        }
+        match dial(&node, seed, None).await {
+            Ok(_) => return,
+            Err(ClusterError::Handshake {
+                reason: HandshakeError::SameName(_),
+                ..
+            }) => return,
+            Err(e) => {
+                tracing::debug!(node = %node.name, %seed, attempt, error = %e, "seed not reached; retrying");
+            }
+        }
+        let delay = node.config.reconnect.delay(attempt, &mut rand::rng());
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
         }
     }
 }

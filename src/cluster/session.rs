@@ -374,7 +374,7 @@ impl ReadState {
         payload_len: usize,
         actor: String,
         tag: String,
-        node: &NodeInner,
+        node: &Arc<NodeInner>,
     ) {
         let (generation, target) = node.registry.resolve(&actor, &tag);
         self.last_cast = Some(CastHeader {
@@ -480,7 +480,7 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
 
 /// Handles the outcome of one read; `Err` ends the session.
 fn on_read(
-    node: &NodeInner,
+    node: &Arc<NodeInner>,
     peer: &Peer,
     link: &Arc<Link>,
     hb: &mut ReadState,
@@ -522,7 +522,7 @@ fn on_read(
 /// Reads and handles the frames already waiting, without waiting for more
 /// (at most [`DRAIN_BEFORE_JUDGING`]); `Some` if one ended the session.
 fn drain_ready(
-    node: &NodeInner,
+    node: &Arc<NodeInner>,
     peer: &Peer,
     link: &Arc<Link>,
     hb: &mut ReadState,
@@ -601,7 +601,7 @@ fn refuse_cast(peer: &Peer, link: &Link, actor: String, tag: String, refusal: Re
 
 /// Handles one frame from the peer; `Err` ends the session.
 fn handle(
-    node: &NodeInner,
+    node: &Arc<NodeInner>,
     peer: &Peer,
     link: &Arc<Link>,
     hb: &mut ReadState,
@@ -671,13 +671,16 @@ fn handle(
                 Err(other) => ActorDownReason::Exited(other.to_string()),
             },
         ),
+        Frame::Members { members } => node.on_members(peer, members),
+        Frame::Leaving => node.on_leaving(peer),
         Frame::Duplicate => return Err(DownReason::Replaced),
         Frame::Goodbye { reason } => return Err(DownReason::PeerShutdown(reason)),
         other @ (Frame::Hello { .. }
         | Frame::Challenge { .. }
         | Frame::Response { .. }
         | Frame::Welcome
-        | Frame::Rejected { .. }) => {
+        | Frame::Rejected { .. }
+        | Frame::NameTaken { .. }) => {
             return Err(DownReason::ProtocolError(format!(
                 "unexpected {} frame after the handshake",
                 other.kind()

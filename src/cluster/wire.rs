@@ -27,12 +27,14 @@
 //! ```
 //! use ractor_otp::cluster::wire::{Refusal, DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION};
 //!
-//! assert_eq!(PROTOCOL_VERSION, 1);
+//! assert_eq!(PROTOCOL_VERSION, 2);
 //! assert_eq!(DEFAULT_MAX_FRAME_SIZE, 8 * 1024 * 1024);
 //! // What a sender hears when its message names the wrong type:
 //! let refusal = Refusal::TagMismatch { expected: "Counter".into(), found: "Order".into() };
 //! assert!(refusal.to_string().starts_with("the exported actor takes `Counter`, the message is a `Order`"));
 //! ```
+
+use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -40,7 +42,7 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// The protocol version this build speaks. Both sides check it on every
 /// frame, so the handshake fails clearly between incompatible builds.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Default upper bound of one frame, in bytes (8 MiB).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 8 * 1024 * 1024;
@@ -56,7 +58,7 @@ pub(crate) const CONFIG: bincode::config::Configuration = bincode::config::stand
 
 /// The most a frame header may claim while it decodes (names, tags,
 /// reasons). Headers are small; a larger one is refused when encoding.
-pub const MAX_HEADER_SIZE: usize = 16 * 1024;
+pub const MAX_HEADER_SIZE: usize = 64 * 1024;
 
 /// Longest reason text put in a frame; longer ones are cut.
 pub(crate) const MAX_REASON: usize = 1024;
@@ -114,17 +116,20 @@ pub enum Refusal {
 /// frames are valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Frame {
-    /// Dialer → acceptor: who I am, my nonce.
+    /// Dialer → acceptor: who I am, where I listen, my nonce.
     Hello {
         name: String,
         incarnation: u64,
+        listen: SocketAddr,
         nonce: [u8; 32],
         max_frame: u32,
     },
-    /// Acceptor → dialer: who I am, my nonce, and my proof over both.
+    /// Acceptor → dialer: who I am, where I listen, my nonce, and my proof
+    /// over both.
     Challenge {
         name: String,
         incarnation: u64,
+        listen: SocketAddr,
         nonce: [u8; 32],
         max_frame: u32,
         proof: [u8; 32],
@@ -179,6 +184,15 @@ pub(crate) enum Frame {
     /// This connection lost to another between the same two nodes (both
     /// dialed at once); the other one carries the session. Nothing follows.
     Duplicate,
+    /// Acceptor → dialer: a live member already holds that name from
+    /// another address.
+    NameTaken { name: String, live: SocketAddr },
+    /// The cluster's members as the sender knows them (itself first): sent
+    /// when a session comes up and whenever the sender's view changes.
+    Members { members: Vec<MemberWire> },
+    /// The sender is leaving the cluster for good (planned): not a failure,
+    /// do not reconnect.
+    Leaving,
 }
 
 impl Frame {
@@ -190,6 +204,9 @@ impl Frame {
             Frame::Response { .. } => "Response",
             Frame::Welcome => "Welcome",
             Frame::Rejected { .. } => "Rejected",
+            Frame::NameTaken { .. } => "NameTaken",
+            Frame::Members { .. } => "Members",
+            Frame::Leaving => "Leaving",
             Frame::Heartbeat { .. } => "Heartbeat",
             Frame::HeartbeatAck { .. } => "HeartbeatAck",
             Frame::Lookup { .. } => "Lookup",
@@ -212,6 +229,17 @@ impl Frame {
             Frame::Send { .. } | Frame::Reply { result: Ok(()), .. }
         )
     }
+}
+
+/// One member in a [`Frame::Members`] list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MemberWire {
+    /// The member's node name.
+    pub(crate) name: String,
+    /// Where it listens for peers.
+    pub(crate) addr: SocketAddr,
+    /// Its incarnation (new at every start).
+    pub(crate) incarnation: u64,
 }
 
 /// What was wrong with bytes read from, or about to be written to, the wire.

@@ -83,6 +83,9 @@ struct Conn {
 /// State shared by the handle, the accept loop and the connections.
 struct Shared {
     target: SocketAddr,
+    /// Where connections to the reverse listener go (see
+    /// [`Proxy::reverse_addr`]); closed at once until it is set.
+    reverse_target: Mutex<Option<SocketAddr>>,
     modes: [watch::Sender<Mode>; 2],
     refuse: AtomicBool,
     conns: Mutex<Vec<Conn>>,
@@ -97,6 +100,7 @@ struct Shared {
 /// it closes every connection and ends all of its tasks.
 pub struct Proxy {
     addr: SocketAddr,
+    reverse_addr: SocketAddr,
     shared: Arc<Shared>,
     _stop: tokio_util::sync::DropGuard,
 }
@@ -108,8 +112,13 @@ impl Proxy {
             .await
             .expect("bind the proxy on loopback");
         let addr = listener.local_addr().expect("the proxy's address");
+        let reverse = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy's reverse listener on loopback");
+        let reverse_addr = reverse.local_addr().expect("the reverse address");
         let shared = Arc::new(Shared {
             target,
+            reverse_target: Mutex::new(None),
             modes: [watch::channel(Mode::Pass).0, watch::channel(Mode::Pass).0],
             refuse: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
@@ -119,9 +128,11 @@ impl Proxy {
             dropped: Default::default(),
         });
         let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, shared.clone(), stop.clone()));
+        tokio::spawn(accept_loop(listener, shared.clone(), stop.clone(), false));
+        tokio::spawn(accept_loop(reverse, shared.clone(), stop.clone(), true));
         Proxy {
             addr,
+            reverse_addr,
             shared,
             _stop: stop.drop_guard(),
         }
@@ -130,6 +141,22 @@ impl Proxy {
     /// Where to dial to reach the target through the proxy.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address through which the *target* reaches the dialing node:
+    /// give it to the dialing node as its advertised address
+    /// (`NodeConfig::advertise`) and set where it leads with
+    /// [`set_reverse_target`](Self::set_reverse_target), so that
+    /// reconnections from the target's side cross the same faults. On
+    /// those connections the directions are named as on the forward ones:
+    /// `ToTarget` is still from the dialing node to the target.
+    pub fn reverse_addr(&self) -> SocketAddr {
+        self.reverse_addr
+    }
+
+    /// Where connections to [`reverse_addr`](Self::reverse_addr) lead.
+    pub fn set_reverse_target(&self, addr: SocketAddr) {
+        *lock(&self.shared.reverse_target) = Some(addr);
     }
 
     /// Sets the mode of both directions.
@@ -203,7 +230,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    reverse: bool,
+) {
     loop {
         let client = tokio::select! {
             _ = stop.cancelled() => return,
@@ -212,21 +244,37 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
                 Err(_) => continue,
             },
         };
-        lock(&shared.accepted).push(Instant::now());
+        if !reverse {
+            lock(&shared.accepted).push(Instant::now());
+        }
         if shared.refuse.load(Ordering::SeqCst) {
             drop(client);
             continue;
         }
-        tokio::spawn(serve(client, shared.clone(), stop.child_token()));
+        tokio::spawn(serve(client, shared.clone(), stop.child_token(), reverse));
     }
 }
 
 /// Dials the target for one accepted client and pumps both ways until
 /// either side closes, the connection is severed or the proxy dropped.
-async fn serve(client: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
+async fn serve(client: TcpStream, shared: Arc<Shared>, stop: CancellationToken, reverse: bool) {
+    let target = if reverse {
+        match *lock(&shared.reverse_target) {
+            Some(t) => t,
+            None => return,
+        }
+    } else {
+        shared.target
+    };
+    // On a reverse connection the client is the target's side.
+    let (up, down) = if reverse {
+        (Direction::FromTarget, Direction::ToTarget)
+    } else {
+        (Direction::ToTarget, Direction::FromTarget)
+    };
     let server = tokio::select! {
         _ = stop.cancelled() => return,
-        dialed = TcpStream::connect(shared.target) => match dialed {
+        dialed = TcpStream::connect(target) => match dialed {
             Ok(s) => s,
             Err(_) => return,
         },
@@ -239,27 +287,17 @@ async fn serve(client: TcpStream, shared: Arc<Shared>, stop: CancellationToken) 
     lock(&shared.conns).push(Conn {
         id,
         stop: stop.clone(),
-        inject: [to_tx, from_tx],
+        inject: if reverse {
+            [from_tx, to_tx]
+        } else {
+            [to_tx, from_tx]
+        },
     });
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
     tokio::join!(
-        pump(
-            Direction::ToTarget,
-            client_r,
-            server_w,
-            to_rx,
-            &shared,
-            &stop
-        ),
-        pump(
-            Direction::FromTarget,
-            server_r,
-            client_w,
-            from_rx,
-            &shared,
-            &stop
-        ),
+        pump(up, client_r, server_w, to_rx, &shared, &stop),
+        pump(down, server_r, client_w, from_rx, &shared, &stop),
     );
     lock(&shared.conns).retain(|c| c.id != id);
 }

@@ -1,0 +1,255 @@
+//! Membership: nodes that join through one seed form a full mesh; two
+//! nodes dialing each other at once settle on one session without a flap;
+//! a planned leave is no failure; a second node claiming a live member's
+//! name from another address is refused and the live session untouched.
+
+mod cluster_support;
+
+use std::time::Duration;
+
+use cluster_support::{drain, export_probe, fast_config, Probe};
+use ractor_otp::cluster::{
+    ClusterError, DownReason, HandshakeError, MemberStatus, Node, NodeEvent, NodeEvents,
+};
+use tokio::time::{timeout, Instant};
+
+/// Generous bound for the mesh to form and events to arrive.
+const SOON: Duration = Duration::from_secs(5);
+
+async fn start(name: &str) -> Node {
+    Node::start(fast_config(name)).await.expect("start a node")
+}
+
+/// Waits until `node` sees `n` members `Up`.
+async fn until_up_members(node: &Node, n: usize) {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let up = node
+            .members()
+            .iter()
+            .filter(|m| m.status == MemberStatus::Up)
+            .count();
+        if up == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} sees {up} members up, not {n}: {:?}",
+            node.name(),
+            node.members()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next event matching `pick` within `SOON`.
+async fn next(events: &mut NodeEvents, what: &str, pick: impl Fn(&NodeEvent) -> bool) -> NodeEvent {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let e = timeout(deadline - Instant::now(), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {SOON:?}"))
+            .expect("the node runs");
+        if pick(&e) {
+            return e;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_joining_through_one_seed_form_a_full_mesh() {
+    let seed = start("seed").await;
+    let mut joined_at_seed = seed.subscribe();
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        let node = Node::start(fast_config(&format!("n{i}")).seeds([seed.local_addr()]))
+            .await
+            .expect("start with a seed");
+        nodes.push(node);
+    }
+    for node in nodes.iter().chain(std::iter::once(&seed)) {
+        until_up_members(node, 4).await;
+    }
+    for _ in 0..4 {
+        next(&mut joined_at_seed, "MemberJoined", |e| {
+            matches!(e, NodeEvent::MemberJoined { .. })
+        })
+        .await;
+    }
+    // Each member is known by where it listens.
+    let n0 = nodes[0]
+        .members()
+        .into_iter()
+        .find(|m| m.name == "seed")
+        .expect("n0 knows the seed");
+    assert_eq!(n0.addr, seed.local_addr());
+    // Every pair can talk: n3 reaches n0 without anyone calling connect.
+    let _probe = export_probe(&nodes[0], "probe").await;
+    let remote = nodes[3]
+        .lookup::<Probe>("n0", "probe")
+        .await
+        .expect("n3 reaches n0 through the mesh");
+    assert_eq!(
+        remote
+            .call(|r| Probe::Echo(5, r), SOON)
+            .await
+            .expect("call"),
+        5
+    );
+    for node in nodes.iter().chain(std::iter::once(&seed)) {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_dialing_each_other_at_once_settle_on_one_session_without_a_flap() {
+    for round in 0..10 {
+        let a = start("a").await;
+        let b = start("b").await;
+        let _probe_a = export_probe(&a, "probe").await;
+        let _probe_b = export_probe(&b, "probe").await;
+        let mut on_a = a.subscribe();
+        let mut on_b = b.subscribe();
+        let (ra, rb) = tokio::join!(a.connect(b.local_addr()), b.connect(a.local_addr()));
+        ra.expect("a's connect returns the session");
+        rb.expect("b's connect returns the session");
+        // A call right after connect returns never meets a closed session.
+        let (la, lb) = tokio::join!(
+            a.lookup::<Probe>("b", "probe"),
+            b.lookup::<Probe>("a", "probe")
+        );
+        let (la, lb) = (la.expect("lookup from a"), lb.expect("lookup from b"));
+        let (x, y) = tokio::join!(
+            la.call(|r| Probe::Echo(1, r), SOON),
+            lb.call(|r| Probe::Echo(2, r), SOON)
+        );
+        assert_eq!((x, y), (Ok(1), Ok(2)), "round {round}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (events, peer) in [(&mut on_a, "b"), (&mut on_b, "a")] {
+            let link: Vec<NodeEvent> = drain(events)
+                .into_iter()
+                .filter(|e| matches!(e, NodeEvent::Up { .. } | NodeEvent::Down { .. }))
+                .collect();
+            assert_eq!(
+                link,
+                vec![NodeEvent::Up { peer: peer.into() }],
+                "round {round}: exactly one Up, no Down"
+            );
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_leave_is_no_failure_and_is_not_redialed() {
+    let a = start("a").await;
+    let b = Node::start(fast_config("b").seeds([a.local_addr()]))
+        .await
+        .expect("start b");
+    let c = Node::start(fast_config("c").seeds([a.local_addr()]))
+        .await
+        .expect("start c");
+    until_up_members(&a, 2).await;
+    until_up_members(&b, 2).await;
+    let mut on_a = a.subscribe();
+    let mut on_b = b.subscribe();
+    c.leave().await;
+    for events in [&mut on_a, &mut on_b] {
+        let e = next(events, "MemberLeft", |e| {
+            matches!(e, NodeEvent::MemberLeft { .. })
+        })
+        .await;
+        assert_eq!(e, NodeEvent::MemberLeft { member: "c".into() });
+    }
+    // No failure reason, and nobody dials c again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (node, events) in [(&a, &mut on_a), (&b, &mut on_b)] {
+        let downs: Vec<NodeEvent> = drain(events)
+            .into_iter()
+            .filter(
+                |e| matches!(e, NodeEvent::Down { reason, .. } if *reason != DownReason::PeerLeft),
+            )
+            .collect();
+        assert_eq!(downs, vec![], "a leave is no failure");
+        let left = node
+            .members()
+            .into_iter()
+            .find(|m| m.name == "c")
+            .expect("c is remembered");
+        assert_eq!(left.status, MemberStatus::Left);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_claiming_a_live_members_name_is_refused() {
+    let a = start("a").await;
+    let b = start("b").await;
+    b.connect(a.local_addr()).await.expect("b joins a");
+    let _probe = export_probe(&b, "probe").await;
+    let remote = a.lookup::<Probe>("b", "probe").await.expect("lookup");
+    let mut on_a = a.subscribe();
+
+    let impostor = start("b").await;
+    let err = impostor
+        .connect(a.local_addr())
+        .await
+        .expect_err("a live member holds the name");
+    assert!(
+        matches!(
+            &err,
+            ClusterError::Handshake { reason: HandshakeError::DuplicateName { name, live }, .. }
+                if name == "b" && *live == b.local_addr()
+        ),
+        "{err}"
+    );
+    // The live session is untouched.
+    assert_eq!(
+        remote
+            .call(|r| Probe::Echo(3, r), SOON)
+            .await
+            .expect("call"),
+        3
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !drain(&mut on_a)
+            .iter()
+            .any(|e| matches!(e, NodeEvent::Down { .. })),
+        "the live session was not disturbed"
+    );
+    impostor.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_goes_down_is_redialed_by_the_side_that_accepted() {
+    let a = start("a").await;
+    let b = start("b").await;
+    a.connect(b.local_addr()).await.expect("a dials b");
+    let mut on_b = b.subscribe();
+    // a shuts down; a new "a" starts on the same address: only b, which
+    // knows where a listens, can bring the session back.
+    let addr = a.local_addr();
+    a.shutdown().await;
+    next(
+        &mut on_b,
+        "Down of a",
+        |e| matches!(e, NodeEvent::Down { peer, .. } if peer == "a"),
+    )
+    .await;
+    let a2 = Node::start(fast_config("a").listen(addr))
+        .await
+        .expect("a again on its address");
+    next(
+        &mut on_b,
+        "Up of a",
+        |e| matches!(e, NodeEvent::Up { peer } if peer == "a"),
+    )
+    .await;
+    a2.shutdown().await;
+    b.shutdown().await;
+}
