@@ -161,6 +161,26 @@ pub enum ClusterError {
     /// The node has been shut down.
     #[error("the node has shut down; start a new Node")]
     Shutdown,
+    /// A cluster-wide name is held by a node (this one or another).
+    #[error("the name `{name}` is held on node `{node}`; unregister it there first or pick another name")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The node holding it.
+        node: String,
+    },
+    /// Nobody holds that cluster-wide name (in this node's view).
+    #[error("no node holds the name `{name}`; register it first (or wait for its holder's node to be up)")]
+    NotRegistered {
+        /// The name.
+        name: String,
+    },
+    /// The group has no member taking this message type.
+    #[error("the group `{group}` has no member taking this message type; join actors to it first")]
+    NoGroupMember {
+        /// The group.
+        group: String,
+    },
     /// The session's send buffer is full: the peer (or the network to it)
     /// is slower than this node's senders. Nothing was sent.
     #[error("the send buffer to node `{peer}` is full ({queued} of {limit} bytes waiting): the peer or the network is slow; retry later, wait for room with `cast_wait`, or raise NodeConfig::send_buffer")]

@@ -97,6 +97,17 @@ pub enum NodeEvent {
         /// The member's name.
         member: String,
     },
+    /// A name was registered on two nodes (after a partition healed); the
+    /// earlier registration keeps it (ties: the smaller node name), the
+    /// other is unregistered (its actor keeps running).
+    NameConflict {
+        /// The name.
+        name: String,
+        /// The node that keeps it.
+        winner: String,
+        /// The node that gave it up.
+        loser: String,
+    },
     /// Connections from `addr` failed the handshake and were closed.
     Rejected {
         /// Where it came from (the latest, for a summary).

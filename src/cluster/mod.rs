@@ -99,9 +99,11 @@ mod config;
 mod error;
 mod events;
 mod gate;
+mod global;
 pub mod handshake;
 pub mod membership;
 mod message;
+pub mod names;
 mod node;
 mod outbox;
 mod peer;
@@ -118,6 +120,7 @@ pub use error::{ClusterError, DownReason, RemoteCastError};
 pub use events::{
     NodeEvent, NodeEvents, PeerInfo, PeerStatus, RemoteDeadLetter, UndeliveredReason,
 };
+pub use global::{GroupMemberInfo, GroupRef, GroupRouting, NamedRef, MAX_GLOBAL_NAME};
 pub use handshake::HandshakeError;
 pub use membership::{Member, MemberStatus};
 pub use message::RemoteMessage;

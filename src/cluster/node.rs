@@ -16,9 +16,11 @@ use super::config::NodeConfig;
 use super::error::{ClusterError, DownReason};
 use super::events::{self, EventBus, NodeEvent, NodeEvents, PeerInfo};
 use super::gate::Gate;
+use super::global::LocalEntries;
 use super::handshake::{self, Conn, CookieKey, HandshakeError, Identity, PeerHello};
 use super::membership::{Learned, Member, MemberStatus, Members, Phase};
 use super::message::RemoteMessage;
+use super::names::View;
 use super::peer::Peer;
 use super::registry::{check_name, Registry};
 use super::remote_ref::{RemoteMonitor, RemoteRef};
@@ -46,7 +48,7 @@ enum DialKey {
 /// See the [module docs](super) for a full example.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<NodeInner>,
+    pub(crate) inner: Arc<NodeInner>,
 }
 
 impl std::fmt::Debug for Node {
@@ -67,7 +69,11 @@ pub(crate) struct NodeInner {
     key: CookieKey,
     local_addr: SocketAddr,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
-    events: Arc<EventBus>,
+    pub(crate) events: Arc<EventBus>,
+    /// The replicated view of cluster-wide names and groups.
+    pub(crate) view: Mutex<View>,
+    /// The local actors behind this node's own names and group members.
+    pub(crate) locals: Mutex<LocalEntries>,
     /// Handshakes in progress on incoming connections, and how to cancel
     /// each (see [`gate`](super::gate)).
     gate: Mutex<(Gate, HashMap<u64, CancellationToken>)>,
@@ -109,6 +115,7 @@ impl Node {
         let registry = Arc::new(Registry::default());
         let closed_token = CancellationToken::new();
         let advertised = config.advertise.unwrap_or(local_addr);
+        let local_name = config.name.clone();
         let incarnation: u64 = rand::random();
         let members = Members::new(MemberWire {
             name: config.name.clone(),
@@ -127,6 +134,8 @@ impl Node {
             registry,
             peers: Mutex::new(HashMap::new()),
             events,
+            view: Mutex::new(View::new(&local_name)),
+            locals: Mutex::new(LocalEntries::default()),
             gate: Mutex::new((Gate::default(), HashMap::new())),
             shutdown: CancellationToken::new(),
             closed: closed_token,
@@ -137,6 +146,12 @@ impl Node {
             writers: Mutex::new(Vec::new()),
             watcher,
         });
+        let weak = Arc::downgrade(&inner);
+        inner.registry.on_ended(Box::new(move |export: &str| {
+            if let Some(node) = weak.upgrade() {
+                node.export_ended(export);
+            }
+        }));
         tokio::spawn(accept_loop(inner.clone(), listener));
         tracing::info!(node = %inner.name, addr = %local_addr, "node started");
         for seed in inner.config.seeds.clone() {
@@ -240,6 +255,7 @@ impl Node {
         if self.inner.shutdown.is_cancelled() {
             return Err(ClusterError::Shutdown);
         }
+        check_user_name(name.as_ref())?;
         self.inner.registry.export(name.as_ref(), actor)
     }
 
@@ -259,6 +275,7 @@ impl Node {
         if self.inner.shutdown.is_cancelled() {
             return Err(ClusterError::Shutdown);
         }
+        check_user_name(name.as_ref())?;
         self.inner.registry.export_child(name.as_ref(), child)
     }
 
@@ -371,6 +388,17 @@ impl Node {
         let _ = finish.await;
         inner.closed.cancelled().await;
     }
+}
+
+/// Refuses export names that start with the character reserved for the
+/// exports behind cluster-wide names and groups.
+fn check_user_name(name: &str) -> Result<(), ClusterError> {
+    if name.starts_with('\u{1}') {
+        return Err(ClusterError::InvalidName(
+            "export names may not start with U+0001 (reserved)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The body of [`Node::shutdown`], after the `shutdown` token is cancelled.
@@ -521,12 +549,16 @@ impl NodeInner {
     /// Sends this node's member list to every live peer (its view
     /// changed).
     fn gossip_all(&self) {
-        let frame = Frame::Members {
+        self.broadcast(&Frame::Members {
             members: lock!(self.members.lock()).gossip(),
-        };
+        });
+    }
+
+    /// Sends `frame` to every live peer.
+    pub(crate) fn broadcast(&self, frame: &Frame) {
         let peers: Vec<Arc<Peer>> = lock!(self.peers.lock()).values().cloned().collect();
         for link in peers.iter().filter_map(|p| p.link().ok()) {
-            link.send_plain(&frame);
+            link.send_plain(frame);
         }
     }
 
@@ -633,6 +665,7 @@ impl NodeInner {
             (joined, members.gossip())
         };
         link.send_plain(&Frame::Members { members: list });
+        link.send_plain(&self.registrations());
         if joined {
             tracing::info!(node = %self.name, member = %hello.name, addr = %hello.listen, "member joined");
             self.emit(NodeEvent::MemberJoined {
@@ -655,6 +688,7 @@ impl NodeInner {
         if !peer.end_session(link.session, &reason) {
             return;
         }
+        self.forget_entries_of(peer.name());
         if leaving && lock!(self.members.lock()).left(peer.name()) {
             tracing::info!(node = %self.name, member = peer.name(), "member left");
             self.emit(NodeEvent::MemberLeft {

@@ -23,6 +23,9 @@ use crate::supervisor::{CastError, ChildRef};
 
 type Deliver = Box<dyn Fn(&[u8], &Arc<Link>) -> Result<(), Refusal> + Send + Sync>;
 
+/// Told the name of an export whose actor ended.
+pub(crate) type EndedHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// One exported actor.
 pub(crate) struct Export {
     tag: &'static str,
@@ -95,6 +98,9 @@ const REMEMBER_ENDED: usize = 256;
 #[derive(Default)]
 pub(crate) struct Registry {
     exports: RwLock<HashMap<String, Arc<Export>>>,
+    /// Told the name of every export whose actor ended (the node releases
+    /// the cluster-wide name or group membership behind it).
+    ended_hook: Mutex<Option<EndedHook>>,
     /// Bumped under the write lock at every change of `exports`, so that a
     /// session may keep what it resolved for as long as this is unchanged.
     generation: AtomicU64,
@@ -230,6 +236,11 @@ impl Registry {
         }
     }
 
+    /// Sets what to tell when an export's actor ends.
+    pub(crate) fn on_ended(&self, hook: EndedHook) {
+        *lock!(self.ended_hook.lock()) = Some(hook);
+    }
+
     /// Marks a change of `exports` (called under its write lock).
     fn bump(&self) {
         self.generation.fetch_add(1, Ordering::Release);
@@ -329,7 +340,11 @@ impl Registry {
             if remembered.len() == REMEMBER_ENDED {
                 remembered.pop_front();
             }
-            remembered.push_back((name, reason.clone()));
+            remembered.push_back((name.clone(), reason.clone()));
+            drop(remembered);
+            if let Some(hook) = lock!(self.ended_hook.lock()).as_ref() {
+                hook(&name);
+            }
         }
     }
 
@@ -365,7 +380,13 @@ pub(crate) const MAX_NAME: usize = 1024;
 
 /// Refuses names (and tags) the wire would not carry.
 pub(crate) fn check_name(name: &str) -> Result<(), ClusterError> {
-    if name.is_empty() || name.len() > MAX_NAME {
+    // Exports behind cluster-wide names carry a short reserved prefix.
+    let max = if name.starts_with('\u{1}') {
+        MAX_NAME + 16
+    } else {
+        MAX_NAME
+    };
+    if name.is_empty() || name.len() > max {
         return Err(ClusterError::InvalidName(format!(
             "{} bytes: names and message tags must be 1 to {MAX_NAME} bytes long",
             name.len()

@@ -673,6 +673,11 @@ fn handle(
         ),
         Frame::Members { members } => node.on_members(peer, members),
         Frame::Leaving => node.on_leaving(peer),
+        f @ (Frame::Registrations { .. }
+        | Frame::NameAdded(_)
+        | Frame::NameRemoved { .. }
+        | Frame::GroupJoined(_)
+        | Frame::GroupLeft { .. }) => node.on_registrations(peer.name(), f),
         Frame::Duplicate => return Err(DownReason::Replaced),
         Frame::Goodbye { reason } => return Err(DownReason::PeerShutdown(reason)),
         other @ (Frame::Hello { .. }

@@ -40,6 +40,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
+use super::names::{GroupWire, NameWire};
+
 /// The protocol version this build speaks. Both sides check it on every
 /// frame, so the handshake fails clearly between incompatible builds.
 pub const PROTOCOL_VERSION: u8 = 2;
@@ -193,6 +195,20 @@ pub(crate) enum Frame {
     /// The sender is leaving the cluster for good (planned): not a failure,
     /// do not reconnect.
     Leaving,
+    /// The sender's own names and group members, all of them (sent when a
+    /// session comes up).
+    Registrations {
+        names: Vec<NameWire>,
+        groups: Vec<GroupWire>,
+    },
+    /// The sender registered a name.
+    NameAdded(NameWire),
+    /// The sender released a name.
+    NameRemoved { name: String },
+    /// The sender added a member to a group.
+    GroupJoined(GroupWire),
+    /// The sender removed a member from a group.
+    GroupLeft { group: String, id: u64 },
 }
 
 impl Frame {
@@ -207,6 +223,11 @@ impl Frame {
             Frame::NameTaken { .. } => "NameTaken",
             Frame::Members { .. } => "Members",
             Frame::Leaving => "Leaving",
+            Frame::Registrations { .. } => "Registrations",
+            Frame::NameAdded(_) => "NameAdded",
+            Frame::NameRemoved { .. } => "NameRemoved",
+            Frame::GroupJoined(_) => "GroupJoined",
+            Frame::GroupLeft { .. } => "GroupLeft",
             Frame::Heartbeat { .. } => "Heartbeat",
             Frame::HeartbeatAck { .. } => "HeartbeatAck",
             Frame::Lookup { .. } => "Lookup",

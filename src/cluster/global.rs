@@ -1,0 +1,747 @@
+//! Cluster-wide names and process groups on a [`Node`]: register an actor
+//! under a name every node resolves, or add it to a group every node can
+//! route over (Erlang's `global` and `pg`). The replicated view and its
+//! rules are in [`names`](super::names).
+//!
+//! ```
+//! use std::time::Duration;
+//! use ractor::{Actor, ActorProcessingErr, ActorRef};
+//! use ractor_otp::cluster::{GroupRouting, Node, NodeConfig};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize, ractor_otp::RemoteMessage)]
+//! struct Job(u64);
+//!
+//! struct Worker;
+//! impl Actor for Worker {
+//!     type Msg = Job;
+//!     type State = ();
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<Job>, _: ()) -> Result<(), ActorProcessingErr> {
+//!         Ok(())
+//!     }
+//!     async fn handle(&self, _: ActorRef<Job>, _: Job, _: &mut ()) -> Result<(), ActorProcessingErr> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let a = Node::start(NodeConfig::new("a").cookie("secret")).await?;
+//! let b = Node::start(NodeConfig::new("b").cookie("secret").seeds([a.local_addr()])).await?;
+//! let (w, _) = Actor::spawn(None, Worker, ()).await?;
+//! a.register("scheduler", w.clone())?;
+//! a.join_group("workers", w)?;
+//!
+//! // b sees both once the session is up (within milliseconds).
+//! # let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+//! # while b.whereis("scheduler").is_none() || b.group::<Job>("workers").members().is_empty() {
+//! #     assert!(tokio::time::Instant::now() < deadline);
+//! #     tokio::time::sleep(Duration::from_millis(5)).await;
+//! # }
+//! assert_eq!(b.whereis("scheduler").as_deref(), Some("a"));
+//! b.named::<Job>("scheduler").cast(Job(1))?;
+//! b.group::<Job>("workers").routing(GroupRouting::RoundRobin).cast(Job(2))?;
+//! # a.shutdown().await; b.shutdown().await; Ok(()) }
+//! ```
+
+use std::any::Any;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ractor::ActorRef;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::{ClusterError, RemoteCastError};
+use super::events::{NodeEvent, RemoteDeadLetter, UndeliveredReason};
+use super::message::RemoteMessage;
+use super::names::{rendezvous, Conflict, GroupMember, GroupWire, NameWire};
+use super::node::{Node, NodeInner};
+use super::registry::check_name;
+use super::remote_ref::{RemoteRef, RemoteReply};
+use super::wire::{Frame, Refusal};
+use crate::pool::routing::hash_key;
+use crate::supervisor::{CastError, ChildRef};
+
+/// The export name under which a registered name's actor is reached.
+pub(crate) fn name_export(name: &str) -> String {
+    format!("\u{1}global:{name}")
+}
+
+/// The export name under which a group member is reached.
+pub(crate) fn group_export(id: u64) -> String {
+    format!("\u{1}group:{id}")
+}
+
+/// A local actor behind a name or a group membership.
+pub(crate) enum Local<M: RemoteMessage> {
+    Actor(ActorRef<M>),
+    Child(ChildRef<M>),
+}
+
+impl<M: RemoteMessage> Local<M> {
+    /// Casts `msg`: `Err(Some(msg))` hands it back (the actor is not
+    /// running), `Err(None)` if ractor consumed it without delivering it
+    /// (its mailbox closed under the send).
+    fn cast(&self, msg: M) -> Result<(), Option<M>> {
+        match self {
+            Local::Actor(a) => a.cast(msg).map_err(|e| match e {
+                ractor::MessagingErr::SendErr(m) => Some(m),
+                _ => None,
+            }),
+            Local::Child(c) => c.cast(msg).map_err(|e| match e {
+                CastError::NotRunning(m) | CastError::Closed(m) => Some(m),
+                CastError::Lost => None,
+            }),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (registration times).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Names and groups of a node: the replicated view, and the local actors
+/// behind this node's own entries.
+#[derive(Default)]
+pub(crate) struct LocalEntries {
+    /// This node's names → their actor (a `Local<M>`).
+    pub(crate) names: std::collections::HashMap<String, Arc<dyn Any + Send + Sync>>,
+    /// This node's group members by id → (group, their actor).
+    pub(crate) members: std::collections::HashMap<u64, (String, Arc<dyn Any + Send + Sync>)>,
+    pub(crate) next_id: u64,
+}
+
+/// The longest name or group name.
+pub const MAX_GLOBAL_NAME: usize = 1024;
+
+fn check_global(name: &str) -> Result<(), ClusterError> {
+    if name.is_empty() || name.len() > MAX_GLOBAL_NAME {
+        return Err(ClusterError::InvalidName(format!(
+            "a name or group must be 1 to {MAX_GLOBAL_NAME} bytes, not {}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Registers `actor` under `name` across the cluster: every node's
+    /// [`whereis`](Self::whereis) and [`named`](Self::named) find it here.
+    /// The name is released when the actor ends, on
+    /// [`unregister`](Self::unregister), or when this node leaves or goes
+    /// down (as other nodes see it).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NameTaken`] if another node (or this one) holds the
+    /// name in this node's view; [`ClusterError::InvalidName`] for a name
+    /// of 0 or more than 1024 bytes.
+    pub fn register<M: RemoteMessage>(
+        &self,
+        name: &str,
+        actor: ActorRef<M>,
+    ) -> Result<(), ClusterError> {
+        self.inner
+            .register_local(name, Local::Actor(actor.clone()), |export| {
+                self.inner.registry.export(export, actor)
+            })
+    }
+
+    /// Registers a supervised child under `name` across the cluster; the
+    /// name follows the child across restarts (while it restarts, messages
+    /// are refused as for [`export_child`](Self::export_child)).
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Self::register).
+    pub fn register_child<M: RemoteMessage>(
+        &self,
+        name: &str,
+        child: ChildRef<M>,
+    ) -> Result<(), ClusterError> {
+        self.inner
+            .register_local(name, Local::Child(child.clone()), |export| {
+                self.inner.registry.export_child(export, child)
+            })
+    }
+
+    /// Releases a name this node holds; returns whether it held it.
+    pub fn unregister(&self, name: &str) -> bool {
+        self.inner.unregister_local(name)
+    }
+
+    /// The node holding `name`, from this node's replicated view (no round
+    /// trip).
+    pub fn whereis(&self, name: &str) -> Option<String> {
+        lock!(self.inner.view.lock())
+            .whereis(name)
+            .map(|h| h.node.clone())
+    }
+
+    /// A handle to whoever holds `name` when a message is sent: it
+    /// resolves the name at each send, so it follows a re-registration on
+    /// another node.
+    pub fn named<M: RemoteMessage>(&self, name: &str) -> NamedRef<M> {
+        NamedRef {
+            node: self.inner.clone(),
+            name: name.to_string(),
+            _msg: PhantomData,
+        }
+    }
+
+    /// Adds `actor` to `group` across the cluster; it leaves the group when
+    /// it ends, on [`leave_group`](Self::leave_group), or with its node.
+    /// An actor may be in several groups. Returns its membership id.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::InvalidName`] for a group name of 0 or more than
+    /// 1024 bytes.
+    pub fn join_group<M: RemoteMessage>(
+        &self,
+        group: &str,
+        actor: ActorRef<M>,
+    ) -> Result<u64, ClusterError> {
+        self.inner
+            .join_local(group, M::TAG, Local::Actor(actor.clone()), |export| {
+                self.inner.registry.export(export, actor)
+            })
+    }
+
+    /// Adds a supervised child to `group`, following its restarts.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_group`](Self::join_group).
+    pub fn join_group_child<M: RemoteMessage>(
+        &self,
+        group: &str,
+        child: ChildRef<M>,
+    ) -> Result<u64, ClusterError> {
+        self.inner
+            .join_local(group, M::TAG, Local::Child(child.clone()), |export| {
+                self.inner.registry.export_child(export, child)
+            })
+    }
+
+    /// Removes the membership `id` (from [`join_group`](Self::join_group));
+    /// returns whether it existed.
+    pub fn leave_group(&self, id: u64) -> bool {
+        self.inner.leave_local(id)
+    }
+
+    /// A handle to `group`'s members of type `M`, across the cluster.
+    pub fn group<M: RemoteMessage>(&self, group: &str) -> GroupRef<M> {
+        GroupRef {
+            node: self.inner.clone(),
+            group: group.to_string(),
+            routing: GroupRouting::RoundRobin,
+            next: Arc::new(AtomicUsize::new(0)),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl NodeInner {
+    fn register_local<M: RemoteMessage>(
+        &self,
+        name: &str,
+        local: Local<M>,
+        export: impl FnOnce(&str) -> Result<(), ClusterError>,
+    ) -> Result<(), ClusterError> {
+        check_global(name)?;
+        check_name(M::TAG)?;
+        let at = now_ms();
+        lock!(self.view.lock())
+            .register(name, M::TAG, at)
+            .map_err(|node| ClusterError::NameTaken {
+                name: name.to_string(),
+                node,
+            })?;
+        if let Err(e) = export(&name_export(name)) {
+            lock!(self.view.lock()).unregister(&self.name, name);
+            return Err(e);
+        }
+        lock!(self.locals.lock())
+            .names
+            .insert(name.to_string(), Arc::new(local));
+        self.broadcast(&Frame::NameAdded(NameWire {
+            name: name.to_string(),
+            tag: M::TAG.to_string(),
+            at,
+        }));
+        tracing::debug!(node = %self.name, %name, "registered");
+        Ok(())
+    }
+
+    pub(crate) fn unregister_local(&self, name: &str) -> bool {
+        let held = lock!(self.view.lock()).unregister(&self.name, name);
+        lock!(self.locals.lock()).names.remove(name);
+        if held {
+            self.registry.unexport(&name_export(name));
+            self.broadcast(&Frame::NameRemoved {
+                name: name.to_string(),
+            });
+        }
+        held
+    }
+
+    fn join_local<M: RemoteMessage>(
+        &self,
+        group: &str,
+        tag: &'static str,
+        local: Local<M>,
+        export: impl FnOnce(&str) -> Result<(), ClusterError>,
+    ) -> Result<u64, ClusterError> {
+        check_global(group)?;
+        check_name(tag)?;
+        let id = {
+            let mut locals = lock!(self.locals.lock());
+            locals.next_id += 1;
+            locals.next_id
+        };
+        export(&group_export(id))?;
+        lock!(self.locals.lock())
+            .members
+            .insert(id, (group.to_string(), Arc::new(local)));
+        let wire = GroupWire {
+            group: group.to_string(),
+            id,
+            tag: tag.to_string(),
+        };
+        lock!(self.view.lock()).joined(&self.name, &wire);
+        self.broadcast(&Frame::GroupJoined(wire));
+        Ok(id)
+    }
+
+    pub(crate) fn leave_local(&self, id: u64) -> bool {
+        let Some((group, _)) = lock!(self.locals.lock()).members.remove(&id) else {
+            return false;
+        };
+        lock!(self.view.lock()).left_group(&self.name, &group, id);
+        self.registry.unexport(&group_export(id));
+        self.broadcast(&Frame::GroupLeft { group, id });
+        true
+    }
+
+    /// An export of ours ended (its actor stopped): release the name or
+    /// membership behind it.
+    pub(crate) fn export_ended(&self, export: &str) {
+        if let Some(name) = export.strip_prefix("\u{1}global:") {
+            self.unregister_local(name);
+        } else if let Some(id) = export
+            .strip_prefix("\u{1}group:")
+            .and_then(|id| id.parse().ok())
+        {
+            self.leave_local(id);
+        }
+    }
+
+    /// This node's full state of names and groups, for a new session.
+    pub(crate) fn registrations(&self) -> Frame {
+        let (names, groups) = lock!(self.view.lock()).own();
+        Frame::Registrations { names, groups }
+    }
+
+    /// A peer's registration frame.
+    pub(crate) fn on_registrations(&self, peer: &str, frame: Frame) {
+        let conflicts = {
+            let mut view = lock!(self.view.lock());
+            match frame {
+                Frame::Registrations { names, groups } => view.replace(peer, &names, &groups),
+                Frame::NameAdded(w) => view.announced(peer, &w).into_iter().collect(),
+                Frame::NameRemoved { name } => {
+                    view.unregister(peer, &name);
+                    Vec::new()
+                }
+                Frame::GroupJoined(w) => {
+                    view.joined(peer, &w);
+                    Vec::new()
+                }
+                Frame::GroupLeft { group, id } => {
+                    view.left_group(peer, &group, id);
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            }
+        };
+        for c in conflicts {
+            self.settle(c);
+        }
+    }
+
+    /// Reports a name conflict; if this node lost, it gives the name up
+    /// (the actor keeps running).
+    fn settle(&self, c: Conflict) {
+        tracing::warn!(node = %self.name, name = %c.name, winner = %c.winner, loser = %c.loser, "name registered on two nodes; the earlier registration keeps it");
+        if c.loser == self.name {
+            lock!(self.locals.lock()).names.remove(&c.name);
+            self.registry.unexport(&name_export(&c.name));
+            self.broadcast(&Frame::NameRemoved {
+                name: c.name.clone(),
+            });
+        }
+        self.events.emit(NodeEvent::NameConflict {
+            name: c.name,
+            winner: c.winner,
+            loser: c.loser,
+        });
+    }
+
+    /// A member went down or left: its entries vanish from the view.
+    pub(crate) fn forget_entries_of(&self, peer: &str) {
+        lock!(self.view.lock()).node_gone(peer);
+    }
+
+    /// The local actor behind this node's name `name`, as an `M` target.
+    fn local_name(&self, name: &str) -> Option<Arc<dyn Any + Send + Sync>> {
+        lock!(self.locals.lock()).names.get(name).cloned()
+    }
+}
+
+/// Where one send goes.
+enum Target<M: RemoteMessage> {
+    Local(Arc<dyn Any + Send + Sync>),
+    Remote(RemoteRef<M>),
+}
+
+impl<M: RemoteMessage> Target<M> {
+    /// Casts `msg` to the target, known to others as `what`.
+    fn cast(&self, node: &NodeInner, what: &str, msg: M) -> Result<(), RemoteCastError<M>> {
+        let stopped = |node: &str| ClusterError::Refused {
+            peer: node.to_string(),
+            actor: what.to_string(),
+            refusal: Refusal::ActorStopped,
+        };
+        match self {
+            Target::Local(any) => match any.downcast_ref::<Local<M>>() {
+                Some(local) => match local.cast(msg) {
+                    Ok(()) => Ok(()),
+                    Err(Some(m)) => Err(RemoteCastError::new(stopped(&node.name), m)),
+                    Err(None) => {
+                        // Consumed by a mailbox that closed under the send:
+                        // a dead letter, never silent.
+                        node.events.dead_letter(RemoteDeadLetter::new(
+                            &node.name,
+                            what.to_string(),
+                            M::TAG.to_string(),
+                            UndeliveredReason::Refused(Refusal::ActorStopped),
+                            None,
+                        ));
+                        Ok(())
+                    }
+                },
+                None => Err(RemoteCastError::new(stopped(&node.name), msg)),
+            },
+            Target::Remote(r) => r.cast(msg),
+        }
+    }
+}
+
+/// A handle to whoever holds a cluster-wide name, resolved at each send;
+/// from [`Node::named`].
+pub struct NamedRef<M> {
+    node: Arc<NodeInner>,
+    name: String,
+    _msg: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for NamedRef<M> {
+    fn clone(&self) -> Self {
+        NamedRef {
+            node: self.node.clone(),
+            name: self.name.clone(),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<M: RemoteMessage> std::fmt::Debug for NamedRef<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedRef")
+            .field("name", &self.name)
+            .field("tag", &M::TAG)
+            .finish()
+    }
+}
+
+impl<M: RemoteMessage> NamedRef<M> {
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn resolve(&self) -> Result<Target<M>, ClusterError> {
+        let holder = lock!(self.node.view.lock())
+            .whereis(&self.name)
+            .cloned()
+            .ok_or_else(|| ClusterError::NotRegistered {
+                name: self.name.clone(),
+            })?;
+        if holder.tag != M::TAG {
+            return Err(ClusterError::Refused {
+                peer: holder.node,
+                actor: self.name.clone(),
+                refusal: Refusal::TagMismatch {
+                    expected: holder.tag,
+                    found: M::TAG.to_string(),
+                },
+            });
+        }
+        if holder.node == self.node.name {
+            return self
+                .node
+                .local_name(&self.name)
+                .map(Target::Local)
+                .ok_or_else(|| ClusterError::NotRegistered {
+                    name: self.name.clone(),
+                });
+        }
+        let peer = self
+            .node
+            .peer(&holder.node)
+            .ok_or_else(|| ClusterError::NotConnected {
+                peer: holder.node.clone(),
+            })?;
+        Ok(Target::Remote(RemoteRef::new(
+            peer,
+            &name_export(&self.name),
+        )))
+    }
+
+    /// Sends `msg` to the name's current holder.
+    ///
+    /// # Errors
+    ///
+    /// Hands `msg` back with [`ClusterError::NotRegistered`] if nobody
+    /// holds the name, or with the error of the cast to the holder (see
+    /// [`RemoteRef::cast`]).
+    pub fn cast(&self, msg: M) -> Result<(), RemoteCastError<M>> {
+        match self.resolve() {
+            Ok(target) => target.cast(&self.node, &self.name, msg),
+            Err(e) => Err(RemoteCastError::new(e, msg)),
+        }
+    }
+
+    /// Calls the name's current holder on another node.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NotRegistered`] if nobody holds the name; the
+    /// errors of [`RemoteRef::call`]. A holder on this node is called
+    /// through its `ActorRef` by the caller's own code: a [`RemoteReply`]
+    /// answers only across nodes, so this fails with
+    /// [`ClusterError::InvalidName`] for a local holder.
+    pub async fn call<T, F>(&self, build: F, timeout: Duration) -> Result<T, ClusterError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(RemoteReply<T>) -> M,
+    {
+        match self.resolve()? {
+            Target::Remote(r) => r.call(build, timeout).await,
+            Target::Local(_) => Err(ClusterError::InvalidName(format!(
+                "`{}` is held on this node; call it through its ActorRef",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// How a [`GroupRef`] picks a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupRouting {
+    /// Cyclic over the members (the default).
+    RoundRobin,
+    /// Uniform at random.
+    Random,
+}
+
+/// A handle to a process group across the cluster; from [`Node::group`].
+///
+/// Members on nodes that are down are skipped at once (their entries leave
+/// the view with the node). Keyed sends use rendezvous hashing, so a key
+/// moves only when its member leaves.
+pub struct GroupRef<M> {
+    node: Arc<NodeInner>,
+    group: String,
+    routing: GroupRouting,
+    next: Arc<AtomicUsize>,
+    _msg: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for GroupRef<M> {
+    fn clone(&self) -> Self {
+        GroupRef {
+            node: self.node.clone(),
+            group: self.group.clone(),
+            routing: self.routing,
+            next: self.next.clone(),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<M: RemoteMessage> std::fmt::Debug for GroupRef<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupRef")
+            .field("group", &self.group)
+            .field("routing", &self.routing)
+            .finish()
+    }
+}
+
+/// A member of a group, from [`GroupRef::members`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberInfo {
+    /// The node it runs on.
+    pub node: String,
+    /// Its membership id on that node.
+    pub id: u64,
+}
+
+impl<M: RemoteMessage> GroupRef<M> {
+    /// The same group with another routing.
+    #[must_use]
+    pub fn routing(mut self, routing: GroupRouting) -> Self {
+        self.routing = routing;
+        self
+    }
+
+    /// The group's members taking `M`, in the same order on every node.
+    pub fn members(&self) -> Vec<GroupMemberInfo> {
+        self.live_members()
+            .into_iter()
+            .map(|m| GroupMemberInfo {
+                node: m.node,
+                id: m.id,
+            })
+            .collect()
+    }
+
+    fn live_members(&self) -> Vec<GroupMember> {
+        lock!(self.node.view.lock()).members(&self.group, M::TAG)
+    }
+
+    fn target(&self, m: &GroupMember) -> Result<Target<M>, ClusterError> {
+        if m.node == self.node.name {
+            return lock!(self.node.locals.lock())
+                .members
+                .get(&m.id)
+                .map(|(_, any)| Target::Local(any.clone()))
+                .ok_or_else(|| ClusterError::NoGroupMember {
+                    group: self.group.clone(),
+                });
+        }
+        let peer = self
+            .node
+            .peer(&m.node)
+            .ok_or_else(|| ClusterError::NotConnected {
+                peer: m.node.clone(),
+            })?;
+        Ok(Target::Remote(RemoteRef::new(peer, &group_export(m.id))))
+    }
+
+    fn pick(&self, members: &[GroupMember], key: Option<u64>) -> Option<usize> {
+        if members.is_empty() {
+            return None;
+        }
+        if let Some(k) = key {
+            return rendezvous(k, members);
+        }
+        Some(match self.routing {
+            GroupRouting::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % members.len(),
+            GroupRouting::Random => rand::random_range(0..members.len()),
+        })
+    }
+
+    fn send(&self, key: Option<u64>, msg: M) -> Result<(), RemoteCastError<M>> {
+        let members = self.live_members();
+        let Some(i) = self.pick(&members, key) else {
+            return Err(RemoteCastError::new(
+                ClusterError::NoGroupMember {
+                    group: self.group.clone(),
+                },
+                msg,
+            ));
+        };
+        match self.target(&members[i]) {
+            Ok(t) => t.cast(&self.node, &self.group, msg),
+            Err(e) => Err(RemoteCastError::new(e, msg)),
+        }
+    }
+
+    /// Sends `msg` to one member chosen by the routing.
+    ///
+    /// # Errors
+    ///
+    /// Hands `msg` back with [`ClusterError::NoGroupMember`] if the group
+    /// has no member taking `M`, or with the error of the cast to the
+    /// chosen member.
+    pub fn cast(&self, msg: M) -> Result<(), RemoteCastError<M>> {
+        self.send(None, msg)
+    }
+
+    /// Sends `msg` to the member that owns `key` (rendezvous hashing: the
+    /// same key goes to the same member while it is in the group).
+    ///
+    /// # Errors
+    ///
+    /// As [`cast`](Self::cast).
+    pub fn cast_keyed<K: Hash + ?Sized>(&self, key: &K, msg: M) -> Result<(), RemoteCastError<M>> {
+        self.send(Some(hash_key(key)), msg)
+    }
+
+    /// Sends a copy of `msg` to every member; returns how many took it.
+    pub fn broadcast(&self, msg: M) -> usize
+    where
+        M: Clone,
+    {
+        self.live_members()
+            .iter()
+            .filter(|m| {
+                self.target(m)
+                    .map(|t| t.cast(&self.node, &self.group, msg.clone()).is_ok())
+                    .unwrap_or(false)
+            })
+            .count()
+    }
+
+    /// Calls one member on another node chosen by the routing (members on
+    /// this node are skipped: a [`RemoteReply`] answers only across nodes).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoGroupMember`] if no member on another node takes
+    /// `M`; the errors of [`RemoteRef::call`].
+    pub async fn call<T, F>(&self, build: F, timeout: Duration) -> Result<T, ClusterError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(RemoteReply<T>) -> M,
+    {
+        let members: Vec<GroupMember> = self
+            .live_members()
+            .into_iter()
+            .filter(|m| m.node != self.node.name)
+            .collect();
+        let i = self
+            .pick(&members, None)
+            .ok_or_else(|| ClusterError::NoGroupMember {
+                group: self.group.clone(),
+            })?;
+        match self.target(&members[i])? {
+            Target::Remote(r) => r.call(build, timeout).await,
+            Target::Local(_) => Err(ClusterError::NoGroupMember {
+                group: self.group.clone(),
+            }),
+        }
+    }
+}
