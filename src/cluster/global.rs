@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use dashmap::DashMap;
 use ractor::ActorRef;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -193,6 +194,7 @@ impl Node {
         NamedRef {
             node: self.inner.clone(),
             name: name.to_string(),
+            remotes: Arc::new(DashMap::new()),
             _msg: PhantomData,
         }
     }
@@ -245,6 +247,7 @@ impl Node {
             group: group.to_string(),
             routing: GroupRouting::RoundRobin,
             next: Arc::new(AtomicUsize::new(0)),
+            remotes: Arc::new(DashMap::new()),
             _msg: PhantomData,
         }
     }
@@ -451,6 +454,8 @@ impl<M: RemoteMessage> Target<M> {
 pub struct NamedRef<M> {
     node: Arc<NodeInner>,
     name: String,
+    /// The remote handle for each holder node met, built once.
+    remotes: Arc<DashMap<String, RemoteRef<M>>>,
     _msg: PhantomData<fn(M)>,
 }
 
@@ -459,6 +464,7 @@ impl<M> Clone for NamedRef<M> {
         NamedRef {
             node: self.node.clone(),
             name: self.name.clone(),
+            remotes: self.remotes.clone(),
             _msg: PhantomData,
         }
     }
@@ -575,6 +581,8 @@ pub struct GroupRef<M> {
     group: String,
     routing: GroupRouting,
     next: Arc<AtomicUsize>,
+    /// The remote handle of each member met, built once.
+    remotes: Arc<DashMap<GroupMember, RemoteRef<M>>>,
     _msg: PhantomData<fn(M)>,
 }
 
@@ -585,6 +593,7 @@ impl<M> Clone for GroupRef<M> {
             group: self.group.clone(),
             routing: self.routing,
             next: self.next.clone(),
+            remotes: self.remotes.clone(),
             _msg: PhantomData,
         }
     }
@@ -619,15 +628,15 @@ impl<M: RemoteMessage> GroupRef<M> {
     /// The group's members taking `M`, in the same order on every node.
     pub fn members(&self) -> Vec<GroupMemberInfo> {
         self.live_members()
-            .into_iter()
+            .iter()
             .map(|m| GroupMemberInfo {
-                node: m.node,
+                node: m.node.clone(),
                 id: m.id,
             })
             .collect()
     }
 
-    fn live_members(&self) -> Vec<GroupMember> {
+    fn live_members(&self) -> Arc<[GroupMember]> {
         lock!(self.node.view.lock()).members(&self.group, M::TAG)
     }
 
@@ -641,13 +650,18 @@ impl<M: RemoteMessage> GroupRef<M> {
                     group: self.group.clone(),
                 });
         }
+        if let Some(r) = self.remotes.get(m) {
+            return Ok(Target::Remote(r.clone()));
+        }
         let peer = self
             .node
             .peer(&m.node)
             .ok_or_else(|| ClusterError::NotConnected {
                 peer: m.node.clone(),
             })?;
-        Ok(Target::Remote(RemoteRef::new(peer, &group_export(m.id))))
+        let remote = RemoteRef::new(peer, &group_export(m.id));
+        self.remotes.insert(m.clone(), remote.clone());
+        Ok(Target::Remote(remote))
     }
 
     fn pick(&self, members: &[GroupMember], key: Option<u64>) -> Option<usize> {
@@ -729,8 +743,9 @@ impl<M: RemoteMessage> GroupRef<M> {
     {
         let members: Vec<GroupMember> = self
             .live_members()
-            .into_iter()
+            .iter()
             .filter(|m| m.node != self.node.name)
+            .cloned()
             .collect();
         let i = self
             .pick(&members, None)

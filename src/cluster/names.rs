@@ -23,6 +23,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,9 @@ pub(crate) struct View {
     names: HashMap<String, Holder>,
     /// group → member → tag, sorted so every node lists a group alike.
     groups: HashMap<String, BTreeMap<GroupMember, String>>,
+    /// (group, tag) → its members, built on the first read after a change
+    /// (routing reads it on every send; groups change rarely).
+    snapshots: HashMap<(String, String), Arc<[GroupMember]>>,
 }
 
 impl View {
@@ -90,6 +94,7 @@ impl View {
             me: me.to_string(),
             names: HashMap::new(),
             groups: HashMap::new(),
+            snapshots: HashMap::new(),
         }
     }
 
@@ -185,6 +190,7 @@ impl View {
     }
 
     fn drop_groups_of(&mut self, node: &str) {
+        self.snapshots.clear();
         for members in self.groups.values_mut() {
             members.retain(|m, _| m.node != node);
         }
@@ -193,6 +199,7 @@ impl View {
 
     /// A member `node` added to a group.
     pub(crate) fn joined(&mut self, node: &str, g: &GroupWire) {
+        self.snapshots.clear();
         self.groups.entry(g.group.clone()).or_default().insert(
             GroupMember {
                 node: node.to_string(),
@@ -204,6 +211,7 @@ impl View {
 
     /// A member `node` removed from a group.
     pub(crate) fn left_group(&mut self, node: &str, group: &str, id: u64) {
+        self.snapshots.clear();
         if let Some(members) = self.groups.get_mut(group) {
             let key = GroupMember {
                 node: node.to_string(),
@@ -218,8 +226,13 @@ impl View {
 
     /// The members of `group` whose tag is `tag`, in the same order on
     /// every node.
-    pub(crate) fn members(&self, group: &str, tag: &str) -> Vec<GroupMember> {
-        self.groups
+    pub(crate) fn members(&mut self, group: &str, tag: &str) -> Arc<[GroupMember]> {
+        let key = (group.to_string(), tag.to_string());
+        if let Some(snapshot) = self.snapshots.get(&key) {
+            return snapshot.clone();
+        }
+        let members: Arc<[GroupMember]> = self
+            .groups
             .get(group)
             .map(|m| {
                 m.iter()
@@ -227,7 +240,9 @@ impl View {
                     .map(|(m, _)| m.clone())
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.snapshots.insert(key, members.clone());
+        members
     }
 
     /// This node's own names and groups, for a full-state announcement.
@@ -366,7 +381,7 @@ mod tests {
         let ids: Vec<(String, u64)> = v
             .members("g", "T")
             .into_iter()
-            .map(|m| (m.node, m.id))
+            .map(|m| (m.node.clone(), m.id))
             .collect();
         assert_eq!(ids, [("a".into(), 7), ("b".into(), 2), ("me".into(), 1)]);
         v.left_group("a", "g", 7);
