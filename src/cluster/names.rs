@@ -380,7 +380,7 @@ mod tests {
         }
         let ids: Vec<(String, u64)> = v
             .members("g", "T")
-            .into_iter()
+            .iter()
             .map(|m| (m.node.clone(), m.id))
             .collect();
         assert_eq!(ids, [("a".into(), 7), ("b".into(), 2), ("me".into(), 1)]);
