@@ -64,7 +64,7 @@ use super::node::{Node, NodeInner};
 use super::registry::check_name;
 use super::remote_ref::{RemoteRef, RemoteReply};
 use super::wire::{Frame, Refusal};
-use crate::pool::routing::hash_key;
+use crate::pool::routing::{hash_key, power_of_two_choices, WorkerLoad};
 use crate::supervisor::{CastError, ChildRef};
 
 /// The export name under which a registered name's actor is reached.
@@ -248,6 +248,7 @@ impl Node {
             routing: GroupRouting::RoundRobin,
             next: Arc::new(AtomicUsize::new(0)),
             remotes: Arc::new(DashMap::new()),
+            in_flight: Arc::new(DashMap::new()),
             _msg: PhantomData,
         }
     }
@@ -569,6 +570,9 @@ pub enum GroupRouting {
     RoundRobin,
     /// Uniform at random.
     Random,
+    /// The less loaded of two members drawn at random (power of two
+    /// choices), by the calls this node has in flight to each.
+    LeastLoaded,
 }
 
 /// A handle to a process group across the cluster; from [`Node::group`].
@@ -583,6 +587,8 @@ pub struct GroupRef<M> {
     next: Arc<AtomicUsize>,
     /// The remote handle of each member met, built once.
     remotes: Arc<DashMap<GroupMember, RemoteRef<M>>>,
+    /// Calls in flight from this handle (and its clones) to each member.
+    in_flight: Arc<DashMap<GroupMember, u64>>,
     _msg: PhantomData<fn(M)>,
 }
 
@@ -594,6 +600,7 @@ impl<M> Clone for GroupRef<M> {
             routing: self.routing,
             next: self.next.clone(),
             remotes: self.remotes.clone(),
+            in_flight: self.in_flight.clone(),
             _msg: PhantomData,
         }
     }
@@ -671,10 +678,19 @@ impl<M: RemoteMessage> GroupRef<M> {
         if let Some(k) = key {
             return rendezvous(k, members);
         }
-        Some(match self.routing {
-            GroupRouting::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % members.len(),
-            GroupRouting::Random => rand::random_range(0..members.len()),
-        })
+        match self.routing {
+            GroupRouting::RoundRobin => {
+                Some(self.next.fetch_add(1, Ordering::Relaxed) % members.len())
+            }
+            GroupRouting::Random => Some(rand::random_range(0..members.len())),
+            GroupRouting::LeastLoaded => {
+                let loads: Vec<WorkerLoad> = members
+                    .iter()
+                    .map(|m| WorkerLoad::up(self.in_flight.get(m).map(|n| *n).unwrap_or(0)))
+                    .collect();
+                power_of_two_choices(&loads[..], &mut rand::rng())
+            }
+        }
     }
 
     fn send(&self, key: Option<u64>, msg: M) -> Result<(), RemoteCastError<M>> {
@@ -752,11 +768,23 @@ impl<M: RemoteMessage> GroupRef<M> {
             .ok_or_else(|| ClusterError::NoGroupMember {
                 group: self.group.clone(),
             })?;
-        match self.target(&members[i])? {
-            Target::Remote(r) => r.call(build, timeout).await,
-            Target::Local(_) => Err(ClusterError::NoGroupMember {
+        let member = members[i].clone();
+        let Target::Remote(remote) = self.target(&member)? else {
+            return Err(ClusterError::NoGroupMember {
                 group: self.group.clone(),
-            }),
+            });
+        };
+        /// Counts the call in flight until it ends, however it ends.
+        struct InFlight<'a>(&'a DashMap<GroupMember, u64>, GroupMember);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                if let Some(mut n) = self.0.get_mut(&self.1) {
+                    *n = n.saturating_sub(1);
+                }
+            }
         }
+        *self.in_flight.entry(member.clone()).or_insert(0) += 1;
+        let _counted = InFlight(&self.in_flight, member);
+        remote.call(build, timeout).await
     }
 }
