@@ -89,6 +89,7 @@ mod remote_child;
 mod remote_ref;
 mod session;
 pub mod wire;
+mod wire_limits;
 
 pub use config::NodeConfig;
 pub use error::{ClusterError, DownReason};
@@ -97,4 +98,4 @@ pub use handshake::HandshakeError;
 pub use message::RemoteMessage;
 pub use node::Node;
 pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply};
-pub use wire::{Refusal, WireError};
+pub use wire::{DecodeLimits, Refusal, WireError};

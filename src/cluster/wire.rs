@@ -35,6 +35,8 @@
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub use super::wire_limits::{DecodeLimits, DEFAULT_MAX_DECODE_DEPTH, DEFAULT_MAX_DECODE_ELEMENTS};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
@@ -372,50 +374,51 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Frame, &[u8]), WireError> {
     Ok((frame, payload))
 }
 
-/// Decodes a payload (a user message or a reply value); all of it must be
-/// used.
-///
-/// bincode reserves the memory a collection claims before reading it, up to
-/// its configured limit, and counts in-memory sizes (a varint `u64` of one
-/// byte claims 8, a `u128` 16). The limit here is sixteen times the
-/// payload's size (rounded up to a power of four, at least 64 KiB), so every
-/// honest message decodes and what a peer can make us reserve stays
-/// proportional to what it actually sent, which the maximum frame size
-/// bounds.
+/// Decodes a payload (a user message or a reply value) within the default
+/// [`DecodeLimits`]; all of it must be used.
 pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    macro_rules! with_limit {
-        ($($limit:expr),* ; $fallback:expr) => {{
-            let need = bytes.len().saturating_mul(16);
-            $(
-                if need <= $limit {
-                    return finish(bincode::serde::borrow_decode_from_slice(
-                        bytes,
-                        CONFIG.with_limit::<{ $limit }>(),
-                    ), bytes.len());
-                }
-            )*
-            finish(bincode::serde::borrow_decode_from_slice(
-                bytes,
-                CONFIG.with_limit::<{ $fallback }>(),
-            ), bytes.len())
-        }};
-    }
-    // Frames are at most 4 GiB, so 16 × that (2^36) covers every payload.
-    #[cfg(target_pointer_width = "64")]
-    return with_limit!(1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30, 1 << 32, 1 << 34; 1 << 36);
-    #[cfg(not(target_pointer_width = "64"))]
-    return with_limit!(1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30; usize::MAX);
+    decode_payload_with(bytes, &DecodeLimits::default())
 }
 
-fn finish<T>(
-    decoded: Result<(T, usize), bincode::error::DecodeError>,
-    len: usize,
+/// Decodes a payload within `limits`; all of it must be used. A payload
+/// that nests deeper or claims more elements than the limits allow is
+/// refused with a reason that names the limit (see [`DecodeLimits`]).
+pub(crate) fn decode_payload_with<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    limits: &DecodeLimits,
 ) -> Result<T, String> {
-    let (value, used) = decoded.map_err(|e| e.to_string())?;
-    if used != len {
-        return Err(format!("{} unexpected bytes after the value", len - used));
+    super::wire_limits::decode(bytes, limits).map_err(|e| e.to_string())
+}
+
+/// Entry points for the fuzz targets (`fuzz/`) and the decode benchmark.
+/// Not part of the API: they may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    use super::{DecodeLimits, WireError};
+
+    /// Decodes a frame body (without its length prefix) like a session
+    /// does. On success, encodes the frame again and decodes that: `Ok`
+    /// holds whether the same frame came back, and the payload's length.
+    pub fn frame(body: &[u8]) -> Result<(bool, usize), WireError> {
+        let (frame, payload) = super::decode(body)?;
+        let again = super::encode_plain(&frame, usize::MAX)?;
+        let (back, _) = super::decode(&again[super::LENGTH_PREFIX..])?;
+        Ok((back == frame, payload.len()))
     }
-    Ok(value)
+
+    /// [`decode_payload_with`](super::decode_payload_with).
+    pub fn decode_payload_with<T: serde::de::DeserializeOwned>(
+        bytes: &[u8],
+        limits: &DecodeLimits,
+    ) -> Result<T, String> {
+        super::decode_payload_with(bytes, limits)
+    }
+
+    /// Whether `reason`, an error of [`decode_payload_with`], is a refusal
+    /// by one of the [`DecodeLimits`] (and not a malformed encoding).
+    pub fn is_limit(reason: &str) -> bool {
+        reason.contains("NodeConfig::max_decode_")
+    }
 }
 
 #[cfg(test)]
