@@ -6,10 +6,14 @@
 # libFuzzer is linked as a plain library (`libfuzzer-sys`) and the code is
 # instrumented with rustc's stable SanitizerCoverage flags, so nothing but a
 # C++ compiler (for libFuzzer itself) is needed; it is installed if missing.
-# Exits non-zero if a target crashes, times out (an input decoding for more
-# than 10 s) or runs out of memory; the input is kept under
-# fuzz/artifacts/<target>/. Corpora grow in fuzz/corpus/<target>/ across
-# runs. Builds go to $FUZZ_TARGET_DIR (default fuzz/target).
+# The targets run with a 256 KiB stack (`ulimit -s`), so that a decode
+# recursing as deep as a 4 KiB input allows (2,000 levels) overflows it.
+# Exits non-zero if a target crashes, overflows its stack, times out (an
+# input decoding for more than 10 s) or runs out of memory; libFuzzer keeps
+# the input under fuzz/artifacts/<target>/ (not after a stack overflow:
+# rerun the corpus with `ulimit -s 256` to find it). Corpora grow in
+# fuzz/corpus/<target>/ across runs. Builds go to $FUZZ_TARGET_DIR (default
+# fuzz/target).
 set -euo pipefail
 
 secs=${1:?usage: fuzz/run.sh <seconds per target>}
@@ -36,9 +40,9 @@ status=0
 for target in frame_header payload; do
     mkdir -p "corpus/$target" "artifacts/$target"
     log=$(mktemp)
-    if "$CARGO_TARGET_DIR/$host/release/$target" "corpus/$target" \
+    if (ulimit -s 256 && exec "$CARGO_TARGET_DIR/$host/release/$target" "corpus/$target" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-        -artifact_prefix="artifacts/$target/" -print_final_stats=1 2>"$log"; then
+        -artifact_prefix="artifacts/$target/" -print_final_stats=1) 2>"$log"; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
         echo "fuzz: $target: $runs inputs in ${secs} s ($rate inputs/s), no failure"
