@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 
 use libfuzzer_sys::fuzz_target;
-use ractor_otp::cluster::wire::DecodeLimits;
 use ractor_otp::cluster::wire::__fuzz::{decode_payload_with, is_limit};
+use ractor_otp::cluster::wire::DecodeLimits;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -31,7 +31,10 @@ enum Tree {
     Leaf(u64),
     Pair(Box<Tree>, Box<Tree>),
     Many(Vec<Tree>),
-    Named { name: String, child: Option<Box<Tree>> },
+    Named {
+        name: String,
+        child: Option<Box<Tree>>,
+    },
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -97,7 +100,11 @@ fn differential<T: DeserializeOwned + PartialEq + Debug>(payload: &[u8], limits:
     let theirs = bincode::serde::borrow_decode_from_slice::<T, _>(payload, config);
     match (ours, theirs) {
         (Ok(ours), Ok((theirs, used))) => {
-            assert_eq!(used, payload.len(), "bincode left bytes of an accepted payload");
+            assert_eq!(
+                used,
+                payload.len(),
+                "bincode left bytes of an accepted payload"
+            );
             assert_eq!(ours, theirs);
         }
         (Ok(ours), Err(e)) => panic!("accepted {ours:?}, bincode refused it: {e}"),

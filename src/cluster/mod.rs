@@ -74,7 +74,7 @@
 //! | monitors | [`Node::monitor`] fires once (like Erlang's), when the actor ends (with ractor's exit reason), is unexported, or its node goes down. An export made with [`Node::export_child`] follows restarts, so its monitors fire only when it is unexported or its node goes down. |
 //! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
 //! | duplicates | if two nodes dial each other at once, both keep the connection dialed by the smaller node name; a node dialing a peer whose session (dialed by the peer) is established keeps that session. A new connection from a restarted peer (new incarnation), or dialed again by the same side, replaces the old one. |
-//! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
+//! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a payload is decoded within [`DecodeLimits`] (nesting depth, elements claimed), so no single frame can overflow the reader's stack or keep it busy; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
 
 mod config;
 mod error;

@@ -15,14 +15,22 @@
 //! header (target actor, type tag) before it decodes anything of the user's,
 //! and lets the sender encode the message straight into the outgoing buffer.
 //!
-//! Nothing read from the network can panic here or make us allocate more
-//! than the configured maximum frame size: the codec rejects a length prefix
-//! above the maximum before reserving memory; frames and payloads are
-//! decoded by borrowing from the received bytes (bincode's borrowing
-//! decoder), so a string or byte-array length is checked against the bytes
-//! actually present before anything is copied; and serde's collection
-//! visitors cap their pre-allocation. (bincode's owning decoder would
-//! reserve a claimed string length up front: never use it on input.)
+//! Nothing read from the network can panic here, overflow the stack, keep
+//! the reader busy or make it reserve more than the bytes it was sent:
+//!
+//! - the codec rejects a length prefix above the maximum frame size before
+//!   reserving memory;
+//! - a frame header is a fixed type that neither recurses nor holds a
+//!   sequence (its deepest value is a `Refusal` inside a `Result`), decoded
+//!   by bincode with a limit of [`MAX_HEADER_SIZE`], so a string length it
+//!   claims reserves at most that much before the missing bytes are found;
+//! - a payload (a user's type, which may recurse or hold zero-sized
+//!   elements) is decoded within [`DecodeLimits`]: at most 128 levels deep
+//!   by default, sequence and map lengths charged to an element budget
+//!   before they are read, strings and byte buffers borrowed from the
+//!   received bytes (checked against them) before they are copied. A
+//!   payload beyond a limit is refused like any that does not decode, with
+//!   a reason naming the limit.
 //!
 //! ```
 //! use ractor_otp::cluster::wire::{Refusal, DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION};
@@ -354,6 +362,12 @@ pub(crate) fn encode_plain(frame: &Frame, max: usize) -> Result<Bytes, WireError
 
 /// Decodes one frame body (without its length prefix): checks the version,
 /// decodes the header, and returns the payload bytes that follow it.
+///
+/// Safe on any input without the payload decoder's limits: `Frame` is not
+/// recursive (bounded depth) and holds no sequence or map (no claimed
+/// element count; its byte arrays have fixed lengths); a claimed string
+/// length is checked against [`MAX_HEADER_SIZE`] before bincode reserves
+/// it.
 pub(crate) fn decode(body: &[u8]) -> Result<(Frame, &[u8]), WireError> {
     let (&version, rest) = body.split_first().ok_or(WireError::Empty)?;
     if version != PROTOCOL_VERSION {
@@ -406,7 +420,7 @@ pub mod __fuzz {
         Ok((back == frame, payload.len()))
     }
 
-    /// [`decode_payload_with`](super::decode_payload_with).
+    /// The payload decoder the sessions use, within `limits`.
     pub fn decode_payload_with<T: serde::de::DeserializeOwned>(
         bytes: &[u8],
         limits: &DecodeLimits,
@@ -519,6 +533,105 @@ mod tests {
         let wide = vec![1u128; 5_000];
         let bytes = bincode::serde::encode_to_vec(&wide, CONFIG).expect("encodes");
         assert_eq!(decode_payload::<Vec<u128>>(&bytes).expect("decodes"), wide);
+    }
+
+    /// The frame's encoding with the one-byte string "q" in it replaced by a
+    /// string that claims `n` bytes and has none behind it.
+    fn claiming(frame: &Frame, n: u64) -> Vec<u8> {
+        let body = encode_plain(frame, 1 << 20).expect("encodes")[LENGTH_PREFIX..].to_vec();
+        let at = body
+            .windows(2)
+            .position(|w| w == [1, b'q'])
+            .expect("holds the string q");
+        let mut claimed = body[..at].to_vec();
+        claimed.push(253);
+        claimed.extend_from_slice(&n.to_le_bytes());
+        claimed
+    }
+
+    #[test]
+    fn a_frame_header_claiming_a_huge_string_anywhere_is_malformed() {
+        let frames = [
+            Frame::Hello {
+                name: "q".into(),
+                incarnation: 1,
+                nonce: [0; 32],
+                max_frame: 1024,
+            },
+            Frame::Lookup {
+                id: 1,
+                actor: "q".into(),
+                tag: "t".into(),
+            },
+            Frame::Rejected { reason: "q".into() },
+            Frame::Undelivered {
+                actor: "a".into(),
+                tag: "t".into(),
+                refusal: Refusal::TagMismatch {
+                    expected: "q".into(),
+                    found: "f".into(),
+                },
+            },
+            Frame::ActorDown {
+                id: 2,
+                reason: Ok("q".into()),
+            },
+        ];
+        let claims = [
+            MAX_HEADER_SIZE as u64 - 1,
+            MAX_HEADER_SIZE as u64,
+            1 << 40,
+            u64::MAX,
+        ];
+        let bodies: Vec<Vec<u8>> = frames
+            .iter()
+            .flat_map(|f| claims.map(|n| claiming(f, n)))
+            .collect();
+        // On a small stack and within a time limit: nothing to recurse on,
+        // nothing to spin on.
+        let decoded = super::super::wire_limits::tests::on_small_stack(move || {
+            bodies
+                .iter()
+                .map(|b| match decode(b) {
+                    Err(WireError::Malformed(reason)) => reason,
+                    other => format!("not malformed: {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        });
+        for reason in decoded {
+            assert!(
+                reason.starts_with("UnexpectedEnd") || reason == "LimitExceeded",
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_frame_bodies_are_decoded_or_refused_on_a_small_stack() {
+        // 20,000 bodies of 1 to 64 pseudo-random bytes (a fixed LCG), each
+        // starting with the right version and a plausible variant index.
+        let outcomes = super::super::wire_limits::tests::on_small_stack(|| {
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            let mut next = move || {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 56) as u8
+            };
+            let (mut ok, mut refused) = (0, 0);
+            for _ in 0..20_000 {
+                let len = 1 + usize::from(next() % 64);
+                let mut body = vec![PROTOCOL_VERSION, next() % 20];
+                body.extend((2..len).map(|_| next()));
+                match decode(&body) {
+                    Ok(_) => ok += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+            (ok, refused)
+        });
+        assert_eq!(outcomes.0 + outcomes.1, 20_000);
+        assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
     }
 
     #[test]
