@@ -45,9 +45,10 @@ use super::wire::CONFIG;
 /// limit.
 pub const DEFAULT_MAX_DECODE_DEPTH: usize = 128;
 
-/// Default [`DecodeLimits::max_elements`]: 2^20 elements of no bytes each
-/// (about a millisecond of decoding), on top of one element per byte of the
-/// payload.
+/// Default [`DecodeLimits::max_elements`]: 2^20 elements of no bytes each,
+/// on top of one element per byte of the payload. A 9-byte `Vec<()>`
+/// claiming all of them decodes in under a microsecond in a release build
+/// (38 ms in a debug build).
 pub const DEFAULT_MAX_DECODE_ELEMENTS: usize = 1 << 20;
 
 /// How much structure one payload may claim while it decodes. Values from
@@ -75,8 +76,11 @@ pub struct DecodeLimits {
     /// The deepest nesting a payload may have. Each struct, tuple,
     /// sequence, map, enum variant, `Some` and newtype is one level (a
     /// plain `u64` message is at depth 0, `Some(vec![1])` at 2). Each level
-    /// costs the reading thread a stack frame or a few, so keep this well
-    /// under what the stack of a tokio worker (2 MiB) holds.
+    /// costs the reading thread a few stack frames: measured 100–200 bytes
+    /// per level in a release build and 0.7–1.1 KiB in a debug build for
+    /// small recursive types (more for types that hold large arrays by
+    /// value), so keep this well under what the stack of a tokio worker
+    /// (2 MiB) holds.
     pub max_depth: usize,
     /// How many elements of sequences and maps one payload may claim beyond
     /// one per byte it carries. Only elements that take no bytes
