@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::error::ClusterError;
 use super::events::{DeadLetterHandler, RemoteDeadLetter};
 use super::phi::PhiConfig;
+use super::wire::DecodeLimits;
 use super::wire::{DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE};
 use crate::supervisor::Backoff;
 
@@ -42,6 +43,7 @@ pub struct NodeConfig {
     pub(crate) on_dead_letter: Option<DeadLetterHandler>,
     pub(crate) seeds: Vec<SocketAddr>,
     pub(crate) advertise: Option<SocketAddr>,
+    pub(crate) decode_limits: DecodeLimits,
 }
 
 /// Default bound of each session's outgoing buffer, in bytes (4 MiB).
@@ -62,6 +64,7 @@ impl fmt::Debug for NodeConfig {
             .field("on_dead_letter", &self.on_dead_letter.is_some())
             .field("seeds", &self.seeds)
             .field("advertise", &self.advertise)
+            .field("decode_limits", &self.decode_limits)
             .finish()
     }
 }
@@ -87,6 +90,7 @@ impl NodeConfig {
             on_dead_letter: None,
             seeds: Vec::new(),
             advertise: None,
+            decode_limits: DecodeLimits::default(),
         }
     }
 
@@ -216,6 +220,25 @@ impl NodeConfig {
     /// address (`0.0.0.0`) or behind a forwarded port.
     pub fn advertise(mut self, addr: SocketAddr) -> Self {
         self.advertise = Some(addr);
+        self
+    }
+
+    /// The deepest nesting a received message or reply may have (default
+    /// 128, as `serde_json`): deeper payloads are refused, so that no frame
+    /// can overflow the reading task's stack. Raise it for honest deeply
+    /// nested types (each level costs about 1 KiB of stack in a debug
+    /// build).
+    pub fn max_decode_depth(mut self, depth: usize) -> Self {
+        self.decode_limits.max_depth = depth;
+        self
+    }
+
+    /// How many sequence and map elements a received payload may claim
+    /// beyond one per byte it carries (default 2^20): only elements that
+    /// take no bytes (`()`, unit structs) count against it, so a 9-byte
+    /// payload cannot claim 2^64 of them.
+    pub fn max_decode_elements(mut self, elements: usize) -> Self {
+        self.decode_limits.max_elements = elements;
         self
     }
 

@@ -77,7 +77,7 @@
 //! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
 //! | duplicates | if two nodes dial each other at once, the connection dialed by the node with the smaller name wins, settled inside the handshake before either side installs anything: each side sees one `Up` and no `Down`, and a call made right after `connect` returns never meets a closed session (the loser's `connect` returns the winning session). A node dialing a peer whose session is established keeps that session. A new connection from a restarted peer (new incarnation) replaces the old one. |
 //! | membership | [`NodeConfig::seeds`] or [`Node::join`]: one live member is a door in. Sessions exchange member lists (name, listen address, incarnation) when they come up and whenever a member joins, and every node dials the members it lacks, so the cluster becomes a full mesh (Erlang's transitive connections). [`Node::members`] shows each member's [`MemberStatus`]; [`NodeEvent::MemberJoined`] and [`NodeEvent::MemberLeft`] report changes (`Up`/`Down` stay the session's health). Every node redials a member that went `Down`, with backoff, not only the side that first dialed. [`Node::leave`] is a planned leave: members mark it `Left` (its `Down` carries [`DownReason::PeerLeft`], not a failure) and never redial it. A node claiming a live member's name from another address is refused ([`HandshakeError::DuplicateName`]) and the live session is untouched; the same address with a new incarnation is a restart. |
-//! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
+//! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a payload is decoded within [`DecodeLimits`] (nesting depth, elements claimed), so no single frame can overflow the reader's stack or keep it busy; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
 
 //! # How far a full mesh goes
 //!
@@ -114,6 +114,7 @@ mod remote_ref;
 mod session;
 mod tally;
 pub mod wire;
+mod wire_limits;
 
 pub use config::{NodeConfig, DEFAULT_SEND_BUFFER};
 pub use error::{ClusterError, DownReason, RemoteCastError};
@@ -126,4 +127,4 @@ pub use membership::{Member, MemberStatus};
 pub use message::RemoteMessage;
 pub use node::Node;
 pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply};
-pub use wire::{Refusal, WireError};
+pub use wire::{DecodeLimits, Refusal, WireError};

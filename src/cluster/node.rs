@@ -585,8 +585,13 @@ impl NodeInner {
             .or_insert_with(|| Arc::new(Peer::new(hello.name.clone(), addr, self.events.clone())))
             .clone();
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (link, pending) =
-            session::open(session, conn, hello.max_frame, self.config.send_buffer);
+        let (link, pending) = session::open(
+            session,
+            conn,
+            hello.max_frame,
+            self.config.send_buffer,
+            self.config.decode_limits,
+        );
         let replaced = {
             let mut st = lock!(peer.state.lock());
             let mut replaced = None;

@@ -367,7 +367,7 @@ impl Registry {
 /// message type's `Deserialize` is a refusal, not the end of the session.
 fn decode<M: RemoteMessage>(bytes: &[u8], link: &Arc<Link>) -> Result<M, Refusal> {
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decoding_from(link, || wire::decode_payload::<M>(bytes))
+        decoding_from(link, || wire::decode_payload_with::<M>(bytes, &link.limits))
     }));
     match decoded {
         Ok(result) => result.map_err(Refusal::Decode),

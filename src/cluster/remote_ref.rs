@@ -280,7 +280,7 @@ impl<M: RemoteMessage> RemoteRef<M> {
             .peer
             .request(&link, &self.actor, encode, timeout)
             .await?;
-        wire::decode_payload(&bytes).map_err(|reason| ClusterError::Decode {
+        wire::decode_payload_with(&bytes, &link.limits).map_err(|reason| ClusterError::Decode {
             peer: self.peer.name().to_string(),
             actor: self.actor.to_string(),
             reason,

@@ -35,7 +35,7 @@ use super::peer::Peer;
 use super::phi::PhiDetector;
 use super::registry::Export;
 use super::remote_ref::ActorDownReason;
-use super::wire::{self, Frame, Refusal, LENGTH_PREFIX};
+use super::wire::{self, DecodeLimits, Frame, Refusal, LENGTH_PREFIX};
 
 /// Most frames read without waiting before a heartbeat tick judges the
 /// peer.
@@ -54,6 +54,8 @@ pub(crate) struct Link {
     pub(crate) max_frame: usize,
     /// What waits to be written (bounded; see [`outbox`]).
     pub(crate) outbox: Outbox,
+    /// The limits payloads received on this session decode within.
+    pub(crate) limits: DecodeLimits,
     /// Cleared when the session ends (a plain flag: checked on every send).
     open: AtomicBool,
     closed: CancellationToken,
@@ -160,11 +162,13 @@ pub(crate) fn open(
     conn: Conn,
     peer_max_frame: usize,
     send_buffer: usize,
+    limits: DecodeLimits,
 ) -> (Arc<Link>, Pending) {
     let link = Arc::new(Link {
         session,
         max_frame: peer_max_frame,
         outbox: Outbox::new(send_buffer),
+        limits,
         open: AtomicBool::new(true),
         closed: CancellationToken::new(),
         reason: Mutex::new(None),

@@ -15,14 +15,22 @@
 //! header (target actor, type tag) before it decodes anything of the user's,
 //! and lets the sender encode the message straight into the outgoing buffer.
 //!
-//! Nothing read from the network can panic here or make us allocate more
-//! than the configured maximum frame size: the codec rejects a length prefix
-//! above the maximum before reserving memory; frames and payloads are
-//! decoded by borrowing from the received bytes (bincode's borrowing
-//! decoder), so a string or byte-array length is checked against the bytes
-//! actually present before anything is copied; and serde's collection
-//! visitors cap their pre-allocation. (bincode's owning decoder would
-//! reserve a claimed string length up front: never use it on input.)
+//! Nothing read from the network can panic here, overflow the stack, keep
+//! the reader busy or make it reserve more than the bytes it was sent:
+//!
+//! - the codec rejects a length prefix above the maximum frame size before
+//!   reserving memory;
+//! - a frame header is a fixed type that neither recurses nor holds a
+//!   sequence (its deepest value is a `Refusal` inside a `Result`), decoded
+//!   by bincode with a limit of [`MAX_HEADER_SIZE`], so a string length it
+//!   claims reserves at most that much before the missing bytes are found;
+//! - a payload (a user's type, which may recurse or hold zero-sized
+//!   elements) is decoded within [`DecodeLimits`]: at most 128 levels deep
+//!   by default, sequence and map lengths charged to an element budget
+//!   before they are read, strings and byte buffers borrowed from the
+//!   received bytes (checked against them) before they are copied. A
+//!   payload beyond a limit is refused like any that does not decode, with
+//!   a reason naming the limit.
 //!
 //! ```
 //! use ractor_otp::cluster::wire::{Refusal, DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION};
@@ -37,6 +45,8 @@
 use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub use super::wire_limits::{DecodeLimits, DEFAULT_MAX_DECODE_DEPTH, DEFAULT_MAX_DECODE_ELEMENTS};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
@@ -401,6 +411,12 @@ pub(crate) fn encode_plain(frame: &Frame, max: usize) -> Result<Bytes, WireError
 
 /// Decodes one frame body (without its length prefix): checks the version,
 /// decodes the header, and returns the payload bytes that follow it.
+///
+/// Safe on any input without the payload decoder's limits: `Frame` is not
+/// recursive (bounded depth) and holds no sequence or map (no claimed
+/// element count; its byte arrays have fixed lengths); a claimed string
+/// length is checked against [`MAX_HEADER_SIZE`] before bincode reserves
+/// it.
 pub(crate) fn decode(body: &[u8]) -> Result<(Frame, &[u8]), WireError> {
     let (&version, rest) = body.split_first().ok_or(WireError::Empty)?;
     if version != PROTOCOL_VERSION {
@@ -421,50 +437,51 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Frame, &[u8]), WireError> {
     Ok((frame, payload))
 }
 
-/// Decodes a payload (a user message or a reply value); all of it must be
-/// used.
-///
-/// bincode reserves the memory a collection claims before reading it, up to
-/// its configured limit, and counts in-memory sizes (a varint `u64` of one
-/// byte claims 8, a `u128` 16). The limit here is sixteen times the
-/// payload's size (rounded up to a power of four, at least 64 KiB), so every
-/// honest message decodes and what a peer can make us reserve stays
-/// proportional to what it actually sent, which the maximum frame size
-/// bounds.
+/// Decodes a payload (a user message or a reply value) within the default
+/// [`DecodeLimits`]; all of it must be used.
 pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    macro_rules! with_limit {
-        ($($limit:expr),* ; $fallback:expr) => {{
-            let need = bytes.len().saturating_mul(16);
-            $(
-                if need <= $limit {
-                    return finish(bincode::serde::borrow_decode_from_slice(
-                        bytes,
-                        CONFIG.with_limit::<{ $limit }>(),
-                    ), bytes.len());
-                }
-            )*
-            finish(bincode::serde::borrow_decode_from_slice(
-                bytes,
-                CONFIG.with_limit::<{ $fallback }>(),
-            ), bytes.len())
-        }};
-    }
-    // Frames are at most 4 GiB, so 16 × that (2^36) covers every payload.
-    #[cfg(target_pointer_width = "64")]
-    return with_limit!(1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30, 1 << 32, 1 << 34; 1 << 36);
-    #[cfg(not(target_pointer_width = "64"))]
-    return with_limit!(1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30; usize::MAX);
+    decode_payload_with(bytes, &DecodeLimits::default())
 }
 
-fn finish<T>(
-    decoded: Result<(T, usize), bincode::error::DecodeError>,
-    len: usize,
+/// Decodes a payload within `limits`; all of it must be used. A payload
+/// that nests deeper or claims more elements than the limits allow is
+/// refused with a reason that names the limit (see [`DecodeLimits`]).
+pub(crate) fn decode_payload_with<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    limits: &DecodeLimits,
 ) -> Result<T, String> {
-    let (value, used) = decoded.map_err(|e| e.to_string())?;
-    if used != len {
-        return Err(format!("{} unexpected bytes after the value", len - used));
+    super::wire_limits::decode(bytes, limits).map_err(|e| e.to_string())
+}
+
+/// Entry points for the fuzz targets (`fuzz/`) and the decode benchmark.
+/// Not part of the API: they may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    use super::{DecodeLimits, WireError};
+
+    /// Decodes a frame body (without its length prefix) like a session
+    /// does. On success, encodes the frame again and decodes that: `Ok`
+    /// holds whether the same frame came back, and the payload's length.
+    pub fn frame(body: &[u8]) -> Result<(bool, usize), WireError> {
+        let (frame, payload) = super::decode(body)?;
+        let again = super::encode_plain(&frame, usize::MAX)?;
+        let (back, _) = super::decode(&again[super::LENGTH_PREFIX..])?;
+        Ok((back == frame, payload.len()))
     }
-    Ok(value)
+
+    /// The payload decoder the sessions use, within `limits`.
+    pub fn decode_payload_with<T: serde::de::DeserializeOwned>(
+        bytes: &[u8],
+        limits: &DecodeLimits,
+    ) -> Result<T, String> {
+        super::decode_payload_with(bytes, limits)
+    }
+
+    /// Whether `reason`, an error of [`decode_payload_with`], is a refusal
+    /// by one of the [`DecodeLimits`] (and not a malformed encoding).
+    pub fn is_limit(reason: &str) -> bool {
+        reason.contains("NodeConfig::max_decode_")
+    }
 }
 
 #[cfg(test)]
@@ -565,6 +582,106 @@ mod tests {
         let wide = vec![1u128; 5_000];
         let bytes = bincode::serde::encode_to_vec(&wide, CONFIG).expect("encodes");
         assert_eq!(decode_payload::<Vec<u128>>(&bytes).expect("decodes"), wide);
+    }
+
+    /// The frame's encoding with the one-byte string "q" in it replaced by a
+    /// string that claims `n` bytes and has none behind it.
+    fn claiming(frame: &Frame, n: u64) -> Vec<u8> {
+        let body = encode_plain(frame, 1 << 20).expect("encodes")[LENGTH_PREFIX..].to_vec();
+        let at = body
+            .windows(2)
+            .position(|w| w == [1, b'q'])
+            .expect("holds the string q");
+        let mut claimed = body[..at].to_vec();
+        claimed.push(253);
+        claimed.extend_from_slice(&n.to_le_bytes());
+        claimed
+    }
+
+    #[test]
+    fn a_frame_header_claiming_a_huge_string_anywhere_is_malformed() {
+        let frames = [
+            Frame::Hello {
+                name: "q".into(),
+                incarnation: 1,
+                listen: SocketAddr::from(([127, 0, 0, 1], 9)),
+                nonce: [0; 32],
+                max_frame: 1024,
+            },
+            Frame::Lookup {
+                id: 1,
+                actor: "q".into(),
+                tag: "t".into(),
+            },
+            Frame::Rejected { reason: "q".into() },
+            Frame::Undelivered {
+                actor: "a".into(),
+                tag: "t".into(),
+                refusal: Refusal::TagMismatch {
+                    expected: "q".into(),
+                    found: "f".into(),
+                },
+            },
+            Frame::ActorDown {
+                id: 2,
+                reason: Ok("q".into()),
+            },
+        ];
+        let claims = [
+            MAX_HEADER_SIZE as u64 - 1,
+            MAX_HEADER_SIZE as u64,
+            1 << 40,
+            u64::MAX,
+        ];
+        let bodies: Vec<Vec<u8>> = frames
+            .iter()
+            .flat_map(|f| claims.map(|n| claiming(f, n)))
+            .collect();
+        // On a small stack and within a time limit: nothing to recurse on,
+        // nothing to spin on.
+        let decoded = super::super::wire_limits::tests::on_small_stack(move || {
+            bodies
+                .iter()
+                .map(|b| match decode(b) {
+                    Err(WireError::Malformed(reason)) => reason,
+                    other => format!("not malformed: {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        });
+        for reason in decoded {
+            assert!(
+                reason.starts_with("UnexpectedEnd") || reason == "LimitExceeded",
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_frame_bodies_are_decoded_or_refused_on_a_small_stack() {
+        // 20,000 bodies of 1 to 64 pseudo-random bytes (a fixed LCG), each
+        // starting with the right version and a plausible variant index.
+        let outcomes = super::super::wire_limits::tests::on_small_stack(|| {
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            let mut next = move || {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 56) as u8
+            };
+            let (mut ok, mut refused) = (0, 0);
+            for _ in 0..20_000 {
+                let len = 1 + usize::from(next() % 64);
+                let mut body = vec![PROTOCOL_VERSION, next() % 20];
+                body.extend((2..len).map(|_| next()));
+                match decode(&body) {
+                    Ok(_) => ok += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+            (ok, refused)
+        });
+        assert_eq!(outcomes.0 + outcomes.1, 20_000);
+        assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
     }
 
     #[test]
