@@ -10,8 +10,10 @@
 //!    local ractor `call` and vs a bare tokio TCP ping-pong over loopback
 //!    (the floor under any remote call);
 //! 3. `cluster_cast_paired`, `cluster_call_distribution` (custom, printed):
-//!    the throughput ratio measured as interleaved pairs of rounds, and the
-//!    percentiles of individually timed calls (local ones, then remote ones);
+//!    the throughput ratio measured as interleaved pairs of rounds (with the
+//!    process's CPU per message in each kind of round, from `getrusage`),
+//!    and the percentiles of individually timed calls (local ones, then
+//!    remote ones);
 //! 4. `cluster_detection` (custom, printed): time from the moment a relay
 //!    between the nodes starts dropping every byte silently to the dialing
 //!    node's `NodeEvent::Down { reason: HeartbeatTimeout }`, over
@@ -21,15 +23,16 @@
 //!    heartbeat period;
 //! 5. `cluster_soak` (custom, printed): casts and calls in both directions
 //!    at full speed for `CLUSTER_SOAK_SECS` seconds (default
-//!    [`DEFAULT_SOAK_SECS`]), counting `Down` events (expected: none).
-//!
+//!    [`DEFAULT_SOAK_SECS`]), counting `Down` events (expected: none);
 //! 6. `cluster_two_process` (custom, printed): the bench binary starts
 //!    itself again as a receiver process (`CLUSTER_BENCH_ROLE=receiver`)
 //!    exporting a counter; this process casts `CLUSTER_TWO_PROCESS_ROUNDS`
 //!    (default [`DEFAULT_TWO_PROCESS_ROUNDS`]) rounds of [`CASTS`] casts to
 //!    it, each timed until the receiver confirms the count with a call, and
-//!    prints the median throughput and each process's CPU per message (from
-//!    `/proc/<pid>/stat`).
+//!    prints the median throughput and each process's CPU per message (the
+//!    receiver's from `/proc/<pid>/stat`, in clock ticks; this process's from
+//!    `getrusage`). The receiver also runs two tokio workers: the two
+//!    processes share the machine's 2 cores with 4 workers.
 //!
 //! The global allocator is the system's (glibc `malloc`), or jemalloc when
 //! built with `RUSTFLAGS="--cfg bench_jemalloc"` (which also brings in the
@@ -435,29 +438,42 @@ async fn cast_paired(
         cast_round(&progress, &remote).await;
     }
     let (mut l, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut l_cpu, mut r_cpu) = (Vec::new(), Vec::new());
     for i in 0..pairs {
-        let (lt, rt) = if i % 2 == 0 {
-            let lt = cast_round(&progress, &local).await;
-            (lt, cast_round(&progress, &remote).await)
+        let ((lt, lc), (rt, rc)) = if i % 2 == 0 {
+            let lt = cpu_round(&progress, &local).await;
+            (lt, cpu_round(&progress, &remote).await)
         } else {
-            let rt = cast_round(&progress, &remote).await;
-            (cast_round(&progress, &local).await, rt)
+            let rt = cpu_round(&progress, &remote).await;
+            (cpu_round(&progress, &local).await, rt)
         };
         l.push(lt.as_secs_f64());
         r.push(rt.as_secs_f64());
+        l_cpu.push(lc.as_secs_f64());
+        r_cpu.push(rc.as_secs_f64());
         // Throughput ratio remote / local = time local / time remote.
         ratio.push(lt.as_secs_f64() / rt.as_secs_f64());
     }
     let (lm, rm) = (median(&mut l), median(&mut r));
+    let ns_per_cast = |v: &mut Vec<f64>| median(v) * 1e9 / CASTS as f64;
     println!(
-        "cluster_cast_paired: {pairs} pairs of {CASTS} casts ({}): median round local {} ({:.2} M msg/s), remote {} ({:.3} M msg/s); remote = {:.3}x local throughput (median of per-pair ratios)",
+        "cluster_cast_paired: {pairs} pairs of {CASTS} casts ({}): median round local {} ({:.2} M msg/s), remote {} ({:.3} M msg/s); remote = {:.3}x local throughput (median of per-pair ratios); process CPU per message (median of rounds): local {:.0} ns, remote {:.0} ns",
         allocator(),
         fmt_secs(lm),
         CASTS as f64 / lm / 1e6,
         fmt_secs(rm),
         CASTS as f64 / rm / 1e6,
         median(&mut ratio),
+        ns_per_cast(&mut l_cpu),
+        ns_per_cast(&mut r_cpu),
     );
+}
+
+/// [`cast_round`], with the CPU time the whole process used meanwhile.
+async fn cpu_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> (Duration, Duration) {
+    let cpu = self_cpu();
+    let wall = cast_round(progress, cast).await;
+    (wall, self_cpu().saturating_sub(cpu))
 }
 
 /// The send buffer's cost: [`PAIRS`] pairs of remote rounds, through a
@@ -1112,6 +1128,22 @@ fn process_cpu(stat: &str) -> Duration {
     Duration::from_nanos((ticks(14) + ticks(15)) * 1_000_000_000 / per_sec)
 }
 
+/// CPU time (user + system) this process has used so far, from
+/// `getrusage` (microseconds, where `/proc/self/stat` counts 10 ms ticks).
+fn self_cpu() -> Duration {
+    // SAFETY: `rusage` is plain integers, valid when zeroed; `getrusage`
+    // only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the pointer is to a live, writable `rusage`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.unsigned_abs())
+            + Duration::from_micros(t.tv_usec.unsigned_abs())
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 /// Bench 6: `rounds` rounds of [`CASTS`] casts from this process to the
 /// counter of a receiver process, each timed until the receiver's waiter
 /// confirms the count (one call round trip per round); prints the median
@@ -1146,15 +1178,14 @@ async fn two_process(addr: SocketAddr, receiver_stat: String, rounds: usize) {
     for _ in 0..3 {
         round().await;
     }
-    let self_stat = "/proc/self/stat";
-    let (r0, s0) = (process_cpu(&receiver_stat), process_cpu(self_stat));
+    let (r0, s0) = (process_cpu(&receiver_stat), self_cpu());
     let start = Instant::now();
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         times.push(round().await.as_secs_f64());
     }
     let wall = start.elapsed().as_secs_f64();
-    let (r1, s1) = (process_cpu(&receiver_stat), process_cpu(self_stat));
+    let (r1, s1) = (process_cpu(&receiver_stat), self_cpu());
     let msgs = (rounds as u64 * CASTS) as f64;
     let per_msg = |d: Duration| d.as_secs_f64() * 1e9 / msgs;
     let m = median(&mut times);
