@@ -10,8 +10,10 @@
 //!    local ractor `call` and vs a bare tokio TCP ping-pong over loopback
 //!    (the floor under any remote call);
 //! 3. `cluster_cast_paired`, `cluster_call_distribution` (custom, printed):
-//!    the throughput ratio measured as interleaved pairs of rounds, and the
-//!    percentiles of individually timed calls (local ones, then remote ones);
+//!    the throughput ratio measured as interleaved pairs of rounds (with the
+//!    process's CPU per message in each kind of round, from `getrusage`),
+//!    and the percentiles of individually timed calls (local ones, then
+//!    remote ones);
 //! 4. `cluster_detection` (custom, printed): time from the moment a relay
 //!    between the nodes starts dropping every byte silently to the dialing
 //!    node's `NodeEvent::Down { reason: HeartbeatTimeout }`, over
@@ -21,7 +23,21 @@
 //!    heartbeat period;
 //! 5. `cluster_soak` (custom, printed): casts and calls in both directions
 //!    at full speed for `CLUSTER_SOAK_SECS` seconds (default
-//!    [`DEFAULT_SOAK_SECS`]), counting `Down` events (expected: none).
+//!    [`DEFAULT_SOAK_SECS`]), counting `Down` events (expected: none);
+//! 6. `cluster_two_process` (custom, printed): the bench binary starts
+//!    itself again as a receiver process (`CLUSTER_BENCH_ROLE=receiver`)
+//!    exporting a counter; this process casts `CLUSTER_TWO_PROCESS_ROUNDS`
+//!    (default [`DEFAULT_TWO_PROCESS_ROUNDS`]) rounds of [`CASTS`] casts to
+//!    it, each timed until the receiver confirms the count with a call, and
+//!    prints the median throughput and each process's CPU per message (the
+//!    receiver's from `/proc/<pid>/stat`, in clock ticks; this process's from
+//!    `getrusage`). The receiver also runs two tokio workers: the two
+//!    processes share the machine's 2 cores with 4 workers.
+//!
+//! The global allocator is the system's (glibc `malloc`), or jemalloc when
+//! built with `RUSTFLAGS="--cfg bench_jemalloc"` (which also brings in the
+//! `tikv-jemallocator` dev-dependency); the library itself never chooses
+//! one. The printed custom figures name the allocator.
 //!
 //! Every bench runs on one multi-thread tokio runtime with 2 workers, and the
 //! measured code runs as a task on that runtime (not on the bench thread),
@@ -36,6 +52,12 @@
 #![warn(clippy::missing_docs_in_private_items)]
 
 mod common;
+
+/// jemalloc for the whole bench process, only when asked for (see the
+/// module docs).
+#[cfg(bench_jemalloc)]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use common::{on_runtime, runtime};
 use std::future::Future;
@@ -416,28 +438,42 @@ async fn cast_paired(
         cast_round(&progress, &remote).await;
     }
     let (mut l, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut l_cpu, mut r_cpu) = (Vec::new(), Vec::new());
     for i in 0..pairs {
-        let (lt, rt) = if i % 2 == 0 {
-            let lt = cast_round(&progress, &local).await;
-            (lt, cast_round(&progress, &remote).await)
+        let ((lt, lc), (rt, rc)) = if i % 2 == 0 {
+            let lt = cpu_round(&progress, &local).await;
+            (lt, cpu_round(&progress, &remote).await)
         } else {
-            let rt = cast_round(&progress, &remote).await;
-            (cast_round(&progress, &local).await, rt)
+            let rt = cpu_round(&progress, &remote).await;
+            (cpu_round(&progress, &local).await, rt)
         };
         l.push(lt.as_secs_f64());
         r.push(rt.as_secs_f64());
+        l_cpu.push(lc.as_secs_f64());
+        r_cpu.push(rc.as_secs_f64());
         // Throughput ratio remote / local = time local / time remote.
         ratio.push(lt.as_secs_f64() / rt.as_secs_f64());
     }
     let (lm, rm) = (median(&mut l), median(&mut r));
+    let ns_per_cast = |v: &mut Vec<f64>| median(v) * 1e9 / CASTS as f64;
     println!(
-        "cluster_cast_paired: {pairs} pairs of {CASTS} casts: median round local {} ({:.2} M msg/s), remote {} ({:.3} M msg/s); remote = {:.3}x local throughput (median of per-pair ratios)",
+        "cluster_cast_paired: {pairs} pairs of {CASTS} casts ({}): median round local {} ({:.2} M msg/s), remote {} ({:.3} M msg/s); remote = {:.3}x local throughput (median of per-pair ratios); process CPU per message (median of rounds): local {:.0} ns, remote {:.0} ns",
+        allocator(),
         fmt_secs(lm),
         CASTS as f64 / lm / 1e6,
         fmt_secs(rm),
         CASTS as f64 / rm / 1e6,
         median(&mut ratio),
+        ns_per_cast(&mut l_cpu),
+        ns_per_cast(&mut r_cpu),
     );
+}
+
+/// [`cast_round`], with the CPU time the whole process used meanwhile.
+async fn cpu_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> (Duration, Duration) {
+    let cpu = self_cpu();
+    let wall = cast_round(progress, cast).await;
+    (wall, self_cpu().saturating_sub(cpu))
 }
 
 /// The send buffer's cost: [`PAIRS`] pairs of remote rounds, through a
@@ -921,7 +957,273 @@ async fn soak(secs: u64) {
 }
 
 // ---------------------------------------------------------------------------
+// 6. Two processes
+
+/// Set to [`RECEIVER_ROLE`] in the environment of the bench binary that the
+/// two-process part starts as its receiver.
+const ROLE_VAR: &str = "CLUSTER_BENCH_ROLE";
+/// The value of [`ROLE_VAR`] that makes the binary a receiver.
+const RECEIVER_ROLE: &str = "receiver";
+/// What the receiver prints before its listening address.
+const RECEIVER_READY: &str = "cluster-bench-receiver";
+/// Rounds of [`CASTS`] casts measured across two processes, when
+/// `CLUSTER_TWO_PROCESS_ROUNDS` is not set (about 1 s at 2 M/s).
+const DEFAULT_TWO_PROCESS_ROUNDS: usize = 200;
+
+/// Asks the receiver to answer once its counter has received a number of
+/// casts.
+#[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+enum Await {
+    /// Answers with the count once it reaches the number.
+    Count(u64, RemoteReply<u64>),
+}
+
+/// Answers each [`Await::Count`] once the counter it watches gets there
+/// (from a task, so that several may wait).
+struct Waiter {
+    /// The counter's progress.
+    progress: Progress,
+}
+
+impl Actor for Waiter {
+    type Msg = Await;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Await>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Await>,
+        msg: Await,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let Await::Count(n, reply) = msg;
+        let p = self.progress.clone();
+        p.target.store(n, Ordering::Release);
+        tokio::spawn(async move {
+            // The sender's call times out after `WAIT` as well.
+            let _ = tokio::time::timeout(WAIT, async {
+                while p.received.load(Ordering::Acquire) < n {
+                    p.done.notified().await;
+                }
+            })
+            .await;
+            let _ = reply.send(p.received.load(Ordering::Acquire));
+        });
+        Ok(())
+    }
+}
+
+/// The receiver process: a node `r` exporting a counter and a waiter,
+/// its address printed on stdout; it stops when its stdin closes (the
+/// parent ended or dropped it).
+fn receiver() {
+    let rt = runtime();
+    rt.block_on(async {
+        let node = node("r").await;
+        let (counter, progress) = spawn_counter(0).await;
+        node.export("counter", counter.clone())
+            .expect("export counter");
+        let (waiter, _) = Actor::spawn(None, Waiter { progress }, ())
+            .await
+            .expect("waiter");
+        node.export("waiter", waiter.clone())
+            .expect("export waiter");
+        println!("{RECEIVER_READY} {}", node.local_addr());
+        std::io::Write::flush(&mut std::io::stdout()).expect("stdout");
+        let _ = tokio::task::spawn_blocking(|| {
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+        })
+        .await;
+        node.shutdown().await;
+        counter.stop(None);
+        waiter.stop(None);
+    });
+}
+
+/// The receiver process, seen from the parent. Dropping it (also while
+/// unwinding from a panic) kills and reaps the process.
+struct ReceiverProcess {
+    /// The process.
+    child: std::process::Child,
+    /// Where its node listens.
+    addr: SocketAddr,
+}
+
+impl ReceiverProcess {
+    /// Starts this bench binary again as a receiver and reads its address
+    /// (waiting at most [`WAIT`]).
+    fn start() -> ReceiverProcess {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("the bench binary's path");
+        let child = Command::new(exe)
+            .env(ROLE_VAR, RECEIVER_ROLE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the receiver process starts");
+        let mut receiver = ReceiverProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let stdout = receiver.child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the receiver prints its address");
+        receiver.addr = line
+            .trim()
+            .strip_prefix(RECEIVER_READY)
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the receiver printed {line:?}, not its address"));
+        receiver
+    }
+
+    /// The path of the receiver's `/proc/<pid>/stat`.
+    fn stat(&self) -> String {
+        format!("/proc/{}/stat", self.child.id())
+    }
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) of the process whose `/proc/<pid>/stat` is
+/// at `stat`, in clock ticks of `sysconf(_SC_CLK_TCK)` (10 ms at the usual
+/// 100 per second).
+fn process_cpu(stat: &str) -> Duration {
+    let text = std::fs::read_to_string(stat).unwrap_or_else(|e| panic!("{stat}: {e}"));
+    // The fields after the command name (which may hold spaces): state is
+    // field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> u64 {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("{stat}: no field {i}"))
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_sec = u64::try_from(per_sec)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    Duration::from_nanos((ticks(14) + ticks(15)) * 1_000_000_000 / per_sec)
+}
+
+/// CPU time (user + system) this process has used so far, from
+/// `getrusage` (microseconds, where `/proc/self/stat` counts 10 ms ticks).
+fn self_cpu() -> Duration {
+    // SAFETY: `rusage` is plain integers, valid when zeroed; `getrusage`
+    // only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the pointer is to a live, writable `rusage`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.unsigned_abs())
+            + Duration::from_micros(t.tv_usec.unsigned_abs())
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Bench 6: `rounds` rounds of [`CASTS`] casts from this process to the
+/// counter of a receiver process, each timed until the receiver's waiter
+/// confirms the count (one call round trip per round); prints the median
+/// throughput and the CPU per message on each side.
+async fn two_process(addr: SocketAddr, receiver_stat: String, rounds: usize) {
+    let s = node("s").await;
+    let mut events = s.subscribe();
+    s.connect(addr).await.expect("connect to the receiver");
+    wait_up(&mut events).await;
+    let counter = s.lookup::<Tick>("r", "counter").await.expect("lookup");
+    let waiter = s.lookup::<Await>("r", "waiter").await.expect("lookup");
+    let mut sent = 0;
+    let mut round = async || {
+        let start = Instant::now();
+        for i in 0..CASTS {
+            if let Err(e) = counter.cast(Tick(i)) {
+                assert!(e.is_busy(), "remote cast: {}", e.error());
+                counter
+                    .cast_wait(e.into_message())
+                    .await
+                    .unwrap_or_else(|e| panic!("remote cast: {}", e.error()));
+            }
+        }
+        sent += CASTS;
+        let count = waiter
+            .call(|r| Await::Count(sent, r), WAIT)
+            .await
+            .expect("the receiver answers");
+        assert_eq!(count, sent, "every cast of the round arrives");
+        start.elapsed()
+    };
+    for _ in 0..3 {
+        round().await;
+    }
+    let (r0, s0) = (process_cpu(&receiver_stat), self_cpu());
+    let start = Instant::now();
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        times.push(round().await.as_secs_f64());
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let (r1, s1) = (process_cpu(&receiver_stat), self_cpu());
+    let msgs = (rounds as u64 * CASTS) as f64;
+    let per_msg = |d: Duration| d.as_secs_f64() * 1e9 / msgs;
+    let m = median(&mut times);
+    let rate = |t: f64| CASTS as f64 / t / 1e6;
+    println!(
+        "cluster_two_process: {rounds} rounds of {CASTS} casts to another process ({}): median round {} ({:.3} M msg/s; rounds p10-p90 {:.3}-{:.3} M msg/s; {:.3} M msg/s over all {:.2} s); CPU per message: receiver {:.0} ns, sender {:.0} ns",
+        allocator(),
+        fmt_secs(m),
+        rate(m),
+        rate(percentile(&times, 0.9)),
+        rate(percentile(&times, 0.1)),
+        msgs / wall / 1e6,
+        wall,
+        per_msg(r1.saturating_sub(r0)),
+        per_msg(s1.saturating_sub(s0)),
+    );
+    let mut downs = 0;
+    while let Some(event) = events.try_recv() {
+        if let NodeEvent::Down { peer, reason } = event {
+            eprintln!("unexpected Down of {peer} during the two-process bench: {reason}");
+            downs += 1;
+        }
+    }
+    s.shutdown().await;
+    assert_eq!(downs, 0, "the receiver went down during the bench");
+}
+
+// ---------------------------------------------------------------------------
 // Helpers
+
+/// The global allocator of this build, as printed with the figures.
+fn allocator() -> &'static str {
+    if cfg!(bench_jemalloc) {
+        "jemalloc"
+    } else {
+        "system allocator"
+    }
+}
 
 /// The median of `v` (sorts it).
 fn median(v: &mut [f64]) -> f64 {
@@ -1026,8 +1328,13 @@ impl Invocation {
     }
 }
 
-/// Runs the criterion groups, then the custom measurements.
+/// Runs the criterion groups, then the custom measurements (or, started
+/// by the two-process part, the receiver).
 fn main() {
+    if std::env::var_os(ROLE_VAR).is_some_and(|r| r == RECEIVER_ROLE) {
+        receiver();
+        return;
+    }
     let how = Invocation::from_args();
     let rt = runtime();
     let mut c = Criterion::default().configure_from_args();
@@ -1064,6 +1371,16 @@ fn main() {
             Err(_) => DEFAULT_DETECTION_WARM_UP_SECS,
         };
         run(&rt, detection(runs, Duration::from_secs(warm_up)));
+    }
+    if how.runs("cluster_two_process") {
+        let rounds = match std::env::var("CLUSTER_TWO_PROCESS_ROUNDS") {
+            Ok(s) => s.parse().expect("CLUSTER_TWO_PROCESS_ROUNDS: a number"),
+            Err(_) if how.test => 5,
+            Err(_) => DEFAULT_TWO_PROCESS_ROUNDS,
+        };
+        let receiver = ReceiverProcess::start();
+        run(&rt, two_process(receiver.addr, receiver.stat(), rounds));
+        drop(receiver);
     }
     if how.runs("cluster_soak") {
         let secs = match std::env::var("CLUSTER_SOAK_SECS") {
