@@ -188,11 +188,46 @@ impl<M: RemoteMessage> RemoteRef<M> {
     /// [`NodeEvent::DeadLetter`](super::NodeEvent::DeadLetter) and handed
     /// to the dead-letter handler.
     pub fn cast(&self, msg: M) -> Result<(), RemoteCastError<M>> {
-        let (link, bytes) = match self.encode_cast(&msg) {
-            Ok(ready) => ready,
+        thread_local! {
+            /// One encoding buffer per thread, reused by every cast.
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        /// A buffer grown past this by a large message is given back.
+        const KEEP: usize = 64 * 1024;
+        let link = match self.peer.link() {
+            Ok(link) => link,
             Err(e) => return Err(RemoteCastError::new(e, msg)),
         };
-        match link.send_data(&bytes) {
+        let pushed = match &self.cast_header {
+            // The buffer is busy only if a `Serialize` impl casts from
+            // inside a cast: then encode into a fresh one.
+            Some(header) => SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+                Ok(mut buf) => {
+                    let pushed =
+                        wire::encode_with_header_into(&mut buf, header, &msg, link.max_frame)
+                            .map(|()| link.send_data(&buf));
+                    if buf.capacity() > KEEP {
+                        *buf = Vec::new();
+                    }
+                    pushed
+                }
+                Err(_) => wire::encode_with_header(header, &msg, link.max_frame)
+                    .map(|bytes| link.send_data(&bytes)),
+            }),
+            None => wire::encode(&self.send_frame(None), Some(&msg), link.max_frame)
+                .map(|bytes| link.send_data(&bytes)),
+        };
+        let pushed = match pushed {
+            Ok(pushed) => pushed,
+            Err(reason) => {
+                let e = ClusterError::Encode {
+                    actor: self.actor.to_string(),
+                    reason,
+                };
+                return Err(RemoteCastError::new(e, msg));
+            }
+        };
+        match pushed {
             Push::Queued => Ok(()),
             Push::Busy { queued } => Err(RemoteCastError::new(
                 self.peer.busy_error(queued, link.outbox.limit()),

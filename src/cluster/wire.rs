@@ -380,6 +380,33 @@ pub(crate) fn encode_with_header<P: Serialize + ?Sized>(
     seal(buf.writer(), Some(payload), max)
 }
 
+/// Encodes a cast from a pre-encoded header (see [`cast_header`]) and a
+/// payload into `buf` (cleared first), so a caller can reuse one buffer
+/// for every cast instead of allocating one each.
+pub(crate) fn encode_with_header_into<P: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    header: &[u8],
+    payload: &P,
+    max: usize,
+) -> Result<(), WireError> {
+    buf.clear();
+    buf.extend_from_slice(&[0; LENGTH_PREFIX]);
+    buf.push(PROTOCOL_VERSION);
+    buf.extend_from_slice(header);
+    bincode::serde::encode_into_std_write(payload, &mut *buf, CONFIG)
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    let body = buf.len() - LENGTH_PREFIX;
+    if body > max {
+        return Err(WireError::TooLarge { size: body, max });
+    }
+    let len = u32::try_from(body).map_err(|_| WireError::TooLarge {
+        size: body,
+        max: u32::MAX as usize,
+    })?;
+    buf[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
 /// Appends the payload, checks the size against `max` and writes the length
 /// prefix.
 fn seal<P: Serialize + ?Sized>(
