@@ -376,6 +376,17 @@ async fn bad_bytes_after_the_handshake_close_that_session_only() {
         ("truncated", &[0, 0, 0x10, 0, 1, 9], true, Expect::AnyClose),
     ];
     for (n, (case, bytes, sever, expect)) in cases.into_iter().enumerate() {
+        // Both sides redial after a failure: the losing connection of a
+        // simultaneous redial closes right after the handshake.
+        let deadline = Instant::now() + SOON;
+        while p.proxy.live() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "{case}: {} live connections",
+                p.proxy.live()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let written = timeout(SOON, p.proxy.inject(Direction::ToTarget, bytes))
             .await
             .expect("the proxy writes the bytes");

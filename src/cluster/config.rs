@@ -181,7 +181,8 @@ impl NodeConfig {
     /// [`ClusterError::Busy`] (a cast hands its message back), and
     /// [`RemoteRef::cast_wait`](super::RemoteRef::cast_wait) waits for room.
     /// Replies and answers this node owes the peer may take up to twice the
-    /// limit; past that the peer is not reading and the session is closed
+    /// limit plus two of the peer's largest frames; past that the peer is
+    /// not reading and the session is closed
     /// ([`DownReason::PeerNotReading`](super::DownReason::PeerNotReading)).
     /// A frame that finds the buffer empty always passes, so a message up
     /// to the peer's frame limit is never refused for its size alone.

@@ -52,9 +52,9 @@ pub enum DownReason {
     #[error("the peer left the cluster")]
     PeerLeft,
     /// The peer stopped reading: the replies and answers this node owes it
-    /// passed twice the send buffer, so the session was closed rather than
-    /// let memory grow.
-    #[error("the peer does not read: {queued} bytes owed to it passed twice the send buffer of {limit} bytes")]
+    /// passed twice the send buffer plus two of its largest frames, so the
+    /// session was closed rather than let memory grow.
+    #[error("the peer does not read: {queued} bytes waited for it, past twice the send buffer of {limit} bytes plus two of its largest frames")]
     PeerNotReading {
         /// Bytes waiting for the peer when the session was closed.
         queued: usize,

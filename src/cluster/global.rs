@@ -63,6 +63,7 @@ use super::names::{rendezvous, Conflict, GroupMember, GroupWire, NameWire};
 use super::node::{Node, NodeInner};
 use super::registry::check_name;
 use super::remote_ref::{RemoteRef, RemoteReply};
+use super::session::Link;
 use super::wire::{Frame, Refusal};
 use crate::pool::routing::{hash_key, power_of_two_choices, WorkerLoad};
 use crate::supervisor::{CastError, ChildRef};
@@ -118,6 +119,37 @@ pub(crate) struct LocalEntries {
     /// This node's group members by id → (group, their actor).
     pub(crate) members: std::collections::HashMap<u64, (String, Arc<dyn Any + Send + Sync>)>,
     pub(crate) next_id: u64,
+}
+
+/// The most bytes of names and groups (roughly, as encoded) in one
+/// registrations frame: well under the frame header limit.
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// Splits a full state into frames of at most about [`CHUNK_BYTES`] each;
+/// always at least one (an empty state still replaces the old one).
+fn chunks(names: Vec<NameWire>, groups: Vec<GroupWire>) -> Vec<(Vec<NameWire>, Vec<GroupWire>)> {
+    let mut out = vec![(Vec::new(), Vec::new())];
+    let mut size = 0;
+    let mut room = |n: usize, out: &mut Vec<(Vec<NameWire>, Vec<GroupWire>)>| {
+        if size + n > CHUNK_BYTES && size > 0 {
+            out.push((Vec::new(), Vec::new()));
+            size = 0;
+        }
+        size += n;
+    };
+    for w in names {
+        room(w.name.len() + w.tag.len() + 24, &mut out);
+        if let Some(last) = out.last_mut() {
+            last.0.push(w);
+        }
+    }
+    for g in groups {
+        room(g.group.len() + g.tag.len() + 24, &mut out);
+        if let Some(last) = out.last_mut() {
+            last.1.push(g);
+        }
+    }
+    out
 }
 
 /// The longest name or group name.
@@ -255,6 +287,13 @@ impl Node {
 }
 
 impl NodeInner {
+    // Ordering: every change of this node's own entries is made, and
+    // announced to the peers, under the view lock; so is a full-state
+    // announcement to a new session. Announcements therefore reach each
+    // peer in the order the view changed. Exporting the actor happens
+    // outside the lock: a stopped actor's export ends at once and its hook
+    // releases the entry (under the lock), which the caller then sees.
+
     fn register_local<M: RemoteMessage>(
         &self,
         name: &str,
@@ -264,30 +303,61 @@ impl NodeInner {
         check_global(name)?;
         check_name(M::TAG)?;
         let at = now_ms();
-        lock!(self.view.lock())
-            .register(name, M::TAG, at)
-            .map_err(|node| ClusterError::NameTaken {
-                name: name.to_string(),
-                node,
-            })?;
-        if let Err(e) = export(&name_export(name)) {
-            lock!(self.view.lock()).unregister(&self.name, name);
-            return Err(e);
+        let local: Arc<dyn Any + Send + Sync> = Arc::new(local);
+        {
+            let mut view = lock!(self.view.lock());
+            view.register(name, M::TAG, at)
+                .map_err(|node| ClusterError::NameTaken {
+                    name: name.to_string(),
+                    node,
+                })?;
+            lock!(self.locals.lock())
+                .names
+                .insert(name.to_string(), local.clone());
         }
-        lock!(self.locals.lock())
+        let exported = export(&name_export(name));
+        let view = lock!(self.view.lock());
+        let mut locals = lock!(self.locals.lock());
+        let still_ours = locals
             .names
-            .insert(name.to_string(), Arc::new(local));
-        self.broadcast(&Frame::NameAdded(NameWire {
-            name: name.to_string(),
-            tag: M::TAG.to_string(),
-            at,
-        }));
-        tracing::debug!(node = %self.name, %name, "registered");
-        Ok(())
+            .get(name)
+            .is_some_and(|l| Arc::ptr_eq(l, &local));
+        match exported {
+            Ok(()) if still_ours => {
+                drop(locals);
+                self.broadcast(&Frame::NameAdded(NameWire {
+                    name: name.to_string(),
+                    tag: M::TAG.to_string(),
+                    at,
+                }));
+                drop(view);
+                tracing::debug!(node = %self.name, %name, "registered");
+                Ok(())
+            }
+            Ok(()) => {
+                // The actor ended while it was exported: its hook released
+                // the name already.
+                Err(ClusterError::Refused {
+                    peer: self.name.clone(),
+                    actor: name.to_string(),
+                    refusal: Refusal::ActorStopped,
+                })
+            }
+            Err(e) => {
+                if still_ours {
+                    locals.names.remove(name);
+                    drop(locals);
+                    let mut view = view;
+                    view.unregister(&self.name, name);
+                }
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn unregister_local(&self, name: &str) -> bool {
-        let held = lock!(self.view.lock()).unregister(&self.name, name);
+        let mut view = lock!(self.view.lock());
+        let held = view.unregister(&self.name, name);
         lock!(self.locals.lock()).names.remove(name);
         if held {
             self.registry.unexport(&name_export(name));
@@ -307,30 +377,47 @@ impl NodeInner {
     ) -> Result<u64, ClusterError> {
         check_global(group)?;
         check_name(tag)?;
+        let local: Arc<dyn Any + Send + Sync> = Arc::new(local);
         let id = {
+            let _view = lock!(self.view.lock());
             let mut locals = lock!(self.locals.lock());
             locals.next_id += 1;
-            locals.next_id
+            let id = locals.next_id;
+            locals.members.insert(id, (group.to_string(), local));
+            id
         };
-        export(&group_export(id))?;
-        lock!(self.locals.lock())
-            .members
-            .insert(id, (group.to_string(), Arc::new(local)));
-        let wire = GroupWire {
-            group: group.to_string(),
-            id,
-            tag: tag.to_string(),
-        };
-        lock!(self.view.lock()).joined(&self.name, &wire);
-        self.broadcast(&Frame::GroupJoined(wire));
-        Ok(id)
+        let exported = export(&group_export(id));
+        let mut view = lock!(self.view.lock());
+        let still_ours = lock!(self.locals.lock()).members.contains_key(&id);
+        match exported {
+            Ok(()) if still_ours => {
+                let wire = GroupWire {
+                    group: group.to_string(),
+                    id,
+                    tag: tag.to_string(),
+                };
+                view.joined(&self.name, &wire);
+                self.broadcast(&Frame::GroupJoined(wire));
+                Ok(id)
+            }
+            Ok(()) => Err(ClusterError::Refused {
+                peer: self.name.clone(),
+                actor: group.to_string(),
+                refusal: Refusal::ActorStopped,
+            }),
+            Err(e) => {
+                lock!(self.locals.lock()).members.remove(&id);
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn leave_local(&self, id: u64) -> bool {
+        let mut view = lock!(self.view.lock());
         let Some((group, _)) = lock!(self.locals.lock()).members.remove(&id) else {
             return false;
         };
-        lock!(self.view.lock()).left_group(&self.name, &group, id);
+        view.left_group(&self.name, &group, id);
         self.registry.unexport(&group_export(id));
         self.broadcast(&Frame::GroupLeft { group, id });
         true
@@ -349,41 +436,68 @@ impl NodeInner {
         }
     }
 
-    /// This node's full state of names and groups, for a new session.
-    pub(crate) fn registrations(&self) -> Frame {
-        let (names, groups) = lock!(self.view.lock()).own();
-        Frame::Registrations { names, groups }
+    /// Sends this node's full state of names and groups on a new session
+    /// (in frames of bounded size; the first replaces what the peer had).
+    pub(crate) fn send_registrations(&self, link: &Link) {
+        let view = lock!(self.view.lock());
+        let (names, groups) = view.own();
+        let mut first = true;
+        for (names, groups) in chunks(names, groups) {
+            link.send_plain(&Frame::Registrations {
+                first,
+                names,
+                groups,
+            });
+            first = false;
+        }
+        drop(view);
     }
 
     /// A peer's registration frame.
     pub(crate) fn on_registrations(&self, peer: &str, frame: Frame) {
-        let conflicts = {
-            let mut view = lock!(self.view.lock());
-            match frame {
-                Frame::Registrations { names, groups } => view.replace(peer, &names, &groups),
-                Frame::NameAdded(w) => view.announced(peer, &w).into_iter().collect(),
-                Frame::NameRemoved { name } => {
-                    view.unregister(peer, &name);
-                    Vec::new()
+        let mut view = lock!(self.view.lock());
+        let conflicts = match frame {
+            Frame::Registrations {
+                first: true,
+                names,
+                groups,
+            } => view.replace(peer, &names, &groups),
+            Frame::Registrations {
+                first: false,
+                names,
+                groups,
+            } => {
+                for g in &groups {
+                    view.joined(peer, g);
                 }
-                Frame::GroupJoined(w) => {
-                    view.joined(peer, &w);
-                    Vec::new()
-                }
-                Frame::GroupLeft { group, id } => {
-                    view.left_group(peer, &group, id);
-                    Vec::new()
-                }
-                _ => Vec::new(),
+                names
+                    .iter()
+                    .filter_map(|w| view.announced(peer, w))
+                    .collect()
             }
+            Frame::NameAdded(w) => view.announced(peer, &w).into_iter().collect(),
+            Frame::NameRemoved { name } => {
+                view.unregister(peer, &name);
+                Vec::new()
+            }
+            Frame::GroupJoined(w) => {
+                view.joined(peer, &w);
+                Vec::new()
+            }
+            Frame::GroupLeft { group, id } => {
+                view.left_group(peer, &group, id);
+                Vec::new()
+            }
+            _ => Vec::new(),
         };
         for c in conflicts {
             self.settle(c);
         }
+        drop(view);
     }
 
-    /// Reports a name conflict; if this node lost, it gives the name up
-    /// (the actor keeps running).
+    /// Reports a name conflict (called under the view lock); if this node
+    /// lost, it gives the name up (the actor keeps running).
     fn settle(&self, c: Conflict) {
         tracing::warn!(node = %self.name, name = %c.name, winner = %c.winner, loser = %c.loser, "name registered on two nodes; the earlier registration keeps it");
         if c.loser == self.name {

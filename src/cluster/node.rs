@@ -28,6 +28,15 @@ use super::session::{self, Link};
 use super::wire::{self, Frame, MemberWire};
 use crate::supervisor::ChildRef;
 
+/// Members per member-list frame (names are at most 255 bytes, so a frame
+/// stays well under the header limit).
+const GOSSIP_CHUNK: usize = 50;
+
+/// How long a dial of ours that reached the handshake keeps the right to
+/// win a simultaneous connect; an older one (stuck in a one-way partition,
+/// say) must not lock the peer's own dials out.
+const FRESH_DIAL: Duration = Duration::from_secs(1);
+
 /// The shortest time a reconnection attempt is given before the next one
 /// starts (see [`reconnect`]).
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
@@ -87,7 +96,8 @@ pub(crate) struct NodeInner {
     members: Mutex<Members>,
     /// The addresses (and, for reconnections, names) this node is dialing
     /// right now, to settle simultaneous dials inside the handshake.
-    dialing: Mutex<HashMap<DialKey, usize>>,
+    /// Each with how many dials and when the latest reached the handshake.
+    dialing: Mutex<HashMap<DialKey, (usize, Instant)>>,
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     watcher: ActorCell,
 }
@@ -407,10 +417,9 @@ async fn shut_down(inner: Arc<NodeInner>) {
     let links: Vec<Arc<Link>> = peers.iter().filter_map(|p| p.link().ok()).collect();
     for link in &links {
         link.mark(DownReason::LocalShutdown);
-        link.send_plain(&Frame::Goodbye {
+        link.finish_with(&Frame::Goodbye {
             reason: format!("node {} is shutting down", inner.name),
         });
-        link.finish();
     }
     let mut writers: Vec<_> = lock!(inner.writers.lock()).drain(..).collect();
     let flushed = tokio::time::timeout(FLUSH_ON_SHUTDOWN, async {
@@ -476,13 +485,29 @@ impl NodeInner {
                 });
             }
         }
+        // A session we dialed is up with this very incarnation: keep it
+        // (the dialer then finds it up; no flap). A dialer that saw its own
+        // side of it die dials again once ours dies too.
+        if let Some(peer) = self.peer(&hello.name) {
+            let st = lock!(peer.state.lock());
+            if st.status != super::PeerStatus::Down
+                && st.incarnation == hello.incarnation
+                && st.we_dialed
+            {
+                return Err(HandshakeError::SimultaneousConnect);
+            }
+        }
         // Both dialed at once: the connection dialed by the smaller name
         // wins, on both sides alike; the loser learns it before either side
         // installs anything, so nobody sees a flap.
         let we_dial_it = {
             let dialing = lock!(self.dialing.lock());
-            dialing.contains_key(&DialKey::Addr(hello.listen))
-                || dialing.contains_key(&DialKey::Name(hello.name.clone()))
+            let fresh = |key: DialKey| {
+                dialing
+                    .get(&key)
+                    .is_some_and(|(_, since)| since.elapsed() < FRESH_DIAL)
+            };
+            fresh(DialKey::Addr(hello.listen)) || fresh(DialKey::Name(hello.name.clone()))
         };
         if we_dial_it && self.name < hello.name {
             return Err(HandshakeError::SimultaneousConnect);
@@ -549,9 +574,12 @@ impl NodeInner {
     /// Sends this node's member list to every live peer (its view
     /// changed).
     fn gossip_all(&self) {
-        self.broadcast(&Frame::Members {
-            members: lock!(self.members.lock()).gossip(),
-        });
+        let list = lock!(self.members.lock()).gossip();
+        for members in list.chunks(GOSSIP_CHUNK) {
+            self.broadcast(&Frame::Members {
+                members: members.to_vec(),
+            });
+        }
     }
 
     /// Sends `frame` to every live peer.
@@ -592,10 +620,30 @@ impl NodeInner {
             self.config.send_buffer,
             self.config.decode_limits,
         );
+        // Where the member of that name listens, as far as we know (read
+        // before `state`: the lock order is `members`, then `state`).
+        let known_addr = lock!(self.members.lock()).addr(&hello.name);
         let replaced = {
             let mut st = lock!(peer.state.lock());
             let mut replaced = None;
             if st.status != super::PeerStatus::Down {
+                // Another node claiming a live member's name from another
+                // address: refused, the live session untouched (a restart
+                // comes from the same address).
+                if let Some(live) = known_addr
+                    .filter(|live| *live != hello.listen && st.incarnation != hello.incarnation)
+                {
+                    drop(st);
+                    tracing::warn!(node = %self.name, peer = %hello.name, claimed = %hello.listen, %live, "a second node claims a live member's name; refused");
+                    pending.reject_duplicate();
+                    return Err(ClusterError::Handshake {
+                        addr,
+                        reason: HandshakeError::DuplicateName {
+                            name: hello.name,
+                            live,
+                        },
+                    });
+                }
                 let reason = if st.incarnation != hello.incarnation {
                     Some(DownReason::PeerRestarted)
                 } else if st.we_dialed == we_dialed {
@@ -649,33 +697,47 @@ impl NodeInner {
             });
             peer.end_session(old_session, &reason);
         }
-        let writer = pending.spawn(self.clone(), peer.clone(), link.clone());
-        {
-            let mut writers = lock!(self.writers.lock());
-            writers.retain(|w| !w.is_finished());
-            writers.push(writer);
-        }
-        // Shut down while we installed: shutdown may have missed this link.
-        if self.shutdown.is_cancelled() {
-            link.close(DownReason::LocalShutdown);
+        // The writer is registered (so that shutdown flushes it) and `Up`
+        // published, with what the peer must hear first queued, before the
+        // reader runs: a session that dies at once publishes Down after Up.
+        let mut joined = false;
+        pending.spawn(self.clone(), peer.clone(), link.clone(), |writer| {
+            {
+                let mut writers = lock!(self.writers.lock());
+                writers.retain(|w| !w.is_finished());
+                writers.push(writer);
+            }
+            // Shut down while we installed: shutdown may have missed it.
+            if self.shutdown.is_cancelled() {
+                link.close(DownReason::LocalShutdown);
+                return;
+            }
+            tracing::info!(node = %self.name, peer = %hello.name, %addr, "node up");
+            self.emit(NodeEvent::Up {
+                peer: hello.name.clone(),
+            });
+            let list = {
+                let mut members = lock!(self.members.lock());
+                joined = members.up(&hello.name, hello.listen, hello.incarnation);
+                members.gossip()
+            };
+            for members in list.chunks(GOSSIP_CHUNK) {
+                link.send_plain(&Frame::Members {
+                    members: members.to_vec(),
+                });
+            }
+            self.send_registrations(&link);
+            if joined {
+                tracing::info!(node = %self.name, member = %hello.name, addr = %hello.listen, "member joined");
+                self.emit(NodeEvent::MemberJoined {
+                    member: hello.name.clone(),
+                });
+            }
+        });
+        if !link.is_open() && self.shutdown.is_cancelled() {
             return Err(ClusterError::Shutdown);
         }
-        tracing::info!(node = %self.name, peer = %hello.name, %addr, "node up");
-        self.emit(NodeEvent::Up {
-            peer: hello.name.clone(),
-        });
-        let (joined, list) = {
-            let mut members = lock!(self.members.lock());
-            let joined = members.up(&hello.name, hello.listen, hello.incarnation);
-            (joined, members.gossip())
-        };
-        link.send_plain(&Frame::Members { members: list });
-        link.send_plain(&self.registrations());
         if joined {
-            tracing::info!(node = %self.name, member = %hello.name, addr = %hello.listen, "member joined");
-            self.emit(NodeEvent::MemberJoined {
-                member: hello.name.clone(),
-            });
             self.gossip_all();
         }
         Ok(peer)
@@ -727,31 +789,6 @@ async fn dial(
     if node.shutdown.is_cancelled() {
         return Err(ClusterError::Shutdown);
     }
-    /// Unregisters the pending dial, however `dial` ends.
-    struct Dialing<'a>(&'a NodeInner, Vec<DialKey>);
-    impl Drop for Dialing<'_> {
-        fn drop(&mut self) {
-            let mut dialing = lock!(self.0.dialing.lock());
-            for key in &self.1 {
-                if let Some(n) = dialing.get_mut(key) {
-                    *n -= 1;
-                    if *n == 0 {
-                        dialing.remove(key);
-                    }
-                }
-            }
-        }
-    }
-    let keys: Vec<DialKey> = std::iter::once(DialKey::Addr(addr))
-        .chain(expect.map(|name| DialKey::Name(name.to_string())))
-        .collect();
-    {
-        let mut dialing = lock!(node.dialing.lock());
-        for key in &keys {
-            *dialing.entry(key.clone()).or_insert(0) += 1;
-        }
-    }
-    let _dialing = Dialing(node, keys);
     match dial_once(node, addr, expect).await {
         Err(ClusterError::Handshake {
             reason: HandshakeError::SimultaneousConnect,
@@ -773,6 +810,40 @@ async fn dial(
             }
         }
         other => other,
+    }
+}
+
+/// Registers a dial of ours that reached the handshake, until dropped.
+struct Dialing<'a>(&'a NodeInner, Vec<DialKey>);
+
+impl<'a> Dialing<'a> {
+    fn new(node: &'a NodeInner, addr: SocketAddr, expect: Option<&str>) -> Self {
+        let keys: Vec<DialKey> = std::iter::once(DialKey::Addr(addr))
+            .chain(expect.map(|name| DialKey::Name(name.to_string())))
+            .collect();
+        let now = Instant::now();
+        let mut dialing = lock!(node.dialing.lock());
+        for key in &keys {
+            let entry = dialing.entry(key.clone()).or_insert((0, now));
+            entry.0 += 1;
+            entry.1 = now;
+        }
+        drop(dialing);
+        Dialing(node, keys)
+    }
+}
+
+impl Drop for Dialing<'_> {
+    fn drop(&mut self) {
+        let mut dialing = lock!(self.0.dialing.lock());
+        for key in &self.1 {
+            if let Some(entry) = dialing.get_mut(key) {
+                entry.0 -= 1;
+                if entry.0 == 0 {
+                    dialing.remove(key);
+                }
+            }
+        }
     }
 }
 
@@ -798,6 +869,8 @@ async fn dial_once(
             })
         }
     };
+    // From here a simultaneous dial by that node may lose to this one.
+    let _dialing = Dialing::new(node, addr, expect);
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::new(stream);
     let started = Instant::now();
@@ -890,6 +963,11 @@ async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
             if let Err(e) = node.install(hello, conn, addr, false, started) {
                 tracing::debug!(node = %node.name, %addr, error = %e, "incoming session not installed");
             }
+            return;
+        }
+        Ok(Err(HandshakeError::SimultaneousConnect)) => {
+            // Routine: our own dial to that node carries the session.
+            tracing::debug!(node = %node.name, %addr, "simultaneous connect: our own dial wins");
             return;
         }
         Ok(Err(e)) => e,

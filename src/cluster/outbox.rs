@@ -8,7 +8,7 @@
 //! | kind | who queues it | at the limit |
 //! |---|---|---|
 //! | data | casts and calls of this node's users | refused with [`Push::Busy`]: the sender gets its message back (or waits for room) |
-//! | owed | replies, refusals, lookup answers, monitor notices this node owes the peer | queued up to twice the limit; past that [`Push::Overflow`]: the peer does not read, and the session is closed |
+//! | owed | replies, refusals, lookup answers, monitor notices this node owes the peer | queued up to twice the limit plus two of the peer's largest frames (so a large message being written, or two large replies, never look like a peer that does not read); past that [`Push::Overflow`]: the peer does not read, and the session is closed |
 //! | control | heartbeats and their acknowledgements | never behind data: the writer sends them first, between batches; at most [`CTRL_LIMIT`] bytes wait (a peer that floods heartbeats loses acknowledgements, nothing else) |
 //!
 //! A frame that finds the data queue empty is always taken, so a message as
@@ -120,9 +120,9 @@ impl Outbox {
     }
 
     /// Queues one encoded frame this node owes the peer (a reply, a
-    /// refusal, an answer).
-    pub(crate) fn push_owed(&self, frame: &[u8]) -> Push {
-        self.push(frame, self.limit.saturating_mul(2), true)
+    /// refusal, an answer), up to `cap` bytes waiting in all.
+    pub(crate) fn push_owed(&self, frame: &[u8], cap: usize) -> Push {
+        self.push(frame, cap, true)
     }
 
     fn push(&self, frame: &[u8], limit: usize, owed: bool) -> Push {
@@ -160,10 +160,17 @@ impl Outbox {
         true
     }
 
-    /// Asks the writer to write what is queued, then close the socket.
-    /// Nothing more is queued after this.
-    pub(crate) fn finish(&self) {
-        lock!(self.state.lock()).finish = true;
+    /// Asks the writer to write what is queued and then `last` (a
+    /// goodbye), then close the socket. Nothing more is queued after this,
+    /// so nothing can follow the goodbye unreported.
+    pub(crate) fn finish(&self, last: &[u8]) {
+        {
+            let mut st = lock!(self.state.lock());
+            if !st.closed && !st.finish {
+                st.data.extend_from_slice(last);
+            }
+            st.finish = true;
+        }
         self.writer.notify_one();
     }
 
@@ -331,8 +338,11 @@ mod tests {
         let out = Outbox::new(100);
         assert_eq!(out.push_data(&frame(90)), Push::Queued);
         assert_eq!(out.push_data(&frame(10)), Push::Busy { queued: 94 });
-        assert_eq!(out.push_owed(&frame(90)), Push::Queued); // 188 <= 200
-        assert_eq!(out.push_owed(&frame(10)), Push::Overflow { queued: 188 });
+        assert_eq!(out.push_owed(&frame(90), 200), Push::Queued); // 188 <= 200
+        assert_eq!(
+            out.push_owed(&frame(10), 200),
+            Push::Overflow { queued: 188 }
+        );
     }
 
     #[test]
@@ -346,7 +356,7 @@ mod tests {
         assert_eq!(rest.len(), 54);
         assert!(out.is_closed());
         assert_eq!(out.push_data(&frame(1)), Push::Closed);
-        assert_eq!(out.push_owed(&frame(1)), Push::Closed);
+        assert_eq!(out.push_owed(&frame(1), 100), Push::Closed);
         assert!(!out.push_ctrl(&frame(1)));
     }
 

@@ -79,12 +79,18 @@ impl Link {
 
     /// Queues an encoded frame this node owes the peer (a reply, a
     /// refusal, an answer). Fails once the session is closed; closes it if
-    /// the peer has stopped reading (owed bytes past twice the buffer).
+    /// the peer has stopped reading (owed bytes past twice the buffer plus
+    /// two of the peer's largest frames).
     pub(crate) fn send(&self, bytes: Bytes) -> Result<(), ()> {
         if !self.is_open() {
             return Err(());
         }
-        match self.outbox.push_owed(&bytes) {
+        let cap = self
+            .outbox
+            .limit()
+            .saturating_mul(2)
+            .saturating_add(self.max_frame.saturating_mul(2));
+        match self.outbox.push_owed(&bytes, cap) {
             Push::Queued => Ok(()),
             Push::Overflow { queued } => {
                 self.close(DownReason::PeerNotReading {
@@ -136,9 +142,13 @@ impl Link {
         self.closed.cancel();
     }
 
-    /// Asks the writer to flush and close the socket after what is queued.
-    pub(crate) fn finish(&self) {
-        self.outbox.finish();
+    /// Asks the writer to write what is queued, then `frame` (a goodbye),
+    /// and close the socket; nothing queued after it.
+    pub(crate) fn finish_with(&self, frame: &Frame) {
+        match wire::encode_plain(frame, self.max_frame) {
+            Ok(bytes) => self.outbox.finish(&bytes),
+            Err(_) => self.outbox.finish(&[]),
+        }
     }
 
     /// The recorded reason.
@@ -177,15 +187,18 @@ pub(crate) fn open(
 }
 
 impl Pending {
-    /// Starts the reader and writer tasks; returns the writer's handle.
+    /// Starts the writer, hands its handle to `started` (which publishes
+    /// the session: nothing the reader does can come before it), then
+    /// starts the reader.
     pub(crate) fn spawn(
         self,
         node: Arc<NodeInner>,
         peer: Arc<Peer>,
         link: Arc<Link>,
-    ) -> tokio::task::JoinHandle<()> {
+        started: impl FnOnce(tokio::task::JoinHandle<()>),
+    ) {
         let Conn { read, write } = self.conn;
-        let writer = tokio::spawn(write_loop(write, link.clone(), peer.clone()));
+        started(tokio::spawn(write_loop(write, link.clone(), peer.clone())));
         tokio::spawn(async move {
             // A panic (in user code reached from the reader) must still end
             // the session, or the peer would look up forever.
@@ -201,7 +214,6 @@ impl Pending {
                 node.session_ended(&peer, &link);
             }
         });
-        writer
     }
 
     /// Refuses this connection as the loser of a simultaneous connect.
@@ -244,6 +256,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, link: Arc<Link>, peer: Arc<
             _ = out.ready() => {}
         }
         let taken = out.take();
+        // Taken data is ours to write or to report from here on, even if
+        // the control bytes before it fail.
+        pending = taken.data;
+        done = 0;
         if !taken.ctrl.is_empty()
             && write_all_or_closed(&mut w, &link, &taken.ctrl)
                 .await
@@ -251,8 +267,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, link: Arc<Link>, peer: Arc<
         {
             break 'run;
         }
-        pending = taken.data;
-        done = 0;
         while done < pending.len() {
             let ctrl = out.take_ctrl();
             if !ctrl.is_empty() && write_all_or_closed(&mut w, &link, &ctrl).await.is_err() {
@@ -382,7 +396,8 @@ impl ReadState {
     ) {
         let (generation, target) = node.registry.resolve(&actor, &tag);
         self.last_cast = Some(CastHeader {
-            bytes: body.slice(1..body.len() - payload_len),
+            // A copy: a slice would keep the whole receive buffer alive.
+            bytes: Bytes::copy_from_slice(&body[1..body.len() - payload_len]),
             actor,
             tag,
             generation,
@@ -676,12 +691,25 @@ fn handle(
             },
         ),
         Frame::Members { members } => node.on_members(peer, members),
-        Frame::Leaving => node.on_leaving(peer),
+        Frame::Leaving => {
+            // The session's end is a planned leave, whatever closes it.
+            link.mark(DownReason::PeerLeft);
+            node.on_leaving(peer);
+        }
         f @ (Frame::Registrations { .. }
         | Frame::NameAdded(_)
         | Frame::NameRemoved { .. }
         | Frame::GroupJoined(_)
-        | Frame::GroupLeft { .. }) => node.on_registrations(peer.name(), f),
+        | Frame::GroupLeft { .. }) => {
+            // A replaced session's reader may still hold frames: only the
+            // current session speaks for the peer's registrations.
+            if peer
+                .current_link()
+                .is_some_and(|l| l.session == link.session)
+            {
+                node.on_registrations(peer.name(), f);
+            }
+        }
         Frame::Duplicate => return Err(DownReason::Replaced),
         Frame::Goodbye { reason } => return Err(DownReason::PeerShutdown(reason)),
         other @ (Frame::Hello { .. }

@@ -205,9 +205,11 @@ pub(crate) enum Frame {
     /// The sender is leaving the cluster for good (planned): not a failure,
     /// do not reconnect.
     Leaving,
-    /// The sender's own names and group members, all of them (sent when a
-    /// session comes up).
+    /// The sender's own names and group members (sent when a session
+    /// comes up, in frames of bounded size): the `first` replaces what the
+    /// receiver filed under the sender, the others add to it.
     Registrations {
+        first: bool,
         names: Vec<NameWire>,
         groups: Vec<GroupWire>,
     },
