@@ -188,9 +188,12 @@ impl Actor for Store {
         msg: Kv,
         st: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        // A caller that went away cannot be answered: ignore send errors.
+        // Answers never fail the store: a remote caller that went away is
+        // logged by `RemoteReply::send`, a local one is simply gone.
         match msg {
-            Kv::Put { key, value, reply } => drop(reply.send(self.put(st, key, value))),
+            Kv::Put { key, value, reply } => {
+                reply.send(self.put(st, key, value));
+            }
             Kv::Replicate { key, entry } => drop(st.merge(key, entry)),
             Kv::Sync { from, map } => st.merge_all(&from, map, &self.log),
             Kv::SyncTo(peer) => {
@@ -202,7 +205,9 @@ impl Actor for Store {
                     });
                 }
             }
-            Kv::Snapshot(reply) => drop(reply.send(st.map.clone())),
+            Kv::Snapshot(reply) => {
+                reply.send(st.map.clone());
+            }
             Kv::Local(Local::Put(key, value, reply)) => drop(reply.send(self.put(st, key, value))),
             Kv::Local(Local::Read(reply)) => drop(reply.send(st.map.clone())),
             Kv::Local(Local::Crash) => return Err("the store was asked to crash".into()),

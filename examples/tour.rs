@@ -377,7 +377,8 @@ enum Counter {
     Get(RemoteReply<u64>),
 }
 
-/// A counter exported on node alpha and used from node beta.
+/// A counter supervised and exported on node alpha, used from node beta.
+#[derive(Clone)]
 struct CounterActor;
 
 impl Actor for CounterActor {
@@ -397,7 +398,11 @@ impl Actor for CounterActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Counter::Add(n) => *total += n,
-            Counter::Get(reply) => reply.send(*total)?,
+            // Never fails the counter: a caller that has gone away (its
+            // call failed with NodeDown) is logged, not raised.
+            Counter::Get(reply) => {
+                reply.send(*total);
+            }
         }
         Ok(())
     }
@@ -523,8 +528,18 @@ fn ms(d: Duration) -> String {
 async fn cluster() -> Result<(), Box<dyn std::error::Error>> {
     step("9. A cluster: two nodes in this process; alpha exports a counter, beta uses it");
     let alpha = Node::start(fast_node("alpha")).await?;
-    let (counter, _) = Actor::spawn(None, CounterActor, ()).await?;
-    alpha.export("counter", counter.clone())?;
+    // The counter runs under alpha's own supervisor; the export follows it
+    // across restarts.
+    let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::new(
+        "counter",
+        CounterActor,
+        || (),
+    ));
+    let (alpha_sup, _) = Supervisor::spawn(Some("alpha".into()), spec).await?;
+    let counter = alpha_sup
+        .child::<Counter>("counter")
+        .ok_or("alpha's supervisor has a counter")?;
+    alpha.export_child("counter", counter)?;
     // Beta reaches alpha through the relay, the "network" we cut below.
     let relay = Relay::start(alpha.local_addr()).await?;
     let beta = Node::start(fast_node("beta")).await?;
@@ -641,12 +656,13 @@ async fn cluster() -> Result<(), Box<dyn std::error::Error>> {
         "  Get through the same RemoteRef: {total} in {}; alpha's counter kept its state",
         ms(started.elapsed())
     );
-    counter.stop(Some("the tour is ending".into()));
+    alpha.unexport("counter");
     let fired = tokio::time::timeout(Duration::from_secs(1), monitor).await?;
     println!(
-        "  alpha stops the counter; beta's new monitor fires: {}",
+        "  alpha withdraws the counter's export; beta's new monitor fires: {}",
         fired.reason
     );
+    alpha_sup.cell().stop_and_wait(None, None).await?;
     alpha.shutdown().await;
     println!(
         "  alpha shuts down; beta: {}",

@@ -107,7 +107,7 @@ pub use supervisor::{
 #[cfg(feature = "cluster")]
 pub use cluster::{
     ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents, PeerInfo,
-    PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef, RemoteReply,
+    PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef, RemoteReply, Replied,
     UndeliveredReason,
 };
 /// `#[derive(RemoteMessage)]`: see [`cluster::RemoteMessage`].
@@ -120,7 +120,7 @@ pub mod prelude {
     pub use crate::cluster::{
         ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents,
         PeerInfo, PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef,
-        RemoteReply, UndeliveredReason,
+        RemoteReply, Replied, UndeliveredReason,
     };
     pub use crate::exit::ExitReason;
     pub use crate::pool::{

@@ -10,6 +10,7 @@
 //! use std::time::Duration;
 //! use ractor::{Actor, ActorProcessingErr, ActorRef};
 //! use ractor_otp::cluster::{Node, NodeConfig, NodeEvent, RemoteReply};
+//! use ractor_otp::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
@@ -18,6 +19,7 @@
 //!     Get(RemoteReply<u64>),
 //! }
 //!
+//! #[derive(Clone)]
 //! struct CounterActor;
 //! impl Actor for CounterActor {
 //!     type Msg = Counter;
@@ -29,17 +31,24 @@
 //!     async fn handle(&self, _: ActorRef<Counter>, msg: Counter, n: &mut u64) -> Result<(), ActorProcessingErr> {
 //!         match msg {
 //!             Counter::Add(k) => *n += k,
-//!             Counter::Get(reply) => reply.send(*n)?,
+//!             // Never fails the actor: a caller that has gone away is
+//!             // logged, not raised (see `RemoteReply`).
+//!             Counter::Get(reply) => {
+//!                 reply.send(*n);
+//!             }
 //!         }
 //!         Ok(())
 //!     }
 //! }
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Node "a" exports a counter.
+//! // Node "a" supervises a counter and exports it; the export follows the
+//! // child across restarts.
 //! let a = Node::start(NodeConfig::new("a").cookie("secret")).await?;
-//! let (counter, _) = Actor::spawn(None, CounterActor, ()).await?;
-//! a.export("counter", counter)?;
+//! let spec = SupervisorSpec::new(Strategy::OneForOne)
+//!     .child(ChildSpec::new("counter", CounterActor, || ()));
+//! let (sup, _join) = Supervisor::spawn(None, spec).await?;
+//! a.export_child("counter", sup.child::<Counter>("counter").expect("counter"))?;
 //!
 //! // Node "b" connects, looks it up, casts and calls.
 //! let b = Node::start(NodeConfig::new("b").cookie("secret")).await?;
@@ -57,6 +66,7 @@
 //! a.shutdown().await;
 //! assert!(matches!(events.recv().await, Some(NodeEvent::Down { .. })));
 //! b.shutdown().await;
+//! sup.cell().stop_and_wait(None, None).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -69,7 +79,8 @@
 //! | failure detection | heartbeats every `heartbeat_interval`; the phi-accrual detector ([`phi`]) declares the peer down above `phi_threshold`. Phi is judged at each heartbeat tick, so with the defaults a silent peer is down 1.2–1.4 s after its last heartbeat (phi crosses 8 at 1.22 s; measured 1.23–1.35 s). A closed socket is a down event at once. Bytes of any frame count as signs of life, and a tick that comes late because this node stalled does not judge. |
 //! | down | subscribers get [`NodeEvent::Down`] with a [`DownReason`]; calls pending on that session fail with [`ClusterError::NodeDown`]; monitors fire with [`ActorDownReason::NodeDown`]; casts still queued become [`NodeEvent::DeadLetter`]s. |
 //! | reconnect | the node that called [`Node::connect`] reconnects with the configured [`Backoff`](crate::Backoff) until the peer (the node with that name) is back, then publishes `Up` again. The peer that accepted waits to be dialed. A reconnection attempt that fails its handshake publishes `Down` again with [`DownReason::HandshakeFailed`] (once per new reason). |
-//! | ordering | casts and calls from one sender to one remote actor arrive in send order while the session lives; nothing is delivered twice. Delivery is at most once: frames already written to a connection that breaks may be lost; calls among them fail with `NodeDown`, casts are covered only by the `Down` event (casts still queued on this node become dead letters). |
+//! | ordering | casts and calls from one sender to one remote actor arrive in send order while the session lives; nothing is delivered twice. Delivery is at most once: frames already written to a connection that breaks may be lost; calls among them fail with `NodeDown`, casts are covered only by the `Down` event (casts still queued on this node become dead letters). The converse also holds: **a call that failed with `NodeDown` (or `Timeout`) may still have been handled** by the remote actor, whose answer then has nowhere to go. |
+//! | replies | [`RemoteReply::send`] never fails the handler: it returns a [`Replied`] outcome (`Sent`, `CallerGone`, `Unencodable`), not a `Result`, and logs the last two (debug, warn), as Erlang's `gen_server:reply` always returns `ok`. A handler has nothing to propagate with `?`, so an exported actor is never stopped by a caller that went away. An answer that does not encode reaches the caller as [`Refusal::ReplyEncode`]; a port dropped unanswered as [`Refusal::ReplyDropped`]. |
 //! | refusals | a message for a name nobody exports, or whose type tag differs from the exported actor's, is refused with a [`Refusal`]: a call fails with [`ClusterError::Refused`], a cast comes back as a [`NodeEvent::DeadLetter`]. The session stays up. |
 //! | monitors | [`Node::monitor`] fires once (like Erlang's), when the actor ends (with ractor's exit reason), is unexported, or its node goes down. An export made with [`Node::export_child`] follows restarts, so its monitors fire only when it is unexported or its node goes down. |
 //! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
@@ -96,5 +107,5 @@ pub use events::{NodeEvent, NodeEvents, PeerInfo, PeerStatus, UndeliveredReason}
 pub use handshake::HandshakeError;
 pub use message::RemoteMessage;
 pub use node::Node;
-pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply};
+pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply, Replied};
 pub use wire::{Refusal, WireError};
