@@ -102,8 +102,8 @@ fn hold(desk: &RemoteRef<Desk>) -> JoinHandle<Result<String, ClusterError>> {
     tokio::spawn(async move { desk.call(Desk::Hold, WAIT).await })
 }
 
-/// The result of a call made with [`hold`].
-async fn outcome(call: JoinHandle<Result<String, ClusterError>>) -> Result<String, ClusterError> {
+/// The answer to a call made with [`hold`].
+async fn answer_to(call: JoinHandle<Result<String, ClusterError>>) -> Result<String, ClusterError> {
     timeout(WAIT, call)
         .await
         .expect("a call is bounded by its timeout")
@@ -135,7 +135,7 @@ async fn an_answer_to_a_waiting_caller_is_sent() {
     desk.cast(Desk::AnswerAll("here".into()))
         .expect("b is connected");
     assert_eq!(next(&mut reports).await, Report::Answered(Replied::Sent));
-    let answer = outcome(call).await;
+    let answer = answer_to(call).await;
     assert_eq!(answer, Ok("here".to_string()));
     assert!(Replied::Sent.is_sent());
     b.shutdown().await;
@@ -155,7 +155,7 @@ async fn answering_a_caller_whose_session_ended_is_caller_gone_and_the_actor_ser
     let call = hold(&from_b);
     assert_eq!(next(&mut reports).await, Report::Held);
     b.shutdown().await;
-    let failed = outcome(call).await;
+    let failed = answer_to(call).await;
     assert!(
         matches!(failed, Err(ClusterError::NodeDown { .. })),
         "the caller's own call fails with NodeDown: {failed:?}"
@@ -183,7 +183,7 @@ async fn answering_a_caller_whose_session_ended_is_caller_gone_and_the_actor_ser
         .cast(Desk::AnswerAll("still here".into()))
         .expect("c is connected");
     assert_eq!(next(&mut reports).await, Report::Answered(Replied::Sent));
-    let answer = outcome(call).await;
+    let answer = answer_to(call).await;
     assert_eq!(answer, Ok("still here".to_string()));
     c.shutdown().await;
     a.shutdown().await;
