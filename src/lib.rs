@@ -9,6 +9,10 @@
 //!
 //! # Quick start
 //!
+//! With `ractor-otp`, `ractor = "0.16"`, `tokio` (features `rt-multi-thread`
+//! and `macros`), `serde` (feature `derive`) and `tracing-subscriber = "0.3"`
+//! in your dependencies (the README's **Install** lists the exact lines):
+//!
 //! ```
 //! use std::time::Duration;
 //! use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -35,6 +39,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     tracing_subscriber::fmt::init(); // prints restarts and failures as they happen
 //!     let spec = SupervisorSpec::new(Strategy::OneForAll)
 //!         .intensity(5, Duration::from_secs(10))
 //!         .child(ChildSpec::new("a", Worker, || ()))
