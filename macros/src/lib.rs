@@ -77,6 +77,10 @@ mod remote_message;
 ///
 /// # Restrictions
 ///
+/// - A field holding ractor's `RpcReplyPort` (anywhere in its type) is
+///   rejected with an error that names its replacement,
+///   `ractor_otp::cluster::RemoteReply<T>`: an in-process channel cannot
+///   cross the network.
 /// - Unions are rejected: serde cannot derive them either.
 /// - Generic types (type, const or lifetime parameters) are rejected: a tag
 ///   must name one concrete type on the wire, and one derived constant
