@@ -95,6 +95,23 @@ where
     s: String,
 }
 
+/// A variant or field that serde skips may hold ractor's `RpcReplyPort`: it
+/// never crosses the network (a local-only request, as in the kv_store
+/// example). Only a serialized one is a compile error (`macros/tests/ui/`).
+#[derive(Debug, Serialize, Deserialize, RemoteMessage)]
+enum WithLocalRequests {
+    Remote(u64),
+    #[serde(skip)]
+    Local(ractor::RpcReplyPort<u64>),
+}
+
+#[derive(Debug, Serialize, Deserialize, RemoteMessage)]
+struct WithLocalField {
+    n: u64,
+    #[serde(skip_serializing, skip_deserializing)]
+    local: Option<ractor::RpcReplyPort<u64>>,
+}
+
 fn tag<T: ractor_otp::cluster::RemoteMessage>() -> &'static str {
     T::TAG
 }
@@ -126,6 +143,8 @@ fn default_tag_is_the_type_name() {
     assert_eq!(tag::<ThroughReexport>(), "ThroughReexport");
     assert_eq!(tag::<Bounded>(), "Bounded");
     assert_eq!(tag::<r#type>(), "type");
+    assert_eq!(tag::<WithLocalRequests>(), "WithLocalRequests");
+    assert_eq!(tag::<WithLocalField>(), "WithLocalField");
 }
 
 #[test]

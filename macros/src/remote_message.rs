@@ -5,7 +5,7 @@
 //! attributes, a field holding ractor's `RpcReplyPort`) are combined so one
 //! build reports all of them.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
@@ -69,7 +69,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         errors.push(Error::new_spanned(&input.generics, GENERIC));
     }
     reject_misplaced_attrs(input, &mut errors);
-    for field in fields(input) {
+    for field in serialized_fields(input) {
         reject_rpc_reply_ports(&field.ty, &mut errors);
     }
 
@@ -219,6 +219,50 @@ fn fields(input: &DeriveInput) -> Box<dyn Iterator<Item = &Field> + '_> {
         Data::Enum(data) => Box::new(data.variants.iter().flat_map(|v| v.fields.iter())),
         Data::Union(data) => Box::new(data.fields.named.iter()),
     }
+}
+
+/// The fields serde puts on the wire: all but those of a variant or a
+/// field marked `#[serde(skip)]` (or both `skip_serializing` and
+/// `skip_deserializing`), which may hold local-only values.
+fn serialized_fields(input: &DeriveInput) -> Vec<&Field> {
+    match &input.data {
+        Data::Enum(data) => data
+            .variants
+            .iter()
+            .filter(|v| !serde_skips(&v.attrs))
+            .flat_map(|v| v.fields.iter())
+            .filter(|f| !serde_skips(&f.attrs))
+            .collect(),
+        _ => fields(input).filter(|f| !serde_skips(&f.attrs)).collect(),
+    }
+}
+
+/// Whether `#[serde(...)]` among `attrs` keeps the item off the wire both
+/// ways. Reads only the bare flags at the top level of the attribute;
+/// anything malformed is serde's to report.
+fn serde_skips(attrs: &[Attribute]) -> bool {
+    let mut flags = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        let tokens: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
+        for (i, token) in tokens.iter().enumerate() {
+            let TokenTree::Ident(ident) = token else {
+                continue;
+            };
+            let bare = match tokens.get(i + 1) {
+                None => true,
+                Some(TokenTree::Punct(p)) => p.as_char() == ',',
+                Some(_) => false,
+            };
+            if bare {
+                flags.push(ident.to_string());
+            }
+        }
+    }
+    let has = |flag: &str| flags.iter().any(|f| f == flag);
+    has("skip") || (has("skip_serializing") && has("skip_deserializing"))
 }
 
 /// A field holding ractor's `RpcReplyPort` anywhere in its type (`Option`,
