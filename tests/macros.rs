@@ -201,3 +201,36 @@ fn derived_types_round_trip_through_bincode() {
     round_trip(Unicode);
     round_trip(Bounded { s: "b".into() });
 }
+
+#[test]
+fn skipped_local_requests_may_hold_a_reply_port_and_stay_off_the_wire() {
+    let config = bincode::config::standard();
+    let (tx, _rx) = ractor::concurrency::oneshot::<u64>();
+    let local = WithLocalRequests::Local(tx.into());
+    if let WithLocalRequests::Local(port) = &local {
+        assert!(!port.is_closed(), "a local port, usable on this side");
+    }
+    assert!(
+        bincode::serde::encode_to_vec(&local, config).is_err(),
+        "serde refuses to encode a skipped variant"
+    );
+    let bytes =
+        bincode::serde::encode_to_vec(WithLocalRequests::Remote(9), config).expect("encode");
+    let (decoded, _): (WithLocalRequests, usize) =
+        bincode::serde::decode_from_slice(&bytes, config).expect("decode");
+    assert!(
+        matches!(decoded, WithLocalRequests::Remote(9)),
+        "{decoded:?}"
+    );
+
+    let (tx, _rx) = ractor::concurrency::oneshot::<u64>();
+    let with_port = WithLocalField {
+        n: 3,
+        local: Some(tx.into()),
+    };
+    let bytes = bincode::serde::encode_to_vec(&with_port, config).expect("encode");
+    let (decoded, _): (WithLocalField, usize) =
+        bincode::serde::decode_from_slice(&bytes, config).expect("decode");
+    assert_eq!(decoded.n, 3);
+    assert!(decoded.local.is_none(), "the port stayed on this side");
+}
