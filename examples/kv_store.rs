@@ -18,7 +18,9 @@
 //! ```
 //!
 //! then type `put k v`, `get k`, `peers`, `dump`, `crash` (the store fails;
-//! its supervisor restarts it and it catches up) or `quit` in any of them.
+//! its supervisor restarts it and it catches up), `help` or `quit` at the
+//! `kv a>` prompt of any of them. Versions print as the UTC time of the
+//! write and the node that made it. `--help` lists the options.
 //! Kill one (Ctrl-C): the others print `Down` and keep serving; start it
 //! again with the same command and it catches up.
 //!
@@ -29,6 +31,7 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::future::Future;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -132,18 +135,30 @@ impl State {
     }
 
     /// Merges a peer's map, saying so if it taught us anything.
-    fn merge_all(&mut self, from: &str, map: Map, log: &str) {
+    fn merge_all(&mut self, from: &str, map: Map, out: &Store) {
         let mut newer = 0;
         for (key, entry) in map {
             newer += usize::from(self.merge(key, entry));
         }
         if newer > 0 {
-            println!("{log}caught up from {from}: {newer} newer entries");
+            out.say(format_args!("caught up from {from}: {newer} newer entries"));
         }
     }
 }
 
 impl Store {
+    /// Prints a line about this node, as things happen. At an interactive
+    /// console (no prefix, a terminal) it replaces the waiting prompt and
+    /// prints the prompt again after it.
+    fn say(&self, line: std::fmt::Arguments<'_>) {
+        if self.log.is_empty() && std::io::stdout().is_terminal() {
+            print!("\r\x1b[K{line}\n");
+            prompt(self.node.name());
+        } else {
+            println!("{}{line}", self.log);
+        }
+    }
+
     /// A local write: version it, apply it, cast it to every peer. A peer
     /// that misses it gets it with our whole map when it is back.
     fn put(&self, st: &mut State, key: String, value: String) -> Version {
@@ -176,7 +191,7 @@ impl Actor for Store {
         };
         for peer in self.peers.all() {
             if let Ok(map) = peer.call(Kv::Snapshot, TIMEOUT).await {
-                st.merge_all(peer.peer(), map, &self.log);
+                st.merge_all(peer.peer(), map, self);
             }
         }
         Ok(st)
@@ -188,11 +203,14 @@ impl Actor for Store {
         msg: Kv,
         st: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        // A caller that went away cannot be answered: ignore send errors.
+        // Answers never fail the store: a remote caller that went away is
+        // logged by `RemoteReply::send`, a local one is simply gone.
         match msg {
-            Kv::Put { key, value, reply } => drop(reply.send(self.put(st, key, value))),
+            Kv::Put { key, value, reply } => {
+                reply.send(self.put(st, key, value));
+            }
             Kv::Replicate { key, entry } => drop(st.merge(key, entry)),
-            Kv::Sync { from, map } => st.merge_all(&from, map, &self.log),
+            Kv::Sync { from, map } => st.merge_all(&from, map, self),
             Kv::SyncTo(peer) => {
                 if let Some(target) = self.peers.map().get(&peer) {
                     let from = self.node.name().to_string();
@@ -202,7 +220,9 @@ impl Actor for Store {
                     });
                 }
             }
-            Kv::Snapshot(reply) => drop(reply.send(st.map.clone())),
+            Kv::Snapshot(reply) => {
+                reply.send(st.map.clone());
+            }
             Kv::Local(Local::Put(key, value, reply)) => drop(reply.send(self.put(st, key, value))),
             Kv::Local(Local::Read(reply)) => drop(reply.send(st.map.clone())),
             Kv::Local(Local::Crash) => return Err("the store was asked to crash".into()),
@@ -286,7 +306,7 @@ async fn dial(ctx: Store, addr: SocketAddr) {
         match ctx.node.connect(addr).await {
             Ok(_) => return,
             Err(ClusterError::Connect { .. }) => tokio::time::sleep(TIMEOUT / 4).await,
-            Err(e) => return println!("{}cannot connect to {addr}: {e}", ctx.log),
+            Err(e) => return ctx.say(format_args!("cannot connect to {addr}: {e}")),
         }
     }
 }
@@ -295,11 +315,10 @@ async fn dial(ctx: Store, addr: SocketAddr) {
 /// it our map; on `Down`, forgets it; when a message to one is refused (its
 /// store was restarting), sends it our map again a moment later.
 async fn watch_peers(ctx: Store, mut events: NodeEvents, store: ChildRef<Kv>) {
-    let log = &ctx.log;
     while let Some(event) = events.recv().await {
         match event {
             NodeEvent::Up { peer } => {
-                println!("{log}Up {peer}");
+                ctx.say(format_args!("Up {peer}"));
                 // Its store may still be starting: retry for a few seconds.
                 for _ in 0..30 {
                     match ctx.node.lookup::<Kv>(&peer, "kv").await {
@@ -312,7 +331,7 @@ async fn watch_peers(ctx: Store, mut events: NodeEvents, store: ChildRef<Kv>) {
                             tokio::time::sleep(Duration::from_millis(100)).await
                         }
                         Err(e) => {
-                            println!("{log}no kv on {peer}: {e}");
+                            ctx.say(format_args!("no kv on {peer}: {e}"));
                             break;
                         }
                     }
@@ -321,11 +340,13 @@ async fn watch_peers(ctx: Store, mut events: NodeEvents, store: ChildRef<Kv>) {
             NodeEvent::Down { peer, reason } => {
                 ctx.peers.map().remove(&peer);
                 if reason != DownReason::LocalShutdown {
-                    println!("{log}Down {peer} ({reason})");
+                    ctx.say(format_args!("Down {peer} ({reason})"));
                 }
             }
             NodeEvent::DeadLetter { peer, reason, .. } => {
-                println!("{log}{peer} missed a message ({reason}); resending our map");
+                ctx.say(format_args!(
+                    "{peer} missed a message ({reason}); resending our map"
+                ));
                 let store = store.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -337,25 +358,61 @@ async fn watch_peers(ctx: Store, mut events: NodeEvents, store: ChildRef<Kv>) {
     }
 }
 
-fn show(key: &str, e: &Entry) -> String {
-    format!(
-        "{key} = {} (written on {} at {})",
-        e.value, e.version.node, e.version.millis
-    )
+/// A version as people read it: `2026-12-01 08:31:12.345 UTC on b`.
+fn when(v: &Version) -> String {
+    format!("{} on {}", utc(v.millis), v.node)
 }
 
-const COMMANDS: &str = "commands: put KEY VALUE | get KEY | peers | dump | crash | quit";
+/// Milliseconds since the Unix epoch as a UTC date and time, to the
+/// millisecond (the civil-from-days conversion of Howard Hinnant's
+/// `chrono`-compatible date algorithms).
+fn utc(millis: u64) -> String {
+    let (days, ms_of_day) = ((millis / 86_400_000) as i64, millis % 86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    let (sec, ms) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{sec:02}.{ms:03} UTC")
+}
+
+fn show(key: &str, e: &Entry) -> String {
+    format!("{key} = {} (written {})", e.value, when(&e.version))
+}
+
+const COMMANDS: &str = "commands:
+  put KEY VALUE   write VALUE under KEY here; it is replicated to every peer
+  get KEY         read KEY from this node's copy
+  dump            every key this node holds
+  peers           the other nodes, by name, with their status
+  crash           make this node's store fail (its supervisor restarts it)
+  help            this list
+  quit            leave (the peers hear a goodbye)";
+
+/// Prints the prompt, `kv NAME> `, without a line break.
+fn prompt(name: &str) {
+    print!("kv {name}> ");
+    let _ = std::io::stdout().flush();
+}
 
 /// The console: one command per line on stdin, until `quit` or the end.
 async fn console(kv: &KvNode) -> Result<(), Box<dyn Error>> {
+    let name = kv.ctx.node.name().to_string();
     println!("{COMMANDS}");
+    prompt(&name);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["put", key, value @ ..] if !value.is_empty() => {
                 match kv.put(key, &value.join(" ")).await {
-                    Ok(v) => println!("ok, version {} on {}", v.millis, v.node),
+                    Ok(v) => println!("ok, {key} written {}", when(&v)),
                     Err(e) => println!("error: {e}"),
                 }
             }
@@ -370,25 +427,42 @@ async fn console(kv: &KvNode) -> Result<(), Box<dyn Error>> {
             },
             ["peers"] => {
                 let stores = kv.ctx.peers.map();
-                for p in kv.ctx.node.peers() {
-                    let rtt = p.rtt.unwrap_or_default().as_secs_f64() * 1e3;
-                    let has_kv = stores.contains_key(&p.name);
-                    println!(
-                        "{} at {}: {:?}, phi {:.2}, rtt {rtt:.2} ms, kv known: {has_kv}",
-                        p.name, p.addr, p.status, p.phi
-                    );
+                let mut peers = kv.ctx.node.peers();
+                peers.sort_by(|x, y| x.name.cmp(&y.name));
+                if peers.is_empty() {
+                    println!("no peers yet");
+                }
+                for p in peers {
+                    let status = match p.status {
+                        PeerStatus::Up => "up",
+                        PeerStatus::Suspect => "suspect (heartbeats late)",
+                        PeerStatus::Down => "down",
+                    };
+                    let rtt = p.rtt.map_or("n/a".to_string(), |d| {
+                        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+                    });
+                    let store = if stores.contains_key(&p.name) {
+                        "its store replicates with ours"
+                    } else if p.status == PeerStatus::Down {
+                        "its store is not reachable"
+                    } else {
+                        "its store is not reachable yet"
+                    };
+                    println!("{}: {status}, rtt {rtt}, phi {:.2}; {store}", p.name, p.phi);
                 }
             }
             ["crash"] => match kv.store.cast(Kv::Local(Local::Crash)) {
                 Ok(()) => println!(
                     "the store fails; its supervisor restarts it, empty, and it catches up"
                 ),
-                Err(e) => println!("error: {e:?}"),
+                Err(e) => println!("error: {e}"),
             },
+            ["help"] => println!("{COMMANDS}"),
             ["quit"] => break,
             [] => {}
-            _ => println!("{COMMANDS}"),
+            _ => println!("unknown command {:?}\n{COMMANDS}", line.trim()),
         }
+        prompt(&name);
     }
     Ok(())
 }
@@ -430,10 +504,7 @@ async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
     let v = b_kv
         .call(|reply| Kv::Put { key, value, reply }, TIMEOUT)
         .await?;
-    println!(
-        "  c wrote city=paris through b's kv: version {} on {}",
-        v.millis, v.node
-    );
+    println!("  c wrote city=paris through b's kv: version {}", when(&v));
     for kv in [&a, &b, &c] {
         eventually("all hold 3 keys", || kv.holds("city", "paris", 3)).await?;
         let map = kv.read().await?;
@@ -471,8 +542,19 @@ async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-const USAGE: &str = "usage: kv_store --name NAME [--listen ADDR] [--connect ADDR]... \
-[--cookie SECRET] | kv_store --demo";
+const USAGE: &str =
+    "usage: kv_store --name NAME [--listen ADDR] [--connect ADDR]... [--cookie SECRET]
+       kv_store --demo
+A replicated key-value store: every node holds the whole map and replicates
+its writes to its peers (the last writer wins).
+  --name NAME      this node's name, unique in the cluster (required)
+  --listen ADDR    listen for peers on ADDR (default 127.0.0.1:0, any free port)
+  --connect ADDR   dial the node listening on ADDR; repeat for several peers.
+                   This node redials it whenever the session drops
+  --cookie SECRET  the cluster's shared secret (default: a demo value)
+  --demo           three nodes in this process, scripted; exits 0 if all worked
+  -h, --help       this text
+Then type commands at the `kv NAME>` prompt (`help` lists them).";
 
 /// Parses the command line by hand, then runs the demo or a node.
 async fn run() -> Result<(), Box<dyn Error>> {
@@ -481,6 +563,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let mut cookie = DEMO_COOKIE.to_string();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            return Ok(());
+        }
         if flag == "--demo" {
             demo_mode = true;
             continue;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_otp::cluster::phi::{PhiConfig, PhiDetector};
 use ractor_otp::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -147,8 +148,64 @@ async fn hello(child: &ChildRef<Msg>) -> Result<ActorId, Box<dyn std::error::Err
         .0)
 }
 
+/// The storage supervisor's restart intensity: at most this many restarts
+/// in any [`STORAGE_PERIOD`]; one more and it gives up (step 7).
+const STORAGE_INTENSITY: u32 = 2;
+const STORAGE_PERIOD: Duration = Duration::from_secs(5);
+
 fn step(title: &str) {
     println!("\n== {title}");
+}
+
+/// A child's or a worker's status in one word.
+fn status_word(status: ChildStatus) -> &'static str {
+    match status {
+        ChildStatus::Running => "running",
+        ChildStatus::Restarting => "restarting",
+        ChildStatus::Stopped => "stopped",
+    }
+}
+
+/// How many of a dynamic supervisor's children run, in words.
+fn sessions_running(counts: ChildCounts) -> String {
+    match counts.active {
+        1 => "1 session running".to_string(),
+        n => format!("{n} sessions running"),
+    }
+}
+
+/// The tree below `app`, with each pool worker's load and restarts after
+/// its line (`worker-N` under `hashers`).
+async fn tree(app: &SupervisorRef, pool: &PoolRef<u64>) -> Result<String, SupervisorError> {
+    let workers = pool.stats().workers;
+    let mut out = String::new();
+    // The indentation of the `hashers` line while inside its block.
+    let mut in_pool: Option<usize> = None;
+    for line in app.render_tree().await?.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if in_pool.is_some_and(|pool_indent| indent <= pool_indent) {
+            in_pool = None;
+        }
+        out.push_str(line);
+        if in_pool.is_some() {
+            let index = line
+                .trim_start()
+                .strip_prefix("worker-")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            if let Some(w) = index.and_then(|i| workers.iter().find(|w| w.index == i)) {
+                out.push_str(&format!(
+                    ", processed {}, restarts {}",
+                    w.processed, w.restarts
+                ));
+            }
+        }
+        if line.trim_start().starts_with("hashers ") {
+            in_pool = Some(indent);
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 #[tokio::main]
@@ -174,7 +231,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     step("1. Start the tree: children start in order, each fully before the next");
     let storage = SupervisorSpec::new(Strategy::RestForOne)
-        .intensity(2, Duration::from_secs(5))
+        .intensity(STORAGE_INTENSITY, STORAGE_PERIOD)
         .child(worker("db"))
         .child(worker("writer"));
     let spec = SupervisorSpec::new(Strategy::OneForOne)
@@ -209,7 +266,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (hashers_spec, hashers) = ChildSpec::pool("hashers", hashers)?;
     let spec = spec.child(hashers_spec);
     let (app, _join) = Supervisor::spawn(Some("app".into()), spec).await?;
-    print!("{}", app.render_tree().await?);
+    print!("{}", tree(&app, &hashers).await?);
 
     step("2. One-for-one: the cache crashes, only the cache restarts");
     let cache = app.child::<Msg>("cache").ok_or("no cache child")?;
@@ -219,11 +276,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  cache was {before}, now {after}; the same ChildRef reaches it");
 
     step("3. Rest-for-one: the db crashes, so the writer that depends on it restarts too");
-    print!("{}", app.render_tree().await?);
+    print!("{}", tree(&app, &hashers).await?);
     // Reach the grandchildren through the storage supervisor's own handle.
     let (db, writer) = storage_handles(&app).await?;
     let (db0, writer0) = (hello(&db).await?, hello(&writer).await?);
     db.cast(Msg::Crash).map_err(|e| e.to_string())?;
+    // Storage's first restart: it counts towards its intensity (step 7).
+    let first_storage_restart = Instant::now();
     let db1 = new_incarnation(&db, db0).await?;
     let writer1 = new_incarnation(&writer, writer0).await?;
     println!("  db {db0} -> {db1}, writer {writer0} -> {writer1} (stopped in reverse, restarted in order)");
@@ -237,7 +296,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         session_refs.push(ActorRef::<Msg>::from(cell));
     }
-    println!("  {:?}", sessions.count_children().await?);
+    println!(
+        "  alice, bob and carol started: {}",
+        sessions_running(sessions.count_children().await?)
+    );
     session_refs[1]
         .cast(Msg::Crash)
         .map_err(|_| "bob's session is gone")?;
@@ -248,8 +310,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     println!(
-        "  bob's session crashed and, being temporary, was not restarted: {:?}",
-        sessions.count_children().await?
+        "  bob's session crashed and, being temporary, was not restarted: {}",
+        sessions_running(sessions.count_children().await?)
     );
 
     step("5. Backoff: flaky crashes and waits before it restarts; the supervisor keeps answering");
@@ -264,7 +326,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .find(|c| c.id == "flaky")
             .map(|c| c.status);
         if status == Some(ChildStatus::Restarting) {
-            println!("  flaky is {status:?}; a cast now comes back instead of being lost:");
+            println!("  flaky is restarting (waiting out its backoff); a cast now comes back instead of being lost:");
             if let Err(err) = flaky.cast(Msg::Finish) {
                 println!("    cast refused: {err}");
             }
@@ -300,31 +362,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for w in &stats.workers {
         println!(
-            "    worker {}: {:?}, processed {}, restarts {}",
-            w.index, w.status, w.processed, w.restarts
+            "    worker {}: {}, processed {}, restarts {}",
+            w.index,
+            status_word(w.status),
+            w.processed,
+            w.restarts
         );
     }
     println!("    dead letters: {}", stats.dead_letters);
 
     step("7. Escalation: the db crash-loops beyond storage's intensity (2 restarts in 5 s)");
-    // The db restarted once in step 3; two more crashes are one too many.
     let storage_before = storage_id(&app).await?;
     let (db, _) = storage_handles(&app).await?;
-    for round in 1..=2 {
+    // Storage's restarts within its 5 s window: step 3's, if still inside.
+    let mut restarts = u32::from(first_storage_restart.elapsed() < STORAGE_PERIOD);
+    println!("  storage has restarted {restarts} time(s) in the last 5 s (step 3)");
+    while restarts <= STORAGE_INTENSITY {
         let old = hello(&db).await?;
-        println!("  crash #{round} of db {old}");
+        restarts += 1;
         db.cast(Msg::Crash).map_err(|e| e.to_string())?;
+        if restarts <= STORAGE_INTENSITY {
+            println!(
+                "  db {old} crashes: storage's restart #{restarts} in 5 s, within its intensity of {STORAGE_INTENSITY}"
+            );
+        } else {
+            println!(
+                "  db {old} crashes: that would be storage's restart #{restarts} in 5 s, one more than its intensity of {STORAGE_INTENSITY}:"
+            );
+            println!(
+                "  storage gives up: it stops its other child (writer) and fails, an abnormal exit for app"
+            );
+        }
         new_incarnation(&db, old).await?;
     }
     let storage_after = storage_id(&app).await?;
     println!(
-        "  storage {storage_before} stopped its children, failed, and app (one-for-one) restarted it as {storage_after};"
+        "  app (one-for-one) restarted storage: {storage_before} -> {storage_after}, with a fresh restart count;"
     );
     println!(
         "  the db ChildRef taken before still reaches the new db {}:",
         hello(&db).await?
     );
-    print!("{}", app.render_tree().await?);
+    print!("{}", tree(&app, &hashers).await?);
 
     step("8. Graceful shutdown: children stop in reverse start order");
     app.cell()
@@ -377,7 +456,8 @@ enum Counter {
     Get(RemoteReply<u64>),
 }
 
-/// A counter exported on node alpha and used from node beta.
+/// A counter supervised and exported on node alpha, used from node beta.
+#[derive(Clone)]
 struct CounterActor;
 
 impl Actor for CounterActor {
@@ -397,21 +477,35 @@ impl Actor for CounterActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Counter::Add(n) => *total += n,
-            Counter::Get(reply) => reply.send(*total)?,
+            // Never fails the counter: a caller that has gone away (its
+            // call failed with NodeDown) is logged, not raised.
+            Counter::Get(reply) => {
+                reply.send(*total);
+            }
         }
         Ok(())
     }
 }
 
-/// A node with fast heartbeats (50 ms, pause 100 ms, minimum deviation
-/// 20 ms: a silent peer is detected in about 0.3 s instead of 1.2 s) and
-/// quick reconnections.
+/// The tour's tuned heartbeats: every 50 ms, 100 ms of acceptable pause,
+/// 20 ms minimum deviation (the defaults: 200 ms, 500 ms, 100 ms).
+const TUNED: PhiConfig = PhiConfig {
+    threshold: 8.0,
+    heartbeat_interval: Duration::from_millis(50),
+    min_std_dev: Duration::from_millis(20),
+    acceptable_pause: Duration::from_millis(100),
+    max_samples: 200,
+};
+
+/// A node with the [`TUNED`] heartbeats (a silent peer is down after about
+/// 0.3 s instead of 1.4 s) and quick reconnections.
 fn fast_node(name: &str) -> NodeConfig {
     NodeConfig::new(name)
         .cookie("tour cookie")
-        .heartbeat_interval(Duration::from_millis(50))
-        .acceptable_pause(Duration::from_millis(100))
-        .min_std_dev(Duration::from_millis(20))
+        .heartbeat_interval(TUNED.heartbeat_interval)
+        .acceptable_pause(TUNED.acceptable_pause)
+        .min_std_dev(TUNED.min_std_dev)
+        .phi_threshold(TUNED.threshold)
         .reconnect(Backoff::new(
             Duration::from_millis(50),
             Duration::from_millis(200),
@@ -523,8 +617,18 @@ fn ms(d: Duration) -> String {
 async fn cluster() -> Result<(), Box<dyn std::error::Error>> {
     step("9. A cluster: two nodes in this process; alpha exports a counter, beta uses it");
     let alpha = Node::start(fast_node("alpha")).await?;
-    let (counter, _) = Actor::spawn(None, CounterActor, ()).await?;
-    alpha.export("counter", counter.clone())?;
+    // The counter runs under alpha's own supervisor; the export follows it
+    // across restarts.
+    let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::new(
+        "counter",
+        CounterActor,
+        || (),
+    ));
+    let (alpha_sup, _) = Supervisor::spawn(Some("alpha".into()), spec).await?;
+    let counter = alpha_sup
+        .child::<Counter>("counter")
+        .ok_or("alpha's supervisor has a counter")?;
+    alpha.export_child("counter", counter)?;
     // Beta reaches alpha through the relay, the "network" we cut below.
     let relay = Relay::start(alpha.local_addr()).await?;
     let beta = Node::start(fast_node("beta")).await?;
@@ -560,9 +664,13 @@ async fn cluster() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(10)).await;
         peer = beta.peer("alpha").ok_or("beta forgot alpha")?;
     }
+    let status = match peer.status {
+        PeerStatus::Up => "up",
+        PeerStatus::Suspect => "suspect",
+        PeerStatus::Down => "down",
+    };
     println!(
-        "  beta's view of alpha: {:?}, heartbeat rtt {}, phi {:.2}",
-        peer.status,
+        "  beta's view of alpha: {status}, heartbeat rtt {}, phi {:.2}",
         peer.rtt.map_or("n/a".into(), ms),
         peer.phi
     );
@@ -570,6 +678,26 @@ async fn cluster() -> Result<(), Box<dyn std::error::Error>> {
     println!("  beta monitors alpha's counter");
 
     step("10. A network partition: the relay silently drops every byte, both ways");
+    // When phi crosses the threshold after a silence, for a steady peer;
+    // phi is judged at each heartbeat tick, so detection is at the next one.
+    let crossing = |config: PhiConfig| PhiDetector::new(config).time_to_threshold();
+    let defaults = PhiConfig::default();
+    println!(
+        "  these nodes use tuned heartbeats (every {} ms, {} ms of acceptable pause): phi crosses 8",
+        TUNED.heartbeat_interval.as_millis(),
+        TUNED.acceptable_pause.as_millis()
+    );
+    println!(
+        "  after {} ms of silence and the next heartbeat tick declares the peer down. With the defaults",
+        crossing(TUNED).as_millis()
+    );
+    println!(
+        "  (every {} ms, {} ms of pause) phi crosses 8 after {} ms: a silent peer is down about 1.4 s",
+        defaults.heartbeat_interval.as_millis(),
+        defaults.acceptable_pause.as_millis(),
+        crossing(defaults.clone()).as_millis()
+    );
+    println!("  after its last heartbeat");
     relay.set_cut(true);
     let cut_at = Instant::now();
     let in_flight = {
@@ -641,12 +769,13 @@ async fn cluster() -> Result<(), Box<dyn std::error::Error>> {
         "  Get through the same RemoteRef: {total} in {}; alpha's counter kept its state",
         ms(started.elapsed())
     );
-    counter.stop(Some("the tour is ending".into()));
+    alpha.unexport("counter");
     let fired = tokio::time::timeout(Duration::from_secs(1), monitor).await?;
     println!(
-        "  alpha stops the counter; beta's new monitor fires: {}",
+        "  alpha withdraws the counter's export; beta's new monitor fires: {}",
         fired.reason
     );
+    alpha_sup.cell().stop_and_wait(None, None).await?;
     alpha.shutdown().await;
     println!(
         "  alpha shuts down; beta: {}",

@@ -9,6 +9,10 @@
 //!
 //! # Quick start
 //!
+//! With `ractor-otp`, `ractor = "0.16"`, `tokio` (features `rt-multi-thread`
+//! and `macros`), `serde` (feature `derive`) and `tracing-subscriber = "0.3"`
+//! in your dependencies (the README's **Install** lists the exact lines):
+//!
 //! ```
 //! use std::time::Duration;
 //! use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -35,6 +39,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     tracing_subscriber::fmt::init(); // prints restarts and failures as they happen
 //!     let spec = SupervisorSpec::new(Strategy::OneForAll)
 //!         .intensity(5, Duration::from_secs(10))
 //!         .child(ChildSpec::new("a", Worker, || ()))
@@ -107,7 +112,7 @@ pub use supervisor::{
 #[cfg(feature = "cluster")]
 pub use cluster::{
     ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents, PeerInfo,
-    PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef, RemoteReply,
+    PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef, RemoteReply, Replied,
     UndeliveredReason,
 };
 /// `#[derive(RemoteMessage)]`: see [`cluster::RemoteMessage`].
@@ -120,7 +125,7 @@ pub mod prelude {
     pub use crate::cluster::{
         ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents,
         PeerInfo, PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef,
-        RemoteReply, UndeliveredReason,
+        RemoteReply, Replied, UndeliveredReason,
     };
     pub use crate::exit::ExitReason;
     pub use crate::pool::{

@@ -202,13 +202,17 @@ impl Actor for Store {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Put(n) => state.seen.push(n),
-            Msg::Get(reply) => reply.send(state.seen.clone())?,
-            Msg::Echo(n, reply) => reply.send(2 * n)?,
+            Msg::Get(reply) => {
+                reply.send(state.seen.clone());
+            }
+            Msg::Echo(n, reply) => {
+                reply.send(2 * n);
+            }
             Msg::Hold(reply) => state.held.push(reply),
             Msg::DropReply(reply) => drop(reply),
             Msg::Blob(_) => {}
             Msg::Big(n, reply) => {
-                let _ = reply.send(vec![1; n]);
+                reply.send(vec![1; n]);
             }
             Msg::Stop => myself.stop(Some(STOP_REASON.into())),
         }
@@ -248,7 +252,7 @@ impl Actor for OtherActor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         let Other::Ping(reply) = msg;
-        reply.send("pong".to_string())?;
+        reply.send("pong".to_string());
         Ok(())
     }
 }
@@ -290,7 +294,7 @@ impl Actor for Forwarder {
         let Fwd::Relay(n, reply) = msg;
         target.cast(Msg::Put(n))?;
         let seen = target.call(Msg::Get, CALL).await?;
-        reply.send(seen)?;
+        reply.send(seen);
         Ok(())
     }
 }
@@ -1590,7 +1594,7 @@ impl Actor for FragileActor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         if let Fragile::Echo(n, reply) = msg {
-            reply.send(n)?;
+            reply.send(n);
         }
         Ok(())
     }

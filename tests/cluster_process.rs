@@ -664,3 +664,91 @@ async fn processes_detect_a_frozen_then_a_killed_peer_process() {
         c.seen
     );
 }
+
+/// How many calls are written to a frozen process's socket in the test
+/// below.
+const IN_FLIGHT: usize = 5;
+
+/// `REPLIES sent=<n> gone=<n> unencodable=<n>` from the node program.
+fn reply_counts(line: &str) -> (u64, u64, u64) {
+    let count = |key: &str| {
+        line.split(' ')
+            .find_map(|w| w.strip_prefix(key)?.parse().ok())
+            .unwrap_or_else(|| panic!("the REPLIES line has a numeric {key}: {line}"))
+    };
+    (count("sent="), count("gone="), count("unencodable="))
+}
+
+/// The issue this guards against: pings that waited in a frozen process's
+/// socket are handled when it resumes, after their callers have failed
+/// with `NodeDown`; answering them must not stop the (unsupervised)
+/// exported actor, or no ping is ever answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_waited_in_a_frozen_process_do_not_stop_its_exported_actor() {
+    let mut p = NodeProcess::start("p", &[]).await;
+    let s = Node::start(survivor_config("s"))
+        .await
+        .expect("the survivor starts");
+    let mut watch = Watch::new(s.subscribe());
+    timeout(START, s.connect(p.addr))
+        .await
+        .expect("connect is bounded by the handshake timeout")
+        .expect("the survivor connects to p");
+    watch.until("Up p", START, is_up("p")).await;
+    let to_p: RemoteRef<NodeMsg> = s.lookup("p", "echo").await.expect("p exports echo");
+    assert_eq!(echo(&to_p, "before").await, Ok("before".to_string()));
+    p.expect("UP s", START, |l| l == "UP s").await;
+
+    // Frozen with calls in flight: the session is still up on s's side,
+    // so they are written to p's socket, where they wait.
+    p.stop();
+    let calls: Vec<_> = (0..IN_FLIGHT)
+        .map(|i| {
+            let to_p = to_p.clone();
+            tokio::spawn(async move { echo(&to_p, &format!("in flight {i}")).await })
+        })
+        .collect();
+    watch.until("Down p", detection_bound(), is_down("p")).await;
+    for call in calls {
+        let result = timeout(CALL * 2, call)
+            .await
+            .expect("a call is bounded by its timeout")
+            .expect("the call task does not panic");
+        assert!(
+            matches!(result, Err(ClusterError::NodeDown { .. })),
+            "a call in flight to a frozen peer fails with NodeDown, got {result:?}"
+        );
+    }
+
+    // Resumed: the pings are answered again, by the same actor.
+    p.resume();
+    watch
+        .until("Up p after SIGCONT", RECONNECT, is_up("p"))
+        .await;
+    for i in 0..3 {
+        let text = format!("after SIGCONT {i}");
+        assert_eq!(echo(&to_p, &text).await, Ok(text));
+    }
+    p.send("replies");
+    let line = p
+        .expect("REPLIES", CALL, |l| l.starts_with("REPLIES "))
+        .await;
+    let (sent, gone, unencodable) = reply_counts(&line);
+    assert_eq!(unencodable, 0, "{line}");
+    assert!(
+        gone >= 1,
+        "the calls that waited in p's socket were handled on resume, after their callers \
+         had failed with NodeDown (a NodeDown call may still have been handled): {line}"
+    );
+    assert!(
+        sent >= 4,
+        "the call before the freeze and the three after it were answered: {line}"
+    );
+    assert!(
+        sent + gone <= 4 + IN_FLIGHT as u64,
+        "no call is handled twice: {line}"
+    );
+    timeout(START, s.shutdown())
+        .await
+        .expect("shutdown is bounded");
+}

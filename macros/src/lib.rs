@@ -5,8 +5,12 @@
 //! `macros` feature, next to the trait it implements (the same way serde
 //! re-exports `Serialize`), so one import brings both:
 //!
-//! ```ignore
+//! ```
 //! use ractor_otp::RemoteMessage; // the trait and the derive
+//! # #[derive(serde::Serialize, serde::Deserialize, RemoteMessage)]
+//! # struct Ping;
+//! # fn tag<T: RemoteMessage>() -> &'static str { T::TAG }
+//! # assert_eq!(tag::<Ping>(), "Ping");
 //! ```
 //!
 //! # Derives
@@ -36,7 +40,7 @@ mod remote_message;
 ///
 /// Use it through the main crate, `ractor_otp::RemoteMessage`:
 ///
-/// ```ignore
+/// ```
 /// use serde::{Deserialize, Serialize};
 /// use ractor_otp::RemoteMessage;
 ///
@@ -69,14 +73,22 @@ mod remote_message;
 ///   under another name (like serde's `crate`); the impl then names
 ///   `path::cluster::RemoteMessage`. Defaults to `::ractor_otp`.
 ///
-/// ```ignore
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use ractor_otp::RemoteMessage;
+/// # mod my_framework { pub use ractor_otp as otp; }
 /// #[derive(Serialize, Deserialize, RemoteMessage)]
 /// #[remote(crate = "my_framework::otp", tag = "Ping.v1")]
 /// struct Ping;
+/// # assert_eq!(<Ping as ractor_otp::cluster::RemoteMessage>::TAG, "Ping.v1");
 /// ```
 ///
 /// # Restrictions
 ///
+/// - A field holding ractor's `RpcReplyPort` (anywhere in its type) is
+///   rejected with an error that names its replacement,
+///   `ractor_otp::cluster::RemoteReply<T>`: an in-process channel cannot
+///   cross the network.
 /// - Unions are rejected: serde cannot derive them either.
 /// - Generic types (type, const or lifetime parameters) are rejected: a tag
 ///   must name one concrete type on the wire, and one derived constant

@@ -2,13 +2,17 @@
 //!
 //! Every misuse becomes a `syn::Error` spanned on the offending token; the
 //! expansion never panics. Independent errors (a union, generics, bad
-//! attributes) are combined so one build reports all of them.
+//! attributes, a field holding ractor's `RpcReplyPort`) are combined so one
+//! build reports all of them.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
-use syn::{Attribute, Data, DeriveInput, Error, Expr, ExprLit, Field, Lit, LitStr, Meta, Path};
+use syn::{
+    Attribute, Data, DeriveInput, Error, Expr, ExprLit, Field, GenericArgument, Lit, LitStr, Meta,
+    Path, PathArguments, ReturnType, Type, TypeParamBound,
+};
 
 /// The attribute this derive reads.
 const ATTR: &str = "remote";
@@ -42,6 +46,11 @@ const TAG_NOT_STRING: &str = "`tag` must be a string literal, e.g. `tag = \"shop
 const CRATE_NOT_PATH: &str = "`crate` must be a string literal holding a path to `ractor_otp`, \
      e.g. `crate = \"ractor_otp\"` or `crate = \"my_framework::otp\"`";
 
+const RPC_REPLY_PORT: &str = "ractor's `RpcReplyPort` cannot cross the network: it is an \
+     in-process channel and does not serialize. Use `ractor_otp::cluster::RemoteReply<T>` \
+     instead: call the actor with `RemoteRef::call` and answer with `reply.send(value)`, \
+     as with `RpcReplyPort`";
+
 /// What the `#[remote(...)]` attributes on the type set.
 #[derive(Default)]
 struct Options {
@@ -60,6 +69,9 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         errors.push(Error::new_spanned(&input.generics, GENERIC));
     }
     reject_misplaced_attrs(input, &mut errors);
+    for field in serialized_fields(input) {
+        reject_rpc_reply_ports(&field.ty, &mut errors);
+    }
 
     let mut options = Options::default();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident(ATTR)) {
@@ -189,18 +201,143 @@ fn reject_misplaced_attrs(input: &DeriveInput, errors: &mut Errors) {
             ));
         }
     }
-    let fields: Box<dyn Iterator<Item = &Field>> = match &input.data {
-        Data::Struct(data) => Box::new(data.fields.iter()),
-        Data::Enum(data) => {
-            for variant in &data.variants {
-                check(&variant.attrs, "variant", errors);
-            }
-            Box::new(data.variants.iter().flat_map(|v| v.fields.iter()))
+    if let Data::Enum(data) = &input.data {
+        for variant in &data.variants {
+            check(&variant.attrs, "variant", errors);
         }
-        Data::Union(data) => Box::new(data.fields.named.iter()),
-    };
-    for field in fields {
+    }
+    for field in fields(input) {
         check(&field.attrs, "field", errors);
+    }
+}
+
+/// Every field of the struct, of every variant of the enum, or of the
+/// union.
+fn fields(input: &DeriveInput) -> Box<dyn Iterator<Item = &Field> + '_> {
+    match &input.data {
+        Data::Struct(data) => Box::new(data.fields.iter()),
+        Data::Enum(data) => Box::new(data.variants.iter().flat_map(|v| v.fields.iter())),
+        Data::Union(data) => Box::new(data.fields.named.iter()),
+    }
+}
+
+/// The fields serde puts on the wire: all but those of a variant or a
+/// field marked `#[serde(skip)]` (or both `skip_serializing` and
+/// `skip_deserializing`), which may hold local-only values.
+fn serialized_fields(input: &DeriveInput) -> Vec<&Field> {
+    match &input.data {
+        Data::Enum(data) => data
+            .variants
+            .iter()
+            .filter(|v| !serde_skips(&v.attrs))
+            .flat_map(|v| v.fields.iter())
+            .filter(|f| !serde_skips(&f.attrs))
+            .collect(),
+        _ => fields(input).filter(|f| !serde_skips(&f.attrs)).collect(),
+    }
+}
+
+/// Whether `#[serde(...)]` among `attrs` keeps the item off the wire both
+/// ways. Reads only the bare flags at the top level of the attribute;
+/// anything malformed is serde's to report.
+fn serde_skips(attrs: &[Attribute]) -> bool {
+    let mut flags = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        let tokens: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
+        for (i, token) in tokens.iter().enumerate() {
+            let TokenTree::Ident(ident) = token else {
+                continue;
+            };
+            let bare = match tokens.get(i + 1) {
+                None => true,
+                Some(TokenTree::Punct(p)) => p.as_char() == ',',
+                Some(_) => false,
+            };
+            if bare {
+                flags.push(ident.to_string());
+            }
+        }
+    }
+    let has = |flag: &str| flags.iter().any(|f| f == flag);
+    has("skip") || (has("skip_serializing") && has("skip_deserializing"))
+}
+
+/// A field holding ractor's `RpcReplyPort` anywhere in its type (`Option`,
+/// tuples, generic arguments...) is the usual mistake of a message written
+/// for local calls first: without this check, the user only gets serde's
+/// "`RpcReplyPort` does not implement `Serialize`", which does not say what
+/// to use instead. Matched by the last path segment, so `ractor::RpcReplyPort`,
+/// `ractor::port::RpcReplyPort` and an imported `RpcReplyPort` are all found
+/// (a type alias of it is not: macros cannot see through aliases).
+fn reject_rpc_reply_ports(ty: &Type, errors: &mut Errors) {
+    match ty {
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself {
+                reject_rpc_reply_ports(&qself.ty, errors);
+            }
+            if path
+                .path
+                .segments
+                .last()
+                .is_some_and(|last| last.ident == "RpcReplyPort")
+            {
+                errors.push(Error::new_spanned(path, RPC_REPLY_PORT));
+                return;
+            }
+            for segment in &path.path.segments {
+                reject_in_arguments(&segment.arguments, errors);
+            }
+        }
+        Type::Array(array) => reject_rpc_reply_ports(&array.elem, errors),
+        Type::Slice(slice) => reject_rpc_reply_ports(&slice.elem, errors),
+        Type::Group(group) => reject_rpc_reply_ports(&group.elem, errors),
+        Type::Paren(paren) => reject_rpc_reply_ports(&paren.elem, errors),
+        Type::Ptr(ptr) => reject_rpc_reply_ports(&ptr.elem, errors),
+        Type::Reference(reference) => reject_rpc_reply_ports(&reference.elem, errors),
+        Type::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                reject_rpc_reply_ports(elem, errors);
+            }
+        }
+        Type::TraitObject(object) => reject_in_bounds(object.bounds.iter(), errors),
+        Type::ImplTrait(object) => reject_in_bounds(object.bounds.iter(), errors),
+        // Function pointers, macros, `!`, `_`: nothing that holds a port by
+        // value (and nothing a message can serialize anyway).
+        _ => {}
+    }
+}
+
+fn reject_in_arguments(arguments: &PathArguments, errors: &mut Errors) {
+    match arguments {
+        PathArguments::AngleBracketed(args) => {
+            for arg in &args.args {
+                if let GenericArgument::Type(ty) = arg {
+                    reject_rpc_reply_ports(ty, errors);
+                }
+            }
+        }
+        PathArguments::Parenthesized(args) => {
+            for input in &args.inputs {
+                reject_rpc_reply_ports(input, errors);
+            }
+            if let ReturnType::Type(_, output) = &args.output {
+                reject_rpc_reply_ports(output, errors);
+            }
+        }
+        PathArguments::None => {}
+    }
+}
+
+fn reject_in_bounds<'a>(bounds: impl Iterator<Item = &'a TypeParamBound>, errors: &mut Errors) {
+    for bound in bounds {
+        if let TypeParamBound::Trait(bound) = bound {
+            for segment in &bound.path.segments {
+                reject_in_arguments(&segment.arguments, errors);
+            }
+        }
     }
 }
 

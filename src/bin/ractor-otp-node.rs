@@ -16,9 +16,12 @@
 //! library's defaults (200 ms, 500 ms, 100 ms). `--connect` may be repeated.
 //!
 //! The node exports one actor, `echo`, taking [`NodeMsg`]: `Echo` answers
-//! with its text, `Whoami` with the node's name. It then dials every
-//! `--connect` address in order (this node reconnects to them with backoff
-//! whenever the session goes down).
+//! with its text, `Whoami` with the node's name. It is deliberately not
+//! supervised: if anything ever stopped it (answering a caller that has
+//! gone away, say), its export would disappear and the tests would see it.
+//! It counts what became of its answers (see `replies`). The node then
+//! dials every `--connect` address in order (this node reconnects to them
+//! with backoff whenever the session goes down).
 //!
 //! # Output
 //!
@@ -50,6 +53,7 @@
 //! | `call <peer> <text>` | looks up `echo` on `<peer>` and calls it: `REPLY <text>`, or `ERROR <msg>` |
 //! | `whoami <peer>` | the same with `Whoami`: `REPLY <peer's name>`, or `ERROR <msg>` |
 //! | `peers` | `PEERS <n>`, then `n` lines `PEER <name> <Up\|Suspect\|Down> <phi> <rtt_ms\|->` |
+//! | `replies` | `REPLIES sent=<n> gone=<n> unencodable=<n>`: what became of the `echo` actor's answers so far ([`Replied`]) |
 //! | `quit` | shuts the node down (peers get a goodbye), prints `BYE`, exits with 0 |
 //!
 //! Anything else prints `ERROR unknown command ...`. When stdin reaches its
@@ -66,11 +70,14 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_otp::cluster::{
     ClusterError, DownReason, Node, NodeConfig, NodeEvent, PeerInfo, PeerStatus, RemoteReply,
+    Replied,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -98,35 +105,65 @@ enum NodeMsg {
     Whoami(RemoteReply<String>),
 }
 
-/// The exported actor: answers [`NodeMsg`]s. Its argument and state is the
-/// node's name.
+/// What became of the `echo` actor's answers, for the `replies` command.
+#[derive(Default)]
+struct ReplyCounts {
+    sent: AtomicU64,
+    gone: AtomicU64,
+    unencodable: AtomicU64,
+}
+
+impl ReplyCounts {
+    fn record(&self, outcome: &Replied) {
+        let counter = match outcome {
+            Replied::Sent => &self.sent,
+            Replied::CallerGone => &self.gone,
+            // `Unencodable`, and any outcome a later version adds.
+            _ => &self.unencodable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "REPLIES sent={} gone={} unencodable={}",
+            self.sent.load(Ordering::Relaxed),
+            self.gone.load(Ordering::Relaxed),
+            self.unencodable.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// The exported actor: answers [`NodeMsg`]s. Its state is the node's name
+/// and the reply counts.
 struct EchoActor;
 
 impl Actor for EchoActor {
     type Msg = NodeMsg;
-    type State = String;
-    type Arguments = String;
+    type State = (String, Arc<ReplyCounts>);
+    type Arguments = (String, Arc<ReplyCounts>);
 
     async fn pre_start(
         &self,
         _: ActorRef<NodeMsg>,
-        name: String,
-    ) -> Result<String, ActorProcessingErr> {
-        Ok(name)
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(args)
     }
 
     async fn handle(
         &self,
         _: ActorRef<NodeMsg>,
         msg: NodeMsg,
-        name: &mut String,
+        (name, counts): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // A caller that has gone away cannot be answered; that is no reason
-        // for the actor to stop, so send errors are ignored.
-        let _ = match msg {
+        // A caller that has gone away is no failure of this actor: the
+        // outcome is only counted.
+        let outcome = match msg {
             NodeMsg::Echo(text, reply) => reply.send(text),
             NodeMsg::Whoami(reply) => reply.send(name.clone()),
         };
+        counts.record(&outcome);
         Ok(())
     }
 }
@@ -298,7 +335,7 @@ async fn ask(
 }
 
 /// Runs one command line; returns `false` for `quit`.
-async fn command(node: &Node, line: &str) -> bool {
+async fn command(node: &Node, counts: &ReplyCounts, line: &str) -> bool {
     let line = line.trim_end_matches(['\n', '\r']);
     let mut words = line.splitn(3, ' ');
     let answer = match (words.next().unwrap_or(""), words.next(), words.next()) {
@@ -315,11 +352,15 @@ async fn command(node: &Node, line: &str) -> bool {
             }
             return true;
         }
+        ("replies", None, None) => {
+            emit(counts.line());
+            return true;
+        }
         ("quit", None, None) => return false,
         ("", None, None) => return true,
         _ => {
             emit(format!(
-                "ERROR unknown command {:?}: use `call <peer> <text>`, `whoami <peer>`, `peers` or `quit`",
+                "ERROR unknown command {:?}: use `call <peer> <text>`, `whoami <peer>`, `peers`, `replies` or `quit`",
                 line
             ));
             return true;
@@ -364,7 +405,8 @@ async fn run(args: Args) -> ExitCode {
         }
     });
 
-    let exported = match Actor::spawn(None, EchoActor, args.name.clone()).await {
+    let counts = Arc::new(ReplyCounts::default());
+    let exported = match Actor::spawn(None, EchoActor, (args.name.clone(), counts.clone())).await {
         Ok((echo, _)) => node.export(ECHO, echo).map_err(|e| e.to_string()),
         Err(e) => Err(format!("the echo actor did not start: {e}")),
     };
@@ -387,7 +429,7 @@ async fn run(args: Args) -> ExitCode {
 
     let mut lines = stdin_lines();
     while let Some(line) = lines.recv().await {
-        if !command(&node, &line).await {
+        if !command(&node, &counts, &line).await {
             node.shutdown().await;
             emit("BYE");
             return ExitCode::SUCCESS;

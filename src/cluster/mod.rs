@@ -10,6 +10,7 @@
 //! use std::time::Duration;
 //! use ractor::{Actor, ActorProcessingErr, ActorRef};
 //! use ractor_otp::cluster::{Node, NodeConfig, NodeEvent, RemoteReply};
+//! use ractor_otp::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
@@ -18,6 +19,7 @@
 //!     Get(RemoteReply<u64>),
 //! }
 //!
+//! #[derive(Clone)]
 //! struct CounterActor;
 //! impl Actor for CounterActor {
 //!     type Msg = Counter;
@@ -29,17 +31,24 @@
 //!     async fn handle(&self, _: ActorRef<Counter>, msg: Counter, n: &mut u64) -> Result<(), ActorProcessingErr> {
 //!         match msg {
 //!             Counter::Add(k) => *n += k,
-//!             Counter::Get(reply) => reply.send(*n)?,
+//!             // Never fails the actor: a caller that has gone away is
+//!             // logged, not raised (see `RemoteReply`).
+//!             Counter::Get(reply) => {
+//!                 reply.send(*n);
+//!             }
 //!         }
 //!         Ok(())
 //!     }
 //! }
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Node "a" exports a counter.
+//! // Node "a" supervises a counter and exports it; the export follows the
+//! // child across restarts.
 //! let a = Node::start(NodeConfig::new("a").cookie("secret")).await?;
-//! let (counter, _) = Actor::spawn(None, CounterActor, ()).await?;
-//! a.export("counter", counter)?;
+//! let spec = SupervisorSpec::new(Strategy::OneForOne)
+//!     .child(ChildSpec::new("counter", CounterActor, || ()));
+//! let (sup, _join) = Supervisor::spawn(None, spec).await?;
+//! a.export_child("counter", sup.child::<Counter>("counter").expect("counter"))?;
 //!
 //! // Node "b" connects, looks it up, casts and calls.
 //! let b = Node::start(NodeConfig::new("b").cookie("secret")).await?;
@@ -57,6 +66,7 @@
 //! a.shutdown().await;
 //! assert!(matches!(events.recv().await, Some(NodeEvent::Down { .. })));
 //! b.shutdown().await;
+//! sup.cell().stop_and_wait(None, None).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -66,12 +76,13 @@
 //! |---|---|
 //! | frames | 4-byte length prefix, protocol version byte, bincode 2 header, payload ([`wire`]). A frame above the maximum, an unknown version or one that does not decode closes that session only, with a logged reason. |
 //! | handshake | mutual HMAC-SHA256 challenge–response over the cookie, both names and a fresh nonce from each side, constant-time comparison; nothing else is accepted before it succeeds. **The cookie authenticates but does not encrypt**, nor bind the session to the connection: an attacker on the network path can read and inject frames. On untrusted networks use a VPN or an encrypted tunnel (TLS is not built in yet). Use a long random cookie. Before the handshake a connection may send only handshake-sized frames (4 KiB), for at most `handshake_timeout` (a deadline a slow drip cannot extend). At most 512 connections authenticate at once, 32 from one IP address; past a bound the *oldest* handshake in the way is closed, not the newcomer, so a flood from one address evicts only its own connections and an honest peer, which needs a few round trips, gets in (see `gate`). Failed handshakes are logged and reported coalesced: the first per address and reason each second, then a count. |
-//! | failure detection | heartbeats every `heartbeat_interval`; the phi-accrual detector ([`phi`]) declares the peer down above `phi_threshold`. Phi is judged at each heartbeat tick, so with the defaults a silent peer is down 1.2–1.4 s after its last heartbeat (phi crosses 8 at 1.22 s; measured 1.23–1.35 s). A closed socket is a down event at once. Bytes of any frame count as signs of life, and a tick that comes late because this node stalled does not judge. |
+//! | failure detection | heartbeats every `heartbeat_interval`; the phi-accrual detector ([`phi`]) declares the peer down above `phi_threshold`. Phi is judged at each heartbeat tick, so with the defaults a silent peer is down at the first tick after phi crosses 8 (1.22 s of silence): between 1.22 and 1.42 s after its last heartbeat, depending on where the ticks fall; about 1.4 s where both nodes' ticks line up, as on loopback (measured 1.399–1.411 s, two processes, `kill -STOP`). A closed socket is a down event at once. Bytes of any frame count as signs of life, and a tick that comes late because this node stalled does not judge. |
 //! | down | subscribers get [`NodeEvent::Down`] with a [`DownReason`]; calls pending on that session fail with [`ClusterError::NodeDown`]; monitors fire with [`ActorDownReason::NodeDown`]; every cast not yet written (queued, or in the batch being written) becomes a dead letter. |
 //! | events | every subscriber has its own queue and gets every event in order: `Up`, `Down` and `Rejected` are never dropped. Dead letters and rejections are coalesced per peer (or address) and reason: the first each second is an event at once, the rest one event with their `count`. Each dead letter itself, with the message when this node still had it, goes to [`NodeConfig::on_dead_letter`]. |
 //! | back-pressure | each session holds at most [`NodeConfig::send_buffer`] bytes (default 4 MiB) for its peer. Past it, `cast` and `call` fail at once with [`ClusterError::Busy`] (a cast hands its message back in [`RemoteCastError`]), and [`RemoteRef::cast_wait`] waits for room. Replies and answers owed to a peer may take twice the limit plus two of its largest frames; a peer that does not read past that is disconnected ([`DownReason::PeerNotReading`]). Heartbeats have their own queue, written before data and between 64 KiB batches; bytes of a large frame still arriving count as heartbeats for the detector, so a stall behind a large frame is judged like any other silence. |
 //! | reconnect | the node that called [`Node::connect`] reconnects with the configured [`Backoff`](crate::Backoff) until the peer (the node with that name) is back, then publishes `Up` again. Attempts start one backoff step apart and each gets only its step (at least 500 ms, at most `handshake_timeout`), so an attempt begun inside a partition never delays the reconnection past one step after the network heals. The peer that accepted waits to be dialed. A reconnection attempt that fails its handshake publishes `Down` again with [`DownReason::HandshakeFailed`] (once per new reason). |
 //! | ordering | casts and calls from one sender to one remote actor arrive in send order while the session lives; nothing is delivered twice. Delivery is at most once: frames already written to a connection that breaks may be lost; calls among them fail with `NodeDown`, casts are covered only by the `Down` event (casts never written become dead letters). |
+//! | replies | [`RemoteReply::send`] never fails the handler: it returns a [`Replied`] outcome (`Sent`, `CallerGone`, `Unencodable`), not a `Result`, and logs the last two (debug, warn), as Erlang's `gen_server:reply` always returns `ok`. A handler has nothing to propagate with `?`, so an exported actor is never stopped by a caller that went away. An answer that does not encode reaches the caller as [`Refusal::ReplyEncode`]; a port dropped unanswered as [`Refusal::ReplyDropped`]. |
 //! | refusals | a message for a name nobody exports, or whose type tag differs from the exported actor's, is refused with a [`Refusal`]: a call fails with [`ClusterError::Refused`], a cast is a dead letter (counted in [`NodeEvent::DeadLetter`], handed to the dead-letter handler without its message: the peer does not send it back). The session stays up. |
 //! | monitors | [`Node::monitor`] fires once (like Erlang's), when the actor ends (with ractor's exit reason), is unexported, or its node goes down. An export made with [`Node::export_child`] follows restarts, so its monitors fire only when it is unexported or its node goes down. |
 //! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
@@ -126,5 +137,5 @@ pub use handshake::HandshakeError;
 pub use membership::{Member, MemberStatus};
 pub use message::RemoteMessage;
 pub use node::Node;
-pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply};
+pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply, Replied};
 pub use wire::{DecodeLimits, Refusal, WireError};

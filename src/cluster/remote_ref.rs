@@ -99,7 +99,7 @@ pub(crate) fn drop_disarmed<T>(value: T) {
 ///     }
 ///     async fn handle(&self, _: ActorRef<Greeter>, msg: Greeter, _: &mut ()) -> Result<(), ActorProcessingErr> {
 ///         let Greeter::Greet(name, reply) = msg;
-///         reply.send(format!("hello, {name}"))?;
+///         reply.send(format!("hello, {name}"));
 ///         Ok(())
 ///     }
 /// }
@@ -329,6 +329,39 @@ impl<M: RemoteMessage> RemoteRef<M> {
 /// Created by [`RemoteRef::call`]; on the receiving node it is bound to the
 /// session the message came from. Dropping it unanswered tells the caller
 /// at once ([`Refusal::ReplyDropped`]) instead of letting it time out.
+///
+/// # Answering a caller that has gone away
+///
+/// As with Erlang's `gen_server:reply/2`, answering never fails the
+/// handler: [`send`](Self::send) returns a [`Replied`] outcome, not a
+/// `Result`, so there is nothing to propagate with `?`. A caller can vanish
+/// at any time (its call timed out, its node stopped, or the session broke
+/// and its call failed with [`ClusterError::NodeDown`]) while the message
+/// is still waiting in this node's socket or mailbox; the handler then runs
+/// anyway and its answer has nowhere to go. That is the caller's outcome to
+/// handle, not the replier's, so an exported actor keeps serving the
+/// callers that are still there.
+///
+/// The other side of this: **a call that failed with
+/// [`ClusterError::NodeDown`] (or [`ClusterError::Timeout`]) may still have
+/// been handled** on the remote node. Delivery is at most once, not
+/// exactly once; make calls that change state idempotent (a request id, a
+/// version) if a retry must not apply them twice.
+///
+/// ```
+/// # use ractor_otp::cluster::RemoteReply;
+/// fn answer(reply: RemoteReply<u64>, n: u64) {
+///     // Nothing to propagate: the outcome is logged (debug for a caller
+///     // gone, warn for an answer that did not encode).
+///     reply.send(n);
+/// }
+///
+/// fn answer_and_count(reply: RemoteReply<u64>, n: u64, unanswered: &mut u64) {
+///     if !reply.send(n).is_sent() {
+///         *unanswered += 1;
+///     }
+/// }
+/// ```
 pub struct RemoteReply<T> {
     id: u64,
     link: Option<Arc<Link>>,
@@ -345,32 +378,99 @@ impl<T> RemoteReply<T> {
     }
 
     /// Whether the caller can still be answered (the session it came over
-    /// is alive).
+    /// is alive). A handler may skip expensive work when it is not; `send`
+    /// needs no such check.
     pub fn is_connected(&self) -> bool {
         self.link.as_ref().is_some_and(|l| l.is_open())
     }
 }
 
 impl<T: Serialize> RemoteReply<T> {
-    /// Answers the caller. Fails if the session to the caller has ended
-    /// ([`ClusterError::ReplyUnroutable`]) or the value does not encode or
-    /// exceed the caller's frame limit ([`ClusterError::Encode`]; the caller
-    /// then gets [`Refusal::ReplyEncode`]).
-    pub fn send(mut self, value: T) -> Result<(), ClusterError> {
-        let link = self.link.take().ok_or(ClusterError::ReplyUnroutable)?;
+    /// Answers the caller, and says what became of the answer.
+    ///
+    /// Never fails the handler, and needs no `?`: a caller that has gone
+    /// away ([`Replied::CallerGone`]) is logged at debug level, an answer
+    /// that does not encode or exceeds the caller's frame limit
+    /// ([`Replied::Unencodable`]; the caller then gets
+    /// [`Refusal::ReplyEncode`] instead of timing out) at warn level. Look
+    /// at the outcome only if you want to count or react to it.
+    ///
+    /// [`Replied::Sent`] means the answer is queued on the live session to
+    /// the caller; like any frame, it is lost if that connection breaks
+    /// before it is written (the caller's call then fails with
+    /// [`ClusterError::NodeDown`]).
+    pub fn send(mut self, value: T) -> Replied {
+        let Some(link) = self.link.take() else {
+            tracing::debug!(
+                call = self.id,
+                "reply not sent: the port was not received from a node"
+            );
+            return Replied::CallerGone;
+        };
         let frame = Frame::Reply {
             id: self.id,
             result: Ok(()),
         };
         match wire::encode(&frame, Some(&value), link.max_frame) {
-            Ok(bytes) => link.send(bytes).map_err(|_| ClusterError::ReplyUnroutable),
+            Ok(bytes) => match link.send(bytes) {
+                Ok(()) => Replied::Sent,
+                Err(()) => {
+                    tracing::debug!(
+                        call = self.id,
+                        session = link.session,
+                        "reply not sent: the caller's session has ended (its call failed with NodeDown)"
+                    );
+                    Replied::CallerGone
+                }
+            },
             Err(reason) => {
+                tracing::warn!(
+                    call = self.id,
+                    session = link.session,
+                    error = %reason,
+                    "reply not sent: it did not encode; the caller gets a ReplyEncode refusal"
+                );
                 link.refuse(self.id, Refusal::ReplyEncode(reason.to_string()));
-                Err(ClusterError::Encode {
-                    actor: "<reply>".into(),
-                    reason,
-                })
+                Replied::Unencodable(reason)
             }
+        }
+    }
+}
+
+/// What became of an answer given with [`RemoteReply::send`].
+///
+/// Deliberately not a `Result`: answering a caller that has gone away is
+/// an ordinary event in a distributed system (Erlang's `gen_server:reply`
+/// always returns `ok`), not a reason for the replying actor to fail. Both
+/// outcomes other than [`Sent`](Self::Sent) are already logged by `send`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Replied {
+    /// The answer is queued on the live session to the caller.
+    Sent,
+    /// The caller cannot be answered: the session its call came over has
+    /// ended (the call already failed on its side with
+    /// [`ClusterError::NodeDown`]), or the port was never received from a
+    /// node.
+    CallerGone,
+    /// The answer did not encode, or is larger than the caller's maximum
+    /// frame size; the caller got [`Refusal::ReplyEncode`] instead.
+    Unencodable(wire::WireError),
+}
+
+impl Replied {
+    /// Whether the answer is on its way to the caller.
+    pub fn is_sent(&self) -> bool {
+        matches!(self, Replied::Sent)
+    }
+}
+
+impl fmt::Display for Replied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Replied::Sent => f.write_str("sent"),
+            Replied::CallerGone => f.write_str("not sent: the caller has gone away"),
+            Replied::Unencodable(e) => write!(f, "not sent: {e}"),
         }
     }
 }
