@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) send_buffer: usize,
     pub(crate) on_dead_letter: Option<DeadLetterHandler>,
+    /// TLS under the cookie handshake; `None`: plain TCP.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::tls::TlsConfig>,
 }
 
 /// Default bound of each session's outgoing buffer, in bytes (4 MiB).
@@ -58,6 +61,7 @@ impl fmt::Debug for NodeConfig {
             .field("request_timeout", &self.request_timeout)
             .field("send_buffer", &self.send_buffer)
             .field("on_dead_letter", &self.on_dead_letter.is_some())
+            .field("tls", &self.uses_tls())
             .finish()
     }
 }
@@ -81,6 +85,8 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(5),
             send_buffer: DEFAULT_SEND_BUFFER,
             on_dead_letter: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -193,6 +199,49 @@ impl NodeConfig {
     ) -> Self {
         self.on_dead_letter = Some(std::sync::Arc::new(handler));
         self
+    }
+
+    /// Encrypts every connection with TLS 1.3 and authenticates peers by
+    /// certificate (both sides present one, and each must chain to the
+    /// other's trusted roots) before the cookie handshake, which still runs
+    /// inside TLS (feature `tls`). Use it on untrusted networks: without
+    /// it the cookie authenticates but does not encrypt. Every node of the
+    /// cluster needs it; a TLS node and a plain node refuse each other with
+    /// [`HandshakeError::Tls`](super::HandshakeError::Tls). Certificates
+    /// need not name the host: see the [`tls` module](super::tls) for what
+    /// is checked.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ractor_otp::cluster::{Node, NodeConfig, TlsConfig};
+    ///
+    /// let tls = TlsConfig::from_pem(
+    ///     std::fs::read("node-a.pem")?, // this node's certificate, then intermediates
+    ///     std::fs::read("node-a.key")?, // its private key
+    ///     std::fs::read("cluster-ca.pem")?, // the roots that sign the cluster's nodes
+    /// )?;
+    /// let a = Node::start(NodeConfig::new("a").cookie("secret").tls(tls)).await?;
+    /// # let _ = a; Ok(()) }
+    /// ```
+    ///
+    /// A runnable version that makes its certificates with `rcgen` is
+    /// `examples/cluster_tls.rs`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: super::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether connections use TLS (`NodeConfig::tls`, feature `tls`).
+    pub fn uses_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls.is_some()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
     }
 
     /// Checks every setting, saying what to change.

@@ -431,7 +431,7 @@ fn on_read(
             handle(node, peer, link, hb, frame, payload)
         }
         Ok(None) => Err(DownReason::ConnectionClosed),
-        Err(ReadError::Io(e)) => Err(DownReason::ConnectionError(e)),
+        Err(ReadError::Io(e) | ReadError::Tls(e)) => Err(DownReason::ConnectionError(e)),
         Err(ReadError::Protocol(e)) => Err(DownReason::ProtocolError(e)),
         Err(ReadError::Wire(e)) => Err(DownReason::ProtocolError(e.to_string())),
     }
