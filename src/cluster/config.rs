@@ -233,7 +233,7 @@ impl NodeConfig {
     }
 
     /// Whether connections use TLS (`NodeConfig::tls`, feature `tls`).
-    pub fn uses_tls(&self) -> bool {
+    pub(crate) fn uses_tls(&self) -> bool {
         #[cfg(feature = "tls")]
         {
             self.tls.is_some()

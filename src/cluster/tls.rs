@@ -28,21 +28,35 @@
 //!
 //! ```
 //! # #[cfg(feature = "tls")]
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use ractor_otp::cluster::{NodeConfig, TlsConfig};
-//! # let ca_key = rcgen::KeyPair::generate()?;
-//! # let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ractor_otp::cluster::{Node, NodeConfig, TlsConfig};
+//! # use rcgen::{CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose as Usage, KeyPair};
+//! # let mut ca = CertificateParams::new(Vec::<String>::new())?;
 //! # ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-//! # let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key)?;
-//! # let key = rcgen::KeyPair::generate()?;
-//! # let cert = rcgen::CertificateParams::new(vec!["node-a".to_string()])?.signed_by(&key, &ca)?;
-//! # let (cert_pem, key_pem, ca_pem) = (cert.pem(), key.serialize_pem(), ca.pem());
-//! // This node's certificate (then its intermediates), its private key, and
-//! // the roots that sign the cluster's nodes, as PEM text (read from files
-//! // in practice).
-//! let tls = TlsConfig::from_pem(cert_pem, key_pem, ca_pem)?;
-//! let config = NodeConfig::new("a").cookie("secret").tls(tls);
-//! # let _ = config;
+//! # let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+//! # let issue = |name: &str| -> Result<(String, String), rcgen::Error> {
+//! #     let mut params = CertificateParams::new(vec![name.to_string()])?;
+//! #     params.extended_key_usages = vec![Usage::ServerAuth, Usage::ClientAuth];
+//! #     let key = KeyPair::generate()?;
+//! #     Ok((params.signed_by(&key, &ca)?.pem(), key.serialize_pem()))
+//! # };
+//! # let ((a_cert, a_key), (b_cert, b_key), ca_pem) = (issue("a")?, issue("b")?, ca.pem());
+//! // Each node: its certificate (then any intermediates), its private key,
+//! // and the roots that sign the cluster's nodes, as PEM (read from files
+//! // in practice; `TlsConfig::from_der` takes DER).
+//! let a_tls = TlsConfig::from_pem(a_cert, a_key, &ca_pem)?;
+//! let b_tls = TlsConfig::from_pem(b_cert, b_key, &ca_pem)?;
+//!
+//! let a = Node::start(NodeConfig::new("a").cookie("secret").tls(a_tls)).await?;
+//! let b = Node::start(NodeConfig::new("b").cookie("secret").tls(b_tls)).await?;
+//! let peer = b.connect(a.local_addr()).await?; // TLS, then the cookie
+//! assert_eq!(peer.name, "a");
+//!
+//! // A node without TLS is refused, and told why.
+//! let plain = Node::start(NodeConfig::new("plain").cookie("secret")).await?;
+//! let err = plain.connect(a.local_addr()).await.unwrap_err();
+//! assert!(err.to_string().contains("enable NodeConfig::tls on both nodes"), "{err}");
+//! # for n in [a, b, plain] { n.shutdown().await; }
 //! # Ok(()) }
 //! # #[cfg(not(feature = "tls"))] fn main() {}
 //! ```
