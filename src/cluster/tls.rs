@@ -141,15 +141,23 @@ pub(crate) async fn accept(config: &NodeConfig, stream: TcpStream) -> Result<Con
 
 /// Tells a peer of the other kind why it is refused (a plain `Rejected`
 /// frame: a plain peer reads it as such, a TLS peer sees bytes that are not
-/// TLS), then closes after reading what it sent, within bounds.
+/// TLS), then closes as [`linger`] does.
 async fn refuse(mut stream: TcpStream, reason: &str) {
+    let frame = Frame::Rejected {
+        reason: reason.to_string(),
+    };
+    if let Ok(bytes) = wire::encode_plain(&frame, wire::MIN_MAX_FRAME_SIZE) {
+        let _ = tokio::time::timeout(LINGER_ON_REFUSAL, stream.write_all(&bytes)).await;
+    }
+    linger(stream).await;
+}
+
+/// Closes a refused connection after what we wrote (a reason, a TLS
+/// alert), reading and dropping what the peer still sends until it closes,
+/// within bounds: closing with unread bytes would send a reset, which can
+/// destroy our reason before the peer reads it.
+async fn linger(mut stream: TcpStream) {
     let _ = tokio::time::timeout(LINGER_ON_REFUSAL, async {
-        let frame = Frame::Rejected {
-            reason: reason.to_string(),
-        };
-        if let Ok(bytes) = wire::encode_plain(&frame, wire::MIN_MAX_FRAME_SIZE) {
-            let _ = stream.write_all(&bytes).await;
-        }
         let _ = stream.shutdown().await;
         let mut sink = tokio::io::sink();
         let _ = tokio::io::copy(&mut (&mut stream).take(DRAIN_ON_REFUSAL), &mut sink).await;
@@ -191,7 +199,7 @@ mod certs {
     use tokio::net::TcpStream;
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-    use super::{rustls, Conn, HandshakeError};
+    use super::{linger, rustls, Conn, HandshakeError};
     use crate::cluster::handshake::ReadError;
 
     /// A node's TLS identity and trust: its certificate chain and private
@@ -375,10 +383,18 @@ mod certs {
 
         /// Runs the acceptor's TLS handshake over an accepted socket.
         pub(crate) async fn accept(&self, stream: TcpStream) -> Result<Conn, HandshakeError> {
-            let tls = TlsAcceptor::from(self.server.clone())
+            let accepted = TlsAcceptor::from(self.server.clone())
                 .accept(stream)
-                .await
-                .map_err(|e| failed(&e))?;
+                .into_fallible()
+                .await;
+            let tls = match accepted {
+                Ok(tls) => tls,
+                Err((e, stream)) => {
+                    // The alert is written: let the dialer read it.
+                    linger(stream).await;
+                    return Err(failed(&e));
+                }
+            };
             let (r, w) = tokio::io::split(tls);
             Ok(Conn::from_halves(Box::new(r), Box::new(w)))
         }
@@ -457,7 +473,7 @@ mod certs {
             // plain node's `Rejected` frame.
             Error::InvalidMessage(
                 InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
-            ) => "the peer answered without TLS: it does not use TLS; enable NodeConfig::tls on both nodes".into(),
+            ) => "the peer answered without TLS; enable NodeConfig::tls on both nodes, or on neither".into(),
             Error::InvalidCertificate(
                 CertificateError::UnknownIssuer | CertificateError::BadSignature,
             ) => format!("the peer's certificate is not signed by a root this node trusts ({e}); sign every node's certificate with a root in every node's TlsConfig"),
@@ -473,7 +489,7 @@ mod certs {
                 | AlertDescription::UnsupportedCertificate
                 | AlertDescription::AccessDenied,
             ) => format!("the peer refused our certificate ({e}); sign it with a root the peer trusts"),
-            _ => format!("TLS failed: {e}"),
+            _ => e.to_string(),
         }
     }
 
@@ -486,7 +502,7 @@ mod certs {
             let text = describe(&rustls::Error::InvalidMessage(
                 rustls::InvalidMessage::InvalidContentType,
             ));
-            assert!(text.contains("does not use TLS"), "{text}");
+            assert!(text.contains("answered without TLS"), "{text}");
         }
     }
 }
