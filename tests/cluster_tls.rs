@@ -15,14 +15,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_support::{export_probe, fast_config, Probe};
+use cluster_support::{expect_down, expect_up, export_probe, fast_config, Probe};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_otp::cluster::{
-    ClusterError, HandshakeError, Node, NodeConfig, NodeEvent, NodeEvents, PeerStatus, TlsConfig,
-    TlsError,
+    ClusterError, HandshakeError, Node, NodeConfig, NodeEvent, NodeEvents, PeerStatus, RemoteReply,
+    TlsConfig, TlsError,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
@@ -30,6 +32,40 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 
 /// Bound on every wait for a connection, an answer or an event.
 const WAIT: Duration = Duration::from_secs(5);
+
+/// A message far larger than a TLS record (16 KiB): answered with its
+/// length and a checksum.
+#[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+struct Blob(Vec<u8>, RemoteReply<(usize, u64)>);
+
+/// What the blob actor answers for `bytes`.
+fn sum(bytes: &[u8]) -> (usize, u64) {
+    (bytes.len(), bytes.iter().map(|&b| u64::from(b)).sum())
+}
+
+/// Answers every [`Blob`].
+struct BlobActor;
+
+impl Actor for BlobActor {
+    type Msg = Blob;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Blob>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Blob>,
+        msg: Blob,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let Blob(bytes, reply) = msg;
+        reply.send(sum(&bytes))?;
+        Ok(())
+    }
+}
 
 /// A certificate authority that signs node certificates.
 struct Ca {
@@ -185,8 +221,43 @@ async fn two_tls_nodes_connect_cast_and_call() {
         .await
         .expect("echo");
     assert_eq!(echo, 42);
+
+    // One frame of 1 MiB spans many TLS records.
+    let (blob, _) = Actor::spawn(None, BlobActor, ()).await.expect("blob actor");
+    a.export("blob", blob.clone()).expect("export");
+    let remote = b.lookup::<Blob>("a", "blob").await.expect("lookup");
+    let bytes: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let expected = sum(&bytes);
+    let got = remote
+        .call(|r| Blob(bytes, r), WAIT)
+        .await
+        .expect("a 1 MiB call over TLS");
+    assert_eq!(got, expected);
+    blob.stop(None);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_session_comes_back_after_the_peer_restarts() {
+    let ca = Ca::new("cluster CA");
+    let a = tls_node("a", &ca).await;
+    let addr = a.local_addr();
+    let b = tls_node("b", &ca).await;
+    let mut events = b.subscribe();
+    b.connect(addr).await.expect("TLS connect");
+    expect_up(&mut events, "a", WAIT).await;
+    a.shutdown().await;
+    expect_down(&mut events, "a", WAIT).await;
+    // `a` again, same address, a fresh certificate from the same CA: `b`
+    // reconnects on its own, through TLS.
+    let a = start(fast_config("a").listen(addr).tls(ca.tls("a", &[&ca]))).await;
+    let _probe = export_probe(&a, "probe").await;
+    expect_up(&mut events, "a", WAIT).await;
+    let remote = b.lookup::<Probe>("a", "probe").await.expect("lookup");
+    assert_eq!(remote.call(|r| Probe::Echo(5, r), WAIT).await, Ok(5));
+    b.shutdown().await;
+    a.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
