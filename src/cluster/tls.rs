@@ -67,6 +67,11 @@ use tokio::net::TcpStream;
 use super::config::NodeConfig;
 use super::handshake::{Conn, HandshakeError};
 use super::wire::{self, Frame};
+#[cfg(feature = "tls")]
+use tokio_rustls::rustls;
+
+#[cfg(feature = "tls")]
+pub use certs::{TlsConfig, TlsError};
 
 /// The content type of a TLS handshake record: the first byte of a
 /// ClientHello. A plain handshake frame starts with a length prefix below
@@ -179,12 +184,6 @@ pub(crate) fn explain(e: &std::io::Error) -> Option<String> {
         None
     }
 }
-
-#[cfg(feature = "tls")]
-use tokio_rustls::rustls;
-
-#[cfg(feature = "tls")]
-pub use certs::{TlsConfig, TlsError};
 
 #[cfg(feature = "tls")]
 mod certs {
