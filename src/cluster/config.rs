@@ -102,7 +102,8 @@ impl NodeConfig {
     }
 
     /// The shared secret every node of the cluster must hold. It
-    /// authenticates peers; it does not encrypt traffic. Use a long random
+    /// authenticates peers; it does not encrypt traffic (on untrusted
+    /// networks add `NodeConfig::tls`, feature `tls`). Use a long random
     /// secret (say 32 random bytes): a peer can try guesses of a weak cookie
     /// offline against one handshake.
     pub fn cookie(mut self, secret: impl AsRef<[u8]>) -> Self {
