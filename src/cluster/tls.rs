@@ -206,6 +206,11 @@ mod certs {
     /// [`NodeConfig::tls`](crate::cluster::NodeConfig::tls); see the
     /// [`tls` module](crate::cluster::tls) for what is checked.
     ///
+    /// A node both dials and accepts, so its certificate serves as a TLS
+    /// client and server certificate: if it has an extended key usage
+    /// extension, that must allow both `serverAuth` and `clientAuth`.
+    /// Only TLS 1.3 is spoken.
+    ///
     /// Built once (parsing and checking everything); cheap to clone.
     #[derive(Clone)]
     pub struct TlsConfig {
