@@ -99,12 +99,20 @@ impl Ca {
     /// 127.0.0.1 too, so that a stock rustls client (the raw tests) accepts
     /// it.
     fn issue(&self, node: &str) -> NodeCert {
+        self.issue_for(
+            node,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    /// A certificate for `node` with these extended key usages.
+    fn issue_for(&self, node: &str, usages: Vec<ExtendedKeyUsagePurpose>) -> NodeCert {
         let mut params = CertificateParams::new(vec![node.to_string(), "127.0.0.1".to_string()])
             .expect("node params");
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages;
         let key = KeyPair::generate().expect("node key");
         let cert = params.signed_by(&key, &self.issuer).expect("node cert");
         NodeCert {
@@ -299,6 +307,25 @@ async fn a_certificate_from_another_root_is_refused_by_the_dialer() {
     );
     assert!(a.peers().iter().all(|p| p.status != PeerStatus::Up));
     mallory.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_only_for_servers_cannot_dial() {
+    let ca = Ca::new("cluster CA");
+    let a = tls_node("a", &ca).await;
+    let mut events = a.subscribe();
+    let cert = ca.issue_for("server-only", vec![ExtendedKeyUsagePurpose::ServerAuth]);
+    let tls = TlsConfig::from_pem(cert.cert_pem, cert.key_pem, ca.pem()).expect("TLS config");
+    let server_only = start(fast_config("server-only").tls(tls)).await;
+    let reason = refused(&server_only, &a).await;
+    assert_tls(&reason, "the peer refused our certificate");
+    let seen = next_rejected(&mut events).await;
+    assert!(
+        seen.contains("must allow both serverAuth and clientAuth"),
+        "the acceptor says why: {seen}"
+    );
+    server_only.shutdown().await;
     a.shutdown().await;
 }
 

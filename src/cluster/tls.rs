@@ -481,6 +481,9 @@ mod certs {
             Error::InvalidCertificate(
                 CertificateError::UnknownIssuer | CertificateError::BadSignature,
             ) => format!("the peer's certificate is not signed by a root this node trusts ({e}); sign every node's certificate with a root in every node's TlsConfig"),
+            Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+            ) => format!("the peer's certificate is refused ({e}); a node's certificate must allow both serverAuth and clientAuth"),
             Error::InvalidCertificate(_) => format!("the peer's certificate is refused ({e}); give it a valid certificate signed by a root this node trusts"),
             Error::NoCertificatesPresented => "the peer presented no certificate; every node needs NodeConfig::tls with its own certificate".into(),
             Error::AlertReceived(
