@@ -38,6 +38,14 @@
 //! built with `RUSTFLAGS="--cfg bench_jemalloc"` (which also brings in the
 //! `tikv-jemallocator` dev-dependency); the library itself never chooses
 //! one. The printed custom figures name the allocator.
+
+//! 7. with `--features tls` only: `cluster_tls_cast_throughput` and
+//!    `cluster_tls_call_latency` (criterion): the remote casts of (1) and the
+//!    remote call of (2) over a TLS pair of nodes next to the plain pair, in
+//!    the same run; `cluster_tls_paired` (custom, printed): the TLS / plain
+//!    ratios of cast throughput and of calls per second, as interleaved
+//!    pairs of rounds (`cargo bench --features tls --bench cluster --
+//!    cluster_tls`).
 //!
 //! Every bench runs on one multi-thread tokio runtime with 2 workers, and the
 //! measured code runs as a task on that runtime (not on the bench thread),
@@ -69,9 +77,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_otp::cluster::{
-    DownReason, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply, DEFAULT_SEND_BUFFER,
-};
+#[cfg(feature = "tls")]
+use ractor_otp::cluster::TlsConfig;
+use ractor_otp::cluster::{DownReason, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -221,11 +229,11 @@ impl Actor for LocalEchoActor {
 
 /// A node with the default configuration and the bench's cookie.
 async fn node(name: &str) -> Node {
-    node_with(NodeConfig::new(name)).await
+    start_node(NodeConfig::new(name)).await
 }
 
-/// A node with `config` and the bench's cookie.
-async fn node_with(config: NodeConfig) -> Node {
+/// A node with this configuration and the bench's cookie.
+async fn start_node(config: NodeConfig) -> Node {
     Node::start(config.cookie(COOKIE))
         .await
         .expect("node starts")
@@ -286,15 +294,16 @@ struct Pair {
 }
 
 impl Pair {
-    /// Starts and connects the nodes, spawns and exports the actors.
+    /// Starts and connects two plain nodes, spawns and exports the actors.
     async fn start() -> Pair {
-        Pair::start_with(DEFAULT_SEND_BUFFER).await
+        Pair::start_with(NodeConfig::new("a"), NodeConfig::new("b")).await
     }
 
-    /// The same with each session's send buffer set to `send_buffer`.
-    async fn start_with(send_buffer: usize) -> Pair {
-        let a = node_with(NodeConfig::new("a").send_buffer(send_buffer)).await;
-        let b = node_with(NodeConfig::new("b").send_buffer(send_buffer)).await;
+    /// Starts and connects nodes with these configurations (the bench's
+    /// cookie added), spawns and exports the actors.
+    async fn start_with(a: NodeConfig, b: NodeConfig) -> Pair {
+        let a = start_node(a).await;
+        let b = start_node(b).await;
         let a_events = a.subscribe();
         let mut b_events = b.subscribe();
         let (counter, progress) = spawn_counter(0).await;
@@ -481,7 +490,11 @@ async fn cpu_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> (Duration, Dur
 /// is so large it never refuses (alternating which goes first).
 async fn send_buffer_paired(pairs: usize) {
     let bounded = Pair::start().await;
-    let unbounded = Pair::start_with(1 << 40).await;
+    let unbounded = Pair::start_with(
+        NodeConfig::new("a").send_buffer(1 << 40),
+        NodeConfig::new("b").send_buffer(1 << 40),
+    )
+    .await;
     let (b_cast, u_cast) = (
         remote_cast(&bounded.remote_counter),
         remote_cast(&unbounded.remote_counter),
@@ -1259,6 +1272,187 @@ where
     });
 }
 
+// ---------------------------------------------------------------------------
+// 6. TLS vs plain (feature `tls`)
+
+/// Throwaway TLS configurations for nodes `a` and `b`: a CA made now, and
+/// a certificate it signs for each node.
+#[cfg(feature = "tls")]
+fn tls_configs() -> (TlsConfig, TlsConfig) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+    let node = |name: &str| {
+        let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca).expect("node certificate");
+        TlsConfig::from_pem(cert.pem(), key.serialize_pem(), ca.pem()).expect("TLS config")
+    };
+    (node("a"), node("b"))
+}
+
+/// Bench 6 (criterion): remote casts and calls over TLS next to the same
+/// over plain TCP, two pairs of nodes in the same run.
+#[cfg(feature = "tls")]
+fn bench_tls(c: &mut Criterion, rt: &Runtime, plain: &Pair, tls: &Pair) {
+    let mut group = c.benchmark_group("cluster_tls_cast_throughput");
+    group
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(CASTS));
+    for (name, pair) in [("plain", plain), ("tls", tls)] {
+        group.bench_function(BenchmarkId::new(name, CASTS), |b| {
+            b.iter_custom(|iters| {
+                on_runtime(
+                    rt,
+                    remote_rounds(pair.remote_counter.clone(), pair.progress.clone(), iters),
+                )
+            });
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("cluster_tls_call_latency");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    for (name, pair) in [("plain", plain), ("tls", tls)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let echo = pair.remote_echo.clone();
+                on_runtime(rt, async move {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        remote_call(&echo, i).await;
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+/// The paired TLS check: [`PAIRS`] pairs of cast rounds, plain and TLS back
+/// to back (alternating which goes first), then as many pairs of 1,000
+/// calls; prints the medians and the median of the per-pair ratios.
+#[cfg(feature = "tls")]
+async fn tls_paired(plain: Arc<PairRefs>, tls: Arc<PairRefs>, pairs: usize) {
+    /// Calls per round of the call comparison.
+    const CALLS: u64 = 1_000;
+    let casts = |refs: Arc<PairRefs>| async move {
+        cast_round(&refs.progress, &remote_cast(&refs.counter)).await
+    };
+    let calls = |refs: Arc<PairRefs>| async move {
+        let start = Instant::now();
+        for i in 0..CALLS {
+            remote_call(&refs.echo, i).await;
+        }
+        start.elapsed()
+    };
+    for _ in 0..3 {
+        casts(plain.clone()).await;
+        casts(tls.clone()).await;
+        calls(plain.clone()).await;
+        calls(tls.clone()).await;
+    }
+    let mut cast_times = (Vec::new(), Vec::new(), Vec::new());
+    let mut call_times = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        for (times, calls_round) in [(&mut cast_times, false), (&mut call_times, true)] {
+            let round = |refs: &Arc<PairRefs>| {
+                let refs = refs.clone();
+                async move {
+                    if calls_round {
+                        calls(refs).await
+                    } else {
+                        casts(refs).await
+                    }
+                }
+            };
+            let (p, t) = if i % 2 == 0 {
+                let p = round(&plain).await;
+                (p, round(&tls).await)
+            } else {
+                let t = round(&tls).await;
+                (round(&plain).await, t)
+            };
+            times.0.push(p.as_secs_f64());
+            times.1.push(t.as_secs_f64());
+            // TLS speed relative to plain = time plain / time TLS.
+            times.2.push(p.as_secs_f64() / t.as_secs_f64());
+        }
+    }
+    let (pm, tm) = (median(&mut cast_times.0), median(&mut cast_times.1));
+    println!(
+        "cluster_tls_paired: {pairs} pairs of {CASTS} remote casts: median round plain {} ({:.3} M msg/s), TLS {} ({:.3} M msg/s); TLS = {:.3}x plain throughput (median of per-pair ratios)",
+        fmt_secs(pm),
+        CASTS as f64 / pm / 1e6,
+        fmt_secs(tm),
+        CASTS as f64 / tm / 1e6,
+        median(&mut cast_times.2),
+    );
+    let (pm, tm) = (median(&mut call_times.0), median(&mut call_times.1));
+    println!(
+        "cluster_tls_paired: {pairs} pairs of {CALLS} remote calls one after another: median call plain {}, TLS {}; TLS = {:.3}x plain calls per second (median of per-pair ratios)",
+        fmt_secs(pm / CALLS as f64),
+        fmt_secs(tm / CALLS as f64),
+        median(&mut call_times.2),
+    );
+}
+
+/// What the paired TLS check needs of a [`Pair`].
+#[cfg(feature = "tls")]
+struct PairRefs {
+    /// `b`'s remote ref to the counter.
+    counter: RemoteRef<Tick>,
+    /// What the counter shares with the bench.
+    progress: Progress,
+    /// `b`'s remote ref to the echo.
+    echo: RemoteRef<Echo>,
+}
+
+#[cfg(feature = "tls")]
+impl Pair {
+    /// The refs the paired TLS check uses.
+    fn refs(&self) -> Arc<PairRefs> {
+        Arc::new(PairRefs {
+            counter: self.remote_counter.clone(),
+            progress: self.progress.clone(),
+            echo: self.remote_echo.clone(),
+        })
+    }
+}
+
+/// Runs the TLS benches (criterion's `cluster_tls_*` groups and the paired
+/// check) on a plain pair and a TLS pair; fails if a node went down.
+#[cfg(feature = "tls")]
+fn tls_benches(c: &mut Criterion, rt: &Runtime, how: &Invocation, plain: &Pair) {
+    let (a, b) = tls_configs();
+    let tls = rt.block_on(Pair::start_with(
+        NodeConfig::new("a").tls(a),
+        NodeConfig::new("b").tls(b),
+    ));
+    bench_tls(c, rt, plain, &tls);
+    if how.runs("cluster_tls_paired") {
+        let pairs = if how.test { 2 } else { PAIRS };
+        run(rt, tls_paired(plain.refs(), tls.refs(), pairs));
+    }
+    let downs = rt.block_on(tls.finish());
+    assert_eq!(downs, 0, "a TLS node went down during the benches");
+}
+
 /// How this process was invoked: criterion's mode and the name filter, as
 /// far as the custom measurements need them.
 struct Invocation {
@@ -1356,6 +1550,8 @@ fn main() {
         let (local, remote) = (pair.local_echo.clone(), pair.remote_echo.clone());
         run(&rt, call_distribution(local, remote, calls));
     }
+    #[cfg(feature = "tls")]
+    tls_benches(&mut c, &rt, &how, &pair);
     let downs = rt.block_on(pair.finish());
     assert_eq!(downs, 0, "a node went down during the benches");
     if how.runs("cluster_send_buffer") {

@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub(crate) seeds: Vec<SocketAddr>,
     pub(crate) advertise: Option<SocketAddr>,
     pub(crate) decode_limits: DecodeLimits,
+    /// TLS under the cookie handshake; `None`: plain TCP.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::tls::TlsConfig>,
 }
 
 /// Default bound of each session's outgoing buffer, in bytes (4 MiB).
@@ -65,6 +68,7 @@ impl fmt::Debug for NodeConfig {
             .field("seeds", &self.seeds)
             .field("advertise", &self.advertise)
             .field("decode_limits", &self.decode_limits)
+            .field("tls", &self.uses_tls())
             .finish()
     }
 }
@@ -91,6 +95,8 @@ impl NodeConfig {
             seeds: Vec::new(),
             advertise: None,
             decode_limits: DecodeLimits::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -106,7 +112,8 @@ impl NodeConfig {
     }
 
     /// The shared secret every node of the cluster must hold. It
-    /// authenticates peers; it does not encrypt traffic. Use a long random
+    /// authenticates peers; it does not encrypt traffic (on untrusted
+    /// networks add `NodeConfig::tls`, feature `tls`). Use a long random
     /// secret (say 32 random bytes): a peer can try guesses of a weak cookie
     /// offline against one handshake.
     pub fn cookie(mut self, secret: impl AsRef<[u8]>) -> Self {
@@ -241,6 +248,49 @@ impl NodeConfig {
     pub fn max_decode_elements(mut self, elements: usize) -> Self {
         self.decode_limits.max_elements = elements;
         self
+    }
+
+    /// Encrypts every connection with TLS 1.3 and authenticates peers by
+    /// certificate (both sides present one, and each must chain to the
+    /// other's trusted roots) before the cookie handshake, which still runs
+    /// inside TLS (feature `tls`). Use it on untrusted networks: without
+    /// it the cookie authenticates but does not encrypt. Every node of the
+    /// cluster needs it; a TLS node and a plain node refuse each other with
+    /// [`HandshakeError::Tls`](super::HandshakeError::Tls). Certificates
+    /// need not name the host: see the [`tls` module](super::tls) for what
+    /// is checked.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ractor_otp::cluster::{Node, NodeConfig, TlsConfig};
+    ///
+    /// let tls = TlsConfig::from_pem(
+    ///     std::fs::read("node-a.pem")?, // this node's certificate, then intermediates
+    ///     std::fs::read("node-a.key")?, // its private key
+    ///     std::fs::read("cluster-ca.pem")?, // the roots that sign the cluster's nodes
+    /// )?;
+    /// let a = Node::start(NodeConfig::new("a").cookie("secret").tls(tls)).await?;
+    /// # let _ = a; Ok(()) }
+    /// ```
+    ///
+    /// A runnable version that makes its certificates with `rcgen` is
+    /// `examples/cluster_tls.rs`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: super::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether connections use TLS (`NodeConfig::tls`, feature `tls`).
+    pub(crate) fn uses_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls.is_some()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
     }
 
     /// Checks every setting, saying what to change.

@@ -15,8 +15,9 @@
 //!
 //! Proofs are checked in constant time (`hmac`'s `verify_slice`). The
 //! protocol version is checked on every frame (see [`super::wire`]). The
-//! cookie authenticates but does not encrypt: on an untrusted network run
-//! the cluster inside a VPN or an encrypted tunnel.
+//! cookie authenticates but does not encrypt: on an untrusted network use
+//! the `tls` feature, and this handshake runs inside TLS (see
+//! [`super::tls`]).
 //!
 //! ```
 //! # // The handshake is internal; this shows what a wrong cookie looks like
@@ -35,8 +36,7 @@ use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::wire::{self, Frame, WireError};
@@ -55,9 +55,15 @@ pub(crate) fn cookie_key(cookie: &[u8]) -> Option<CookieKey> {
 /// reason is cut to 1 KiB).
 const HANDSHAKE_FRAME: usize = 4096;
 
-/// The reading half of a socket, remembering when bytes last arrived.
+/// The reading half of a connection: a TCP socket's, or a TLS stream's.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The writing half of a connection: a TCP socket's, or a TLS stream's.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The reading half of a connection, remembering when bytes last arrived.
 pub(crate) struct Progress {
-    inner: OwnedReadHalf,
+    inner: ReadHalf,
     last: tokio::time::Instant,
 }
 
@@ -100,12 +106,16 @@ impl Reader {
     pub(crate) async fn next_body(&mut self) -> Result<Option<Bytes>, ReadError> {
         match self.0.next().await {
             None => Ok(None),
-            // The codec reports a length prefix above the maximum as
-            // `InvalidData`, before reserving anything.
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Err(ReadError::Protocol(e.to_string()))
-            }
-            Some(Err(e)) => Err(ReadError::Io(e.to_string())),
+            Some(Err(e)) => Err(match ReadError::from_io(&e) {
+                // The codec reports a length prefix above the maximum as
+                // `InvalidData`, before reserving anything (TLS reports
+                // its errors with that kind too: they are told apart
+                // first).
+                ReadError::Io(text) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    ReadError::Protocol(text)
+                }
+                other => other,
+            }),
             Some(Ok(body)) => Ok(Some(body.freeze())),
         }
     }
@@ -118,28 +128,35 @@ pub(crate) fn decode_body(body: Bytes) -> Result<(Frame, Bytes), ReadError> {
     Ok((frame, body.slice(start..)))
 }
 
-/// A TCP connection cut into frames: the reader decodes length-delimited
-/// bodies, the writer takes pre-encoded frames.
+/// A connection (plain TCP or TLS, see [`super::tls`]) cut into frames:
+/// the reader decodes length-delimited bodies, the writer takes
+/// pre-encoded frames.
 pub(crate) struct Conn {
     pub(crate) read: Reader,
-    pub(crate) write: OwnedWriteHalf,
+    pub(crate) write: WriteHalf,
 }
 
 impl Conn {
-    /// Wraps a connected stream. Until [`authenticated`](Self::authenticated)
-    /// it accepts only frames the size of handshake frames, so a peer
-    /// without the cookie cannot make us buffer a large frame.
+    /// Wraps a connected plain TCP stream.
     pub(crate) fn new(stream: tokio::net::TcpStream) -> Self {
         let (r, w) = stream.into_split();
+        Conn::from_halves(Box::new(r), Box::new(w))
+    }
+
+    /// Wraps the two halves of a connected stream. Until
+    /// [`authenticated`](Self::authenticated) it accepts only frames the
+    /// size of handshake frames, so a peer without the cookie cannot make
+    /// us buffer a large frame.
+    pub(crate) fn from_halves(read: ReadHalf, write: WriteHalf) -> Self {
         Conn {
             read: Reader(FramedRead::new(
                 Progress {
-                    inner: r,
+                    inner: read,
                     last: tokio::time::Instant::now(),
                 },
                 wire::codec(HANDSHAKE_FRAME),
             )),
-            write: w,
+            write,
         }
     }
 
@@ -159,7 +176,7 @@ impl Conn {
         self.write
             .write_all(&bytes)
             .await
-            .map_err(|e| HandshakeError::Io(e.to_string()))
+            .map_err(|e| ReadError::from_io(&e).into())
     }
 }
 
@@ -176,6 +193,21 @@ pub(crate) enum ReadError {
     /// The body was not a valid frame.
     #[error("{0}")]
     Wire(WireError),
+    /// TLS failed: a certificate was refused, or the peer does not speak
+    /// TLS (see [`super::tls`]).
+    #[error("{0}")]
+    Tls(String),
+}
+
+impl ReadError {
+    /// Classifies a failed socket read or write: TLS failures get their
+    /// own explanation, the rest is an i/o error.
+    pub(crate) fn from_io(e: &std::io::Error) -> Self {
+        match super::tls::explain(e) {
+            Some(reason) => ReadError::Tls(reason),
+            None => ReadError::Io(e.to_string()),
+        }
+    }
 }
 
 /// Why a handshake failed. Shown to users inside
@@ -236,6 +268,11 @@ pub enum HandshakeError {
     /// session.
     #[error("both nodes dialed each other at once; the other connection carries the session")]
     SimultaneousConnect,
+    /// TLS could not be set up: one side uses TLS and the other does not,
+    /// or a certificate was refused (the reason says which, and what to
+    /// do).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl From<ReadError> for HandshakeError {
@@ -244,6 +281,7 @@ impl From<ReadError> for HandshakeError {
             ReadError::Io(s) => HandshakeError::Io(s),
             ReadError::Protocol(s) => HandshakeError::Wire(WireError::Malformed(s)),
             ReadError::Wire(w) => HandshakeError::Wire(w),
+            ReadError::Tls(s) => HandshakeError::Tls(s),
         }
     }
 }
@@ -393,6 +431,7 @@ async fn reject(conn: &mut Conn, err: HandshakeError) -> HandshakeError {
             | HandshakeError::Rejected(_)
             | HandshakeError::DuplicateName { .. }
             | HandshakeError::SimultaneousConnect
+            | HandshakeError::Tls(_)
     ) {
         let _ = conn
             .send(&Frame::Rejected {

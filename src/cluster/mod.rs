@@ -4,7 +4,9 @@
 //! reached from other nodes by name. The transport is our own, built from
 //! tokio TCP, `tokio-util`'s length-delimited framing, serde + bincode 2
 //! payloads and an HMAC-SHA256 handshake; ractor's own `cluster` feature is
-//! not used.
+//! not used. With the `tls` feature, `NodeConfig::tls` runs every
+//! connection in TLS 1.3 (rustls) with mutual certificate authentication:
+//! use it on untrusted networks ([`tls`] says what is checked).
 //!
 //! ```
 //! use std::time::Duration;
@@ -76,6 +78,7 @@
 //! |---|---|
 //! | frames | 4-byte length prefix, protocol version byte, bincode 2 header, payload ([`wire`]). A frame above the maximum, an unknown version or one that does not decode closes that session only, with a logged reason. |
 //! | handshake | mutual HMAC-SHA256 challenge–response over the cookie, both names and a fresh nonce from each side, constant-time comparison; nothing else is accepted before it succeeds. **The cookie authenticates but does not encrypt**, nor bind the session to the connection: an attacker on the network path can read and inject frames. On untrusted networks use a VPN or an encrypted tunnel (TLS is not built in yet). Use a long random cookie. Before the handshake a connection may send only handshake-sized frames (4 KiB), for at most `handshake_timeout` (a deadline a slow drip cannot extend). At most 512 connections authenticate at once, 32 from one IP address; past a bound the *oldest* handshake in the way is closed, not the newcomer, so a flood from one address evicts only its own connections and an honest peer, which needs a few round trips, gets in (see `gate`). Failed handshakes are logged and reported coalesced: the first per address and reason each second, then a count. |
+//! | tls | feature `tls`: `NodeConfig::tls` wraps every connection in TLS 1.3 (rustls, ring) before the cookie handshake, which runs inside it. Both sides present a certificate and verify the other's chain against their trusted roots; names in certificates are not checked (nodes dial by IP; the cookie authenticates the name), so the roots should be the cluster's own CA. A TLS node and a plain node refuse each other with [`HandshakeError::Tls`] (or the peer's `Rejected` reason) saying to enable TLS on both. See [`tls`]. |
 //! | failure detection | heartbeats every `heartbeat_interval`; the phi-accrual detector ([`phi`]) declares the peer down above `phi_threshold`. Phi is judged at each heartbeat tick, so with the defaults a silent peer is down at the first tick after phi crosses 8 (1.22 s of silence): between 1.22 and 1.42 s after its last heartbeat, depending on where the ticks fall; about 1.4 s where both nodes' ticks line up, as on loopback (measured 1.399–1.411 s, two processes, `kill -STOP`). A closed socket is a down event at once. Bytes of any frame count as signs of life, and a tick that comes late because this node stalled does not judge. |
 //! | down | subscribers get [`NodeEvent::Down`] with a [`DownReason`]; calls pending on that session fail with [`ClusterError::NodeDown`]; monitors fire with [`ActorDownReason::NodeDown`]; every cast not yet written (queued, or in the batch being written) becomes a dead letter. |
 //! | events | every subscriber has its own queue and gets every event in order: `Up`, `Down` and `Rejected` are never dropped. Dead letters and rejections are coalesced per peer (or address) and reason: the first each second is an event at once, the rest one event with their `count`. Each dead letter itself, with the message when this node still had it, goes to [`NodeConfig::on_dead_letter`]. |
@@ -124,6 +127,7 @@ mod remote_child;
 mod remote_ref;
 mod session;
 mod tally;
+pub mod tls;
 pub mod wire;
 mod wire_limits;
 
@@ -138,4 +142,6 @@ pub use membership::{Member, MemberStatus};
 pub use message::RemoteMessage;
 pub use node::Node;
 pub use remote_ref::{ActorDownReason, RemoteDown, RemoteMonitor, RemoteRef, RemoteReply, Replied};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsError};
 pub use wire::{DecodeLimits, Refusal, WireError};

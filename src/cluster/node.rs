@@ -25,6 +25,7 @@ use super::peer::Peer;
 use super::registry::{check_name, Registry};
 use super::remote_ref::{RemoteMonitor, RemoteRef};
 use super::session::{self, Link};
+use super::tls;
 use super::wire::{self, Frame, MemberWire};
 use crate::supervisor::ChildRef;
 
@@ -872,21 +873,22 @@ async fn dial_once(
     // From here a simultaneous dial by that node may lose to this one.
     let _dialing = Dialing::new(node, addr, expect);
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream);
     let started = Instant::now();
-    let hello =
-        match tokio::time::timeout(timeout, handshake::dial(&mut conn, &node.identity(expect)))
-            .await
-        {
-            Ok(Ok(hello)) => hello,
-            Ok(Err(reason)) => return Err(ClusterError::Handshake { addr, reason }),
-            Err(_) => {
-                return Err(ClusterError::Handshake {
-                    addr,
-                    reason: HandshakeError::Timeout(timeout),
-                })
-            }
-        };
+    let handshake = async {
+        let mut conn = tls::dial(&node.config, stream, addr).await?;
+        let hello = handshake::dial(&mut conn, &node.identity(expect)).await?;
+        Ok((conn, hello))
+    };
+    let (mut conn, hello) = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(reason)) => return Err(ClusterError::Handshake { addr, reason }),
+        Err(_) => {
+            return Err(ClusterError::Handshake {
+                addr,
+                reason: HandshakeError::Timeout(timeout),
+            })
+        }
+    };
     conn.authenticated(node.config.max_frame_size);
     node.install(hello, conn, addr, true, started)
 }
@@ -949,7 +951,6 @@ impl NodeInner {
 /// Authenticates one incoming connection and installs it.
 async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream);
     let started = Instant::now();
     let timeout = node.config.handshake_timeout;
     let admit = |hello: &PeerHello| node.admit_peer(hello);
@@ -957,8 +958,13 @@ async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
         admit: Some(&admit),
         ..node.identity(None)
     };
-    let reason = match tokio::time::timeout(timeout, handshake::accept(&mut conn, &me)).await {
-        Ok(Ok(hello)) => {
+    let handshake = async {
+        let mut conn = tls::accept(&node.config, stream).await?;
+        let hello = handshake::accept(&mut conn, &me).await?;
+        Ok((conn, hello))
+    };
+    let reason = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok((mut conn, hello))) => {
             conn.authenticated(node.config.max_frame_size);
             if let Err(e) = node.install(hello, conn, addr, false, started) {
                 tracing::debug!(node = %node.name, %addr, error = %e, "incoming session not installed");

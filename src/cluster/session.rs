@@ -517,7 +517,7 @@ fn on_read(
             let (frame, payload) = decode_body(body.clone()).map_err(|e| match e {
                 ReadError::Wire(e) => DownReason::ProtocolError(e.to_string()),
                 ReadError::Protocol(e) => DownReason::ProtocolError(e),
-                ReadError::Io(e) => DownReason::ConnectionError(e),
+                ReadError::Io(e) | ReadError::Tls(e) => DownReason::ConnectionError(e),
             })?;
             if let Frame::Send {
                 actor,
@@ -532,7 +532,7 @@ fn on_read(
             handle(node, peer, link, hb, frame, payload)
         }
         Ok(None) => Err(DownReason::ConnectionClosed),
-        Err(ReadError::Io(e)) => Err(DownReason::ConnectionError(e)),
+        Err(ReadError::Io(e) | ReadError::Tls(e)) => Err(DownReason::ConnectionError(e)),
         Err(ReadError::Protocol(e)) => Err(DownReason::ProtocolError(e)),
         Err(ReadError::Wire(e)) => Err(DownReason::ProtocolError(e.to_string())),
     }
