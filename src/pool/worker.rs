@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 
 use crate::exit::ExitReason;
 use crate::pool::core::{PoolCore, Worker};
@@ -152,6 +152,59 @@ impl<A: Actor + Clone> PoolWorker<A> {
             }
         }
     }
+    /// Handles one message (counted in flight) with `A`'s `handle`; on a
+    /// failure, redelivers or reports it and restarts `A` in place, or gives
+    /// up. `true` when the message was handled successfully.
+    async fn handle_one(
+        &self,
+        myself: &ActorRef<A::Msg>,
+        message: A::Msg,
+        state: &mut WorkerState<A>,
+    ) -> bool {
+        let worker = state.worker.clone();
+        let copy = self.core.redelivery.map(|clone| clone(&message));
+        let outcome =
+            AssertUnwindSafe(self.inner.handle(myself.clone(), message, &mut state.inner))
+                .catch_unwind()
+                .await;
+        worker.finish_one();
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                worker.processed.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(panic) => panic_text(panic),
+        };
+
+        tracing::warn!(worker = self.index, reason = %failure, "pool worker failed");
+        worker.up.store(false, Ordering::Release);
+        match copy {
+            Some(copy) => self.core.redispatch(copy),
+            None => self.core.dead_letter(DeadLetter {
+                worker: Some(self.index),
+                reason: DeadLetterReason::WorkerFailed(failure.clone()),
+                message: None,
+            }),
+        }
+        match self.restart_in_place(myself, state, failure).await {
+            Ok(()) => self.core.worker_up(&worker),
+            Err(failure) => {
+                // Give up: hand the queued messages to the other workers
+                // (they come back through `handle`), then `post_stop`
+                // reports the failure to the supervisor.
+                *lock!(worker.actor.write()) = None;
+                if self.restart == Restart::Temporary {
+                    // Never restarted: gone for good, out of the size, and
+                    // with no worker left the pool hands casts back.
+                    self.core.worker_gone(&worker, false);
+                }
+                state.failure = Some(failure);
+                let _ = myself.drain();
+            }
+        }
+        false
+    }
 }
 
 impl<A: Actor + Clone> Actor for PoolWorker<A> {
@@ -209,43 +262,23 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
             self.core.redispatch(message);
             return Ok(());
         }
-        let copy = self.core.redelivery.map(|clone| clone(&message));
-        let outcome =
-            AssertUnwindSafe(self.inner.handle(myself.clone(), message, &mut state.inner))
-                .catch_unwind()
-                .await;
-        worker.finish_one();
-        let failure = match outcome {
-            Ok(Ok(())) => {
-                worker.processed.fetch_add(1, Ordering::Relaxed);
-                if self.core.is_shared_queue() {
-                    self.core.pull_next(&worker, &myself);
-                }
-                return Ok(());
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            if !self.handle_one(&myself, message, state).await {
+                break;
             }
-            Ok(Err(err)) => err.to_string(),
-            Err(panic) => panic_text(panic),
-        };
-
-        tracing::warn!(worker = self.index, reason = %failure, "pool worker failed");
-        worker.up.store(false, Ordering::Release);
-        match copy {
-            Some(copy) => self.core.redispatch(copy),
-            None => self.core.dead_letter(DeadLetter {
-                worker: Some(self.index),
-                reason: DeadLetterReason::WorkerFailed(failure.clone()),
-                message: None,
-            }),
-        }
-        match self.restart_in_place(&myself, state, failure).await {
-            Ok(()) => self.core.worker_up(&worker),
-            Err(failure) => {
-                // Give up: hand the queued messages to the other workers
-                // (they come back through `handle`), then `post_stop`
-                // reports the failure to the supervisor.
-                *lock!(worker.actor.write()) = None;
-                state.failure = Some(failure);
-                let _ = myself.drain();
+            if self.core.is_shared_queue() {
+                // `Some` only while a graceful stop drains us.
+                next = self.core.pull_next(&worker, &myself);
+            } else {
+                self.core.finished_one();
+            }
+            if next.is_none() && myself.get_status() == ActorStatus::Draining {
+                // A graceful stop drains us and our mailbox refuses new
+                // messages: we take what waits in the pool ourselves, one
+                // at a time, until it is empty or our shutdown limit kills
+                // us (what we hold then is reported as a dead letter).
+                next = self.core.take_waiting(&worker);
             }
         }
         Ok(())
@@ -272,6 +305,10 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
         let lost = state.worker.detach();
         self.core
             .report_lost(self.index, lost, &DeadLetterReason::WorkerStopped);
+        if self.restart == Restart::Temporary && !self.core.is_stopped() {
+            // Whatever ended it, the supervisor will not start it again.
+            self.core.worker_gone(&state.worker, false);
+        }
         if let Some(failure) = state.failure.take() {
             // As ractor after a failure: the user's post_stop does not run.
             return Err(failure.into());
