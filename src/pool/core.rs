@@ -514,7 +514,9 @@ impl<M: Message> PoolCore<M> {
     /// Some worker is running or restarting (or is being started by a
     /// resize): a waiting message will be taken one day.
     fn any_alive(&self) -> bool {
-        lock!(self.workers.read()).iter().any(|w| w.is_alive())
+        // Only temporary workers end for good, and a resize keeps at least
+        // one position: other pools always have a worker to wait for.
+        !self.temporary || lock!(self.workers.read()).iter().any(|w| w.is_alive())
     }
 
     /// Routes waiting messages, oldest first, while some worker takes them.
