@@ -276,6 +276,7 @@ impl<A: Actor + Clone> PoolBuilder<A> {
     ) -> Result<PoolRef<A::Msg>, PoolError> {
         self.validate()?;
         let (core, worker_spec, plan) = self.parts();
+        core.set_label(name.clone().unwrap_or_else(|| "pool".to_string()));
         let spec = plan.supervisor_spec(&core, &worker_spec);
         let (sup, _join) = match parent {
             Some(parent) => Supervisor::spawn_linked(name, spec, parent).await?,
@@ -330,6 +331,15 @@ impl PoolPlan {
     }
 }
 
+/// A pool's name in tracing: its path under a named parent (`root/hashers`),
+/// or its child id under an unnamed one.
+fn pool_path(parent: Option<&str>, id: &str) -> String {
+    match parent {
+        Some(parent) => format!("{parent}/{id}"),
+        None => id.to_string(),
+    }
+}
+
 /// The supervisor's id for worker `index`.
 pub(crate) fn worker_id(index: usize) -> String {
     format!("worker-{index}")
@@ -356,8 +366,11 @@ impl ChildSpec {
         let handle = PoolRef::new(core.clone(), worker_spec.clone(), plan.weighted);
         let slots = SharedSlots::default();
         let nested = Nested::Static(slots.clone());
-        let spec = ChildSpec::from_start(id.into(), ChildKind::Supervisor, nested, move |parent| {
+        let id: String = id.into();
+        let child_id = id.clone();
+        let spec = ChildSpec::from_start(id, ChildKind::Supervisor, nested, move |parent| {
             core.restart();
+            core.set_label(pool_path(parent.get_name().as_deref(), &child_id));
             let spec = plan.supervisor_spec(&core, &worker_spec);
             let core = core.clone();
             let slots = slots.clone();

@@ -275,6 +275,10 @@ pub(crate) struct PoolCore<M: Message> {
     keyless: AtomicU64,
     /// Restarts of workers in place, against the pool's intensity.
     pub(crate) window: Mutex<RestartWindow>,
+    /// The pool's name in tracing: its path in the supervision tree
+    /// (`root/hashers`: the parent's ractor name, then the child id), or
+    /// its own name when spawned alone. Set by each incarnation.
+    label: RwLock<Arc<str>>,
 }
 
 impl<M: Message> PoolCore<M> {
@@ -331,7 +335,17 @@ impl<M: Message> PoolCore<M> {
             resize_lock: tokio::sync::Mutex::new(()),
             keyless: AtomicU64::new(0),
             window: Mutex::new(window),
+            label: RwLock::new(Arc::from("pool")),
         }
+    }
+
+    /// The pool's name in tracing (see the `label` field).
+    pub(crate) fn label(&self) -> Arc<str> {
+        lock!(self.label.read()).clone()
+    }
+
+    pub(crate) fn set_label(&self, label: String) {
+        *lock!(self.label.write()) = Arc::from(label);
     }
 
     pub(crate) fn is_shared_queue(&self) -> bool {
@@ -682,14 +696,14 @@ impl<M: Message> PoolCore<M> {
     /// Reports one message that will not be processed.
     pub(crate) fn dead_letter(&self, letter: DeadLetter<M>) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(worker = ?letter.worker, reason = %letter.reason, "pool dead letter");
+        tracing::warn!(pool = %self.label(), worker = ?letter.worker, reason = %letter.reason, "pool dead letter");
         if let Some(handler) = &self.dead_letter_handler {
             // A panicking handler must not cut short the bookkeeping that
             // called it (a stop reporting many letters, a worker failing).
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(letter)));
             if outcome.is_err() {
-                tracing::error!("the pool's dead-letter handler panicked");
+                tracing::error!(pool = %self.label(), "the pool's dead-letter handler panicked");
             }
         }
     }
@@ -738,6 +752,7 @@ impl<M: Message> PoolCore<M> {
             return;
         }
         tracing::info!(
+            pool = %self.label(),
             worker = worker.index,
             "pool worker ended for good (temporary)"
         );

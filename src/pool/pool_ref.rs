@@ -258,7 +258,7 @@ impl<M: Message> PoolRef<M> {
                 self.core.resize_router(index);
             }
         }
-        tracing::info!(from = current, to = workers, "pool resized");
+        tracing::info!(pool = %self.core.label(), from = current, to = workers, "pool resized");
         Ok(())
     }
 
@@ -276,7 +276,7 @@ impl<M: Message> PoolRef<M> {
             Err(err) => return Err(err.into()),
         }
         sup.start_child((self.worker_spec)(index)).await?;
-        tracing::info!(worker = index, "pool worker started again by a resize");
+        tracing::info!(pool = %self.core.label(), worker = index, "pool worker started again by a resize");
         Ok(())
     }
 

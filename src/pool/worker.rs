@@ -131,6 +131,7 @@ impl<A: Actor + Clone> PoolWorker<A> {
                 let delay = backoff.delay(state.attempt, &mut rand::rng());
                 state.attempt = state.attempt.saturating_add(1);
                 tracing::info!(
+                    pool = %self.core.label(),
                     worker = self.index,
                     delay_ms = delay.as_millis() as u64,
                     "pool worker waiting before restart (backoff)"
@@ -142,11 +143,11 @@ impl<A: Actor + Clone> PoolWorker<A> {
                 Ok(inner) => {
                     state.inner = inner;
                     state.worker.starts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(worker = self.index, "pool worker restarted in place");
+                    tracing::info!(pool = %self.core.label(), worker = self.index, "pool worker restarted in place");
                     return Ok(());
                 }
                 Err(start_failure) => {
-                    tracing::warn!(worker = self.index, reason = %start_failure, "pool worker failed to restart; will retry");
+                    tracing::warn!(pool = %self.core.label(), worker = self.index, reason = %start_failure, "pool worker failed to restart; will retry");
                     failure = start_failure;
                 }
             }
@@ -177,7 +178,7 @@ impl<A: Actor + Clone> PoolWorker<A> {
             Err(panic) => panic_text(panic),
         };
 
-        tracing::warn!(worker = self.index, reason = %failure, "pool worker failed");
+        tracing::warn!(pool = %self.core.label(), worker = self.index, reason = %failure, "pool worker failed");
         worker.up.store(false, Ordering::Release);
         match copy {
             Some(copy) => self.core.redispatch(copy),
