@@ -15,7 +15,12 @@
 //!    `LeastLoaded` without a limit, with `max_in_flight` of
 //!    [`IN_FLIGHT_LIMITS`], and under `SharedQueue(Fifo)`. A round is timed
 //!    from its first send until every job of the burst is handled;
-//! 3. `router_decision`: one decision of each pure router on 8 workers
+//! 3. `pool_cast`: the caller's side of one cast alone, on a current-thread
+//!    runtime where the workers run only between timed chunks of
+//!    [`CAST_CHUNK`] casts: `PoolRef::cast` under `RoundRobin` and
+//!    `LeastLoaded` (no in-flight limit), vs a plain `ActorRef::cast` into
+//!    one worker's mailbox;
+//! 4. `router_decision`: one decision of each pure router on 8 workers
 //!    (no actors, no locks): `RoundRobin::choose`, `routing::random`,
 //!    `SmoothWeighted::choose`, `HashRing::choose` (hashing the key with
 //!    `hash_key` included) and `power_of_two_choices`.
@@ -56,6 +61,9 @@ const BURST: u64 = 10_000;
 const SLOW_JOB: Duration = Duration::from_micros(20);
 /// The `max_in_flight` settings measured in the burst bench.
 const IN_FLIGHT_LIMITS: [u64; 2] = [4, 16];
+/// Casts per timed chunk of the cast bench (the mailboxes are emptied,
+/// untimed, between chunks).
+const CAST_CHUNK: u64 = 10_000;
 /// Upper bound on polls while waiting for a round to be handled.
 const MAX_POLLS: u64 = 100_000_000;
 
@@ -466,7 +474,84 @@ fn bench_burst(c: &mut Criterion, rt: &Runtime) {
 }
 
 // ---------------------------------------------------------------------------
-// 3. Router decisions
+// 3. The caller's side of a cast
+
+/// Times `iters` calls of `send` in chunks of [`CAST_CHUNK`], letting the
+/// workers empty their mailboxes (untimed) after each chunk.
+async fn cast_chunks<S: Fn()>(counter: &AtomicU64, iters: u64, send: S) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let chunk = CAST_CHUNK.min(iters - done);
+        let target = counter.load(Ordering::Relaxed) + chunk;
+        let start = Instant::now();
+        for _ in 0..chunk {
+            send();
+        }
+        timed += start.elapsed();
+        wait_for(counter, target).await;
+        done += chunk;
+    }
+    timed
+}
+
+/// Bench 3: one cast, the caller's side only: the pool's routing (no
+/// limit) vs a plain mailbox send.
+fn bench_cast(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pools: Vec<(&str, PoolRef<Tick>, Arc<AtomicU64>)> = [
+        ("pool_round_robin", Routing::RoundRobin),
+        ("pool_least_loaded", Routing::LeastLoaded),
+    ]
+    .into_iter()
+    .map(|(name, routing)| {
+        let (pool, counter) = rt.block_on(spawn_pool(routing));
+        (name, pool, counter)
+    })
+    .collect();
+    let raw_counter = Arc::new(AtomicU64::new(0));
+    let (raw, raw_join) = rt
+        .block_on(Actor::spawn(None, PoolCounter(raw_counter.clone()), ()))
+        .expect("actor");
+
+    let mut group = c.benchmark_group("pool_cast");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    group.bench_function("actor_ref_cast", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(cast_chunks(&raw_counter, iters, || {
+                assert!(raw.cast(Tick).is_ok(), "the actor refused a cast");
+            }))
+        });
+    });
+    for (name, pool, counter) in &pools {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(cast_chunks(counter, iters, || {
+                    assert!(pool.cast(Tick).is_ok(), "pool refused a cast");
+                }))
+            });
+        });
+    }
+    group.finish();
+
+    rt.block_on(async {
+        for (_, pool, _) in &pools {
+            pool.stop().await.expect("stop pool");
+        }
+        raw.stop(None);
+        raw_join.await.expect("actor task");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 4. Router decisions
 
 /// Eight workers, all up, with uneven messages in flight (the load-aware
 /// routers compare them; the hash ring's bound is 2, so the two workers
@@ -475,7 +560,7 @@ fn loads() -> [WorkerLoad; 8] {
     [2, 0, 1, 3, 0, 2, 1, 3].map(WorkerLoad::up)
 }
 
-/// Bench 3: one decision of each pure router on [`loads`].
+/// Bench 4: one decision of each pure router on [`loads`].
 fn bench_routers(c: &mut Criterion) {
     let loads = loads();
     let loads: &[WorkerLoad] = &loads;
@@ -517,13 +602,14 @@ fn bench_routers(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs the three bench groups (what `criterion_main!` would do, written out
+/// Runs the four bench groups (what `criterion_main!` would do, written out
 /// so that every item is documented).
 fn main() {
     let rt = runtime();
     let mut c = Criterion::default().configure_from_args();
     bench_throughput(&mut c, &rt);
     bench_burst(&mut c, &rt);
+    bench_cast(&mut c);
     bench_routers(&mut c);
     c.final_summary();
 }

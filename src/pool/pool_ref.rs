@@ -280,7 +280,9 @@ impl<M: Message> PoolRef<M> {
         Ok(())
     }
 
-    /// Counters per worker and for the pool.
+    /// Counters per worker and for the pool. A temporary worker found
+    /// killed here (no `post_stop` ran to say so) is marked gone, and the
+    /// messages its mailbox held are reported as dead letters first.
     #[must_use]
     pub fn stats(&self) -> PoolStats {
         self.core.reap();

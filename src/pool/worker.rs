@@ -23,6 +23,14 @@
 //!
 //! A worker killed from outside dies with its mailbox: the supervisor starts
 //! a new one, and the messages that were in it are reported as dead letters.
+//! A temporary worker that ends (gives up, stops, or is killed) is gone for
+//! good: the pool stops routing to it and counting it in its size.
+//!
+//! When a graceful stop drains the worker, its mailbox refuses new messages;
+//! after each message it then takes the oldest one waiting in the pool (the
+//! shared queue, or messages held back by the in-flight limit) and handles
+//! it at once, so what waits is finished within the worker's shutdown limit
+//! rather than turned into dead letters.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -153,6 +161,7 @@ impl<A: Actor + Clone> PoolWorker<A> {
             }
         }
     }
+
     /// Handles one message (counted in flight) with `A`'s `handle`; on a
     /// failure, redelivers or reports it and restarts `A` in place, or gives
     /// up. `true` when the message was handled successfully.
