@@ -228,3 +228,76 @@ async fn a_limit_of_zero_is_refused_before_anything_starts() {
         .expect_err("a limit of 0 would take nothing");
     assert!(matches!(err, PoolError::InvalidLimit(_)), "{err}");
 }
+
+/// Real threads: three callers race four workers; the limit holds at every
+/// sample, and no message is stranded in the waiting room (each is handled
+/// within the bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_callers_on_real_threads_never_strand_a_message_nor_pass_the_limit() {
+    const PER_CALLER: u64 = 5_000;
+    for limit in [1, 2, 8] {
+        let book = Book::default();
+        let pool = Pool::builder(Jobber(book.clone()), |i| i)
+            .size(4)
+            .routing(Routing::LeastLoaded)
+            .max_in_flight(limit)
+            .spawn(None)
+            .await
+            .expect("the pool starts");
+        let highest = Arc::new(AtomicU64::new(0));
+        let callers: Vec<_> = (0..3u64)
+            .map(|caller| {
+                let pool = pool.clone();
+                let highest = highest.clone();
+                tokio::spawn(async move {
+                    for n in 0..PER_CALLER {
+                        pool.cast(Job::Work(caller * PER_CALLER + n))
+                            .expect("the pool runs");
+                        if n % 64 == 0 {
+                            highest.fetch_max(highest_in_flight(&pool), Ordering::Relaxed);
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.expect("a caller");
+        }
+        let all = 3 * PER_CALLER as usize;
+        let handled = tokio::time::timeout(Duration::from_secs(20), async {
+            while book.count() < all {
+                highest.fetch_max(highest_in_flight(&pool), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        assert!(
+            handled.is_ok(),
+            "limit {limit}: {} of {all} handled, {:?}: a message is stranded",
+            book.count(),
+            pool.stats()
+        );
+        assert_eq!(book.ids(), (0..all as u64).collect::<Vec<_>>(), "each once");
+        assert!(
+            highest.load(Ordering::Relaxed) <= limit,
+            "limit {limit} held"
+        );
+        let mut per_caller_order_kept = true;
+        for ids in book.per_worker().values() {
+            for caller in 0..3 {
+                let mine: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| id / PER_CALLER == caller)
+                    .collect();
+                per_caller_order_kept &= mine.windows(2).all(|w| w[0] < w[1]);
+            }
+        }
+        assert!(
+            per_caller_order_kept,
+            "limit {limit}: each worker handles each caller's messages in that caller's order"
+        );
+        stop(&pool).await;
+    }
+}

@@ -460,19 +460,27 @@ impl<M: Message> PoolCore<M> {
     /// Puts a message in the waiting room, then hands out what workers can
     /// take. `taken_back`: a message accepted earlier, never refused.
     fn park(&self, message: M, taken_back: bool) -> Result<(), PoolCastError<M>> {
-        {
+        let first = {
             let mut room = lock!(self.pending.lock());
+            let first = room.is_empty();
             if taken_back {
                 room.push_taken_back(message);
             } else {
                 room.push(message).map_err(PoolCastError::Full)?;
             }
             self.waiting.store(room.len(), Ordering::SeqCst);
+            first
+        };
+        if first {
+            // Pairs with the fence in `finished_one`: either the worker
+            // that just finished sees our message waiting, or we see its
+            // free slot. Behind other waiting messages there is nothing to
+            // do: whoever parked the first one, or the next worker to
+            // finish, flushes the room in order (in a burst, the caller
+            // only queues).
+            fence(Ordering::SeqCst);
+            self.flush_pending();
         }
-        // Pairs with the fence in `finished_one`: either the worker that
-        // just finished sees our message waiting, or we see its free slot.
-        fence(Ordering::SeqCst);
-        self.flush_pending();
         self.after_parking();
         Ok(())
     }
