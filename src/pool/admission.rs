@@ -12,9 +12,12 @@
 //! 2. a message that finds every worker at its limit (or none up) waits in
 //!    the pool's [`WaitingRoom`], in arrival order; while anything waits
 //!    there, new messages join its back, so none overtakes a waiting one;
-//! 3. a worker that finishes a message is under its limit again: it hands
-//!    the front of the room to the first worker under its limit (the router
-//!    chooses among them, so usually itself).
+//! 3. a worker that finishes a message is under its limit again: it takes
+//!    the front of the room itself, as a consumer that acknowledges gets
+//!    the next message from a broker (under `ConsistentHash` the key's
+//!    worker gets it, if it is under its limit). A message parked while
+//!    some worker had room, or while none was up, is routed by the router
+//!    as usual.
 //!
 //! The room is unbounded unless a capacity is given; a full room refuses a
 //! new message ([`WaitingRoom::push`] hands it back), but never one taken

@@ -130,7 +130,9 @@ impl<A: Actor + Clone> PoolBuilder<A> {
     /// At most `n` unfinished messages per worker, like a broker's
     /// prefetch: a worker holding `n` messages it has not finished takes no
     /// more; the rest wait in the pool, in arrival order, and each goes to
-    /// the first worker under its limit (the router chooses among those).
+    /// the first worker to get under its limit (usually the one that just
+    /// finished a message; the router still chooses among the workers
+    /// with room when a message arrives).
     /// So in a burst a slow worker holds at most `n` messages, instead of
     /// its router share.
     ///

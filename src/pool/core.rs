@@ -247,7 +247,9 @@ pub(crate) struct PoolCore<M: Message> {
     /// Per-worker routing modes: messages that found no worker up, or every
     /// worker at its limit, in arrival order. Lock order: `pending` before
     /// `workers`.
-    pending: Mutex<WaitingRoom<M>>,
+    /// Each message keeps its routing key, so that it still goes to its
+    /// key's worker when one is free.
+    pending: Mutex<WaitingRoom<(M, Option<u64>)>>,
     /// `pending`'s length, written under its lock and read without it: a
     /// cast routes directly only while nothing waits, so that no message
     /// overtakes a waiting one.
@@ -427,7 +429,7 @@ impl<M: Message> PoolCore<M> {
         } else {
             message
         };
-        self.park(message, false)?;
+        self.park(message, key, false)?;
         Ok(())
     }
 
@@ -452,21 +454,22 @@ impl<M: Message> PoolCore<M> {
             Routed::Lost(worker) => self.report_closed(worker),
             Routed::NotTaken(message) => {
                 // Infallible: taken-back messages pass the bound.
-                let _ = self.park(message, true);
+                let _ = self.park(message, None, true);
             }
         }
     }
 
     /// Puts a message in the waiting room, then hands out what workers can
     /// take. `taken_back`: a message accepted earlier, never refused.
-    fn park(&self, message: M, taken_back: bool) -> Result<(), PoolCastError<M>> {
+    fn park(&self, message: M, key: Option<u64>, taken_back: bool) -> Result<(), PoolCastError<M>> {
         let first = {
             let mut room = lock!(self.pending.lock());
             let first = room.is_empty();
             if taken_back {
-                room.push_taken_back(message);
+                room.push_taken_back((message, key));
             } else {
-                room.push(message).map_err(PoolCastError::Full)?;
+                room.push((message, key))
+                    .map_err(|(message, _)| PoolCastError::Full(message))?;
             }
             self.waiting.store(room.len(), Ordering::SeqCst);
             first
@@ -479,7 +482,7 @@ impl<M: Message> PoolCore<M> {
             // finish, flushes the room in order (in a burst, the caller
             // only queues).
             fence(Ordering::SeqCst);
-            self.flush_pending();
+            self.flush_pending(None);
         }
         self.after_parking();
         Ok(())
@@ -544,16 +547,41 @@ impl<M: Message> PoolCore<M> {
     /// Routes waiting messages, oldest first, while some worker takes them.
     /// Holds the room's lock throughout, so that two flushes cannot swap
     /// the order of two messages bound for the same worker.
-    pub(crate) fn flush_pending(&self) {
+    ///
+    /// `finisher`: the worker that just finished a message and so has a
+    /// free slot. It takes the front message itself, as a consumer that
+    /// acknowledges gets the next one from a broker (except under
+    /// `ConsistentHash`, where the key chooses): the message needs no
+    /// other thread to wake, which a burst would otherwise queue behind a
+    /// busy worker on the same thread.
+    pub(crate) fn flush_pending(&self, finisher: Option<&Worker<M>>) {
+        let finisher = finisher.filter(|_| !matches!(self.router, Router::Hash { .. }));
         let mut lost = Vec::new();
         {
             let mut room = lock!(self.pending.lock());
-            while let Some(message) = room.pop_front() {
-                match self.try_dispatch(message, None) {
+            while let Some((message, key)) = room.pop_front() {
+                let message = match finisher.filter(|w| w.routable()) {
+                    Some(worker) => match worker.try_cast(message, self.limit) {
+                        Cast::Sent => continue,
+                        Cast::Lost => {
+                            lost.push(worker.index);
+                            continue;
+                        }
+                        // Full again: every other worker that frees a slot
+                        // flushes for itself (see `finished_one`), so stop.
+                        Cast::Full(message) => {
+                            room.unpop((message, key));
+                            break;
+                        }
+                        Cast::Refused(message) => message,
+                    },
+                    None => message,
+                };
+                match self.try_dispatch(message, key) {
                     Routed::Sent => {}
                     Routed::Lost(worker) => lost.push(worker),
                     Routed::NotTaken(message) => {
-                        room.unpop(message);
+                        room.unpop((message, key));
                         break;
                     }
                 }
@@ -566,14 +594,14 @@ impl<M: Message> PoolCore<M> {
         }
     }
 
-    /// A worker finished a message: with a limit, it has a free slot for
+    /// `worker` finished a message: with a limit, it has a free slot for
     /// the oldest waiting message.
-    pub(crate) fn finished_one(&self) {
+    pub(crate) fn finished_one(&self, worker: &Worker<M>) {
         if self.limit.max().is_some() {
             // Pairs with the fence in `park`.
             fence(Ordering::SeqCst);
             if self.waiting.load(Ordering::SeqCst) > 0 {
-                self.flush_pending();
+                self.flush_pending(Some(worker));
             }
         }
     }
@@ -679,7 +707,7 @@ impl<M: Message> PoolCore<M> {
             lock!(self.queue.lock()).pop()
         } else {
             let mut room = lock!(self.pending.lock());
-            let message = room.pop_front();
+            let message = room.pop_front().map(|(message, _)| message);
             self.waiting.store(room.len(), Ordering::SeqCst);
             message
         }?;
@@ -694,7 +722,7 @@ impl<M: Message> PoolCore<M> {
             worker.idle.store(true, Ordering::Release);
             self.kick();
         } else {
-            self.flush_pending();
+            self.flush_pending(None);
         }
     }
 
@@ -801,6 +829,9 @@ impl<M: Message> PoolCore<M> {
             let mut room = lock!(self.pending.lock());
             self.waiting.store(0, Ordering::SeqCst);
             room.drain_all()
+                .into_iter()
+                .map(|(message, _)| message)
+                .collect()
         };
         leftovers.extend(lock!(self.queue.lock()).drain_all());
         for message in leftovers {

@@ -281,7 +281,7 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
                 // `Some` only while a graceful stop drains us.
                 next = self.core.pull_next(&worker, &myself);
             } else {
-                self.core.finished_one();
+                self.core.finished_one(&worker);
             }
             if next.is_none() && myself.get_status() == ActorStatus::Draining {
                 // A graceful stop drains us and our mailbox refuses new
