@@ -419,16 +419,14 @@ impl<M: Message> PoolCore<M> {
                     self.report_closed(worker);
                     return Ok(());
                 }
-                Routed::NotTaken(message) => {
-                    if !self.any_alive() {
-                        return Err(PoolCastError::NoWorkers(message));
-                    }
-                    message
-                }
+                Routed::NotTaken(message) => message,
             }
         } else {
             message
         };
+        if !self.any_alive() {
+            return Err(PoolCastError::NoWorkers(message));
+        }
         self.park(message, key, false)?;
         Ok(())
     }
