@@ -54,7 +54,7 @@
 //! | a worker gives up | (temporary workers, or the pool escalating) it drains its mailbox to the other workers, then stops |
 //! | a worker is killed | its mailbox dies with it; each message in it is reported as a dead letter (without the message) |
 //! | resize | new workers start before `resize` returns; removed workers stop taking work, finish their mailbox and stop |
-//! | stop | each worker finishes its mailbox (within its shutdown limit); whatever still waits becomes a dead letter |
+//! | stop | graceful: each worker (in reverse order, as any supervisor's children) finishes its mailbox, then keeps taking what waits in the pool (messages held back by the in-flight limit, or the shared queue), all within its shutdown limit; whatever is left then becomes a dead letter |
 //! | shared queue | idle workers pull one job at a time, FIFO or shortest job first (ties in arrival order). A graceful stop lets the workers keep taking jobs from the queue, each within its shutdown limit; what is left then becomes a dead letter |
 //! | broadcast | a copy to each worker that is up; never re-routed, so no worker gets two |
 //!

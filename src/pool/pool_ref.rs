@@ -334,9 +334,10 @@ impl<M: Message> PoolRef<M> {
         self.supervisor().map(|s| s.cell())
     }
 
-    /// Stops the pool gracefully: each worker finishes its mailbox (within
-    /// its shutdown limit), then whatever is still waiting becomes a dead
-    /// letter.
+    /// Stops the pool gracefully: each worker finishes its mailbox and then
+    /// takes what waits in the pool (held back by the in-flight limit, or
+    /// in the shared queue), within its shutdown limit; whatever is still
+    /// waiting then becomes a dead letter.
     ///
     /// # Errors
     ///
