@@ -132,22 +132,24 @@ impl<A: Actor + Clone> PoolBuilder<A> {
     /// more; the rest wait in the pool, in arrival order, and each goes to
     /// the first worker to get under its limit (usually the one that just
     /// finished a message; the router still chooses among the workers
-    /// with room when a message arrives).
-    /// So in a burst a slow worker holds at most `n` messages, instead of
-    /// its router share.
+    /// with room when a message arrives). So in a burst a slow worker
+    /// holds at most `n` messages, instead of its router share.
     ///
     /// Applies to `RoundRobin`, `Random`, `Weighted`, `ConsistentHash` (a
     /// worker at its limit counts as overloaded: the key passes clockwise)
-    /// and `LeastLoaded`. `SharedQueue` workers already take one job at a
-    /// time, and a [`broadcast`](crate::pool::PoolRef::broadcast) copy is
-    /// never held back. Default: no limit.
+    /// and `LeastLoaded`; so under `ConsistentHash` the messages of one key
+    /// keep their worker, and their order, only while it has room.
+    /// `SharedQueue` workers already take one job at a time, and a
+    /// [`broadcast`](crate::pool::PoolRef::broadcast) copy is never held
+    /// back. Default: no limit.
     ///
     /// Waiting messages are handled as any message in the pool: when a
     /// worker fails, its mailbox waits for its restart in place and the
     /// message it was handling follows the redelivery rule; the waiting
-    /// ones go to the other workers meanwhile. A graceful stop gives the
-    /// workers their shutdown limit to finish their mailboxes; what still
-    /// waits in the pool then becomes a dead letter. The waiting room is
+    /// ones go to the other workers meanwhile. A graceful stop gives each
+    /// worker its shutdown limit to finish its mailbox and then take what
+    /// waits in the pool; what is still waiting after that becomes a dead
+    /// letter. The waiting room is
     /// unbounded unless [`max_waiting`](Self::max_waiting) bounds it.
     ///
     /// # Errors
