@@ -301,3 +301,40 @@ async fn racing_callers_on_real_threads_never_strand_a_message_nor_pass_the_limi
         stop(&pool).await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_shared_queue_hands_the_message_back_and_an_empty_bound_is_refused() {
+    let book = Book::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let pool = Pool::builder(Jobber(book.clone()), |i| i)
+        .size(1)
+        .routing(Routing::SharedQueue(ractor_otp::QueueOrder::Fifo))
+        .max_waiting(2)
+        .spawn(None)
+        .await
+        .expect("the pool starts");
+    pool.cast(Job::Hold(0, gate.clone()))
+        .expect("taken by the idle worker");
+    eventually("the worker holds the job", || pool.stats().waiting == 0).await;
+    pool.cast(Job::Work(1)).expect("queued");
+    pool.cast(Job::Work(2)).expect("queued");
+    assert!(
+        matches!(
+            pool.cast(Job::Work(3)),
+            Err(PoolCastError::Full(Job::Work(3)))
+        ),
+        "a full queue hands back the very message"
+    );
+    gate.add_permits(1);
+    eventually("the queue is handled", || book.count() == 3).await;
+    stop(&pool).await;
+
+    let err = Pool::builder(Jobber(Book::default()), |i| i)
+        .size(1)
+        .routing(Routing::SharedQueue(ractor_otp::QueueOrder::Fifo))
+        .max_waiting(0)
+        .spawn(None)
+        .await
+        .expect_err("every shared-queue job waits in the queue");
+    assert!(matches!(err, PoolError::InvalidLimit(_)), "{err}");
+}
