@@ -8,12 +8,24 @@
 //!    (the factory queues, idle workers take the next job) and
 //!    `RoundRobinRouting` (pushed to the workers' mailboxes). A round is
 //!    timed from its first send until the counter shows every job handled;
-//! 2. `router_decision`: one decision of each pure router on 8 workers
+//! 2. `pool_burst`: bursts of [`BURST`] jobs into [`WORKERS`] workers of
+//!    which one is slow (each of its jobs spins for [`SLOW_JOB`]; the
+//!    others' jobs are trivial): ractor's `factory` under `QueuerRouting`
+//!    (the baseline: idle workers take the next job), and the pool under
+//!    `LeastLoaded` without a limit, with `max_in_flight` of
+//!    [`IN_FLIGHT_LIMITS`], and under `SharedQueue(Fifo)`. A round is timed
+//!    from its first send until every job of the burst is handled;
+//! 3. `pool_cast`: the caller's side of one cast alone, on a current-thread
+//!    runtime where the workers run only between timed chunks of
+//!    [`CAST_CHUNK`] casts: `PoolRef::cast` under `RoundRobin` and
+//!    `LeastLoaded` (no in-flight limit), vs a plain `ActorRef::cast` into
+//!    one worker's mailbox;
+//! 4. `router_decision`: one decision of each pure router on 8 workers
 //!    (no actors, no locks): `RoundRobin::choose`, `routing::random`,
 //!    `SmoothWeighted::choose`, `HashRing::choose` (hashing the key with
 //!    `hash_key` included) and `power_of_two_choices`.
 //!
-//! Bench 1 runs on one multi-thread tokio runtime with 2 workers, and the
+//! Benches 1 and 2 run on one multi-thread tokio runtime with 2 workers, and the
 //! measured code runs as a task on that runtime (not on the bench thread),
 //! baselines included.
 //!
@@ -43,6 +55,15 @@ use tokio::task::JoinHandle;
 const BATCH: u64 = 10_000;
 /// Workers in every pool and factory of the throughput bench.
 const WORKERS: usize = 4;
+/// Jobs per burst of the burst bench.
+const BURST: u64 = 10_000;
+/// How long the slow worker of the burst bench spins on each job.
+const SLOW_JOB: Duration = Duration::from_micros(20);
+/// The `max_in_flight` settings measured in the burst bench.
+const IN_FLIGHT_LIMITS: [u64; 2] = [4, 16];
+/// Casts per timed chunk of the cast bench (the mailboxes are emptied,
+/// untimed, between chunks).
+const CAST_CHUNK: u64 = 10_000;
 /// Upper bound on polls while waiting for a round to be handled.
 const MAX_POLLS: u64 = 100_000_000;
 
@@ -109,6 +130,72 @@ impl ractor::factory::Worker for FactoryCounter {
     }
 }
 
+/// The burst bench's job: trivial, or a [`SLOW_JOB`] spin on the slow
+/// worker (a busy worker, as a CPU-bound job makes it), then counted.
+fn burst_job(counter: &AtomicU64, slow: bool) {
+    if slow {
+        let start = Instant::now();
+        while start.elapsed() < SLOW_JOB {
+            std::hint::spin_loop();
+        }
+    }
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Pool worker of the burst bench; its argument says whether it is slow.
+#[derive(Clone)]
+struct PoolBurst(Arc<AtomicU64>);
+
+impl Actor for PoolBurst {
+    type Msg = Tick;
+    type State = bool;
+    type Arguments = bool;
+
+    async fn pre_start(&self, _: ActorRef<Tick>, slow: bool) -> Result<bool, ActorProcessingErr> {
+        Ok(slow)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Tick>,
+        _: Tick,
+        slow: &mut bool,
+    ) -> Result<(), ActorProcessingErr> {
+        burst_job(&self.0, *slow);
+        Ok(())
+    }
+}
+
+/// Factory worker of the burst bench: the same job as [`PoolBurst`].
+struct FactoryBurst(Arc<AtomicU64>);
+
+impl ractor::factory::Worker for FactoryBurst {
+    type Key = ();
+    type Message = Tick;
+    type State = bool;
+    type Arguments = bool;
+
+    async fn pre_start(
+        &self,
+        _: WorkerId,
+        _: &ActorRef<FactoryMessage<(), Tick>>,
+        slow: bool,
+    ) -> Result<bool, ActorProcessingErr> {
+        Ok(slow)
+    }
+
+    async fn handle(
+        &self,
+        _: WorkerId,
+        _: &ActorRef<FactoryMessage<(), Tick>>,
+        _: Job<(), Tick>,
+        slow: &mut bool,
+    ) -> Result<(), ActorProcessingErr> {
+        burst_job(&self.0, *slow);
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 
@@ -126,16 +213,16 @@ async fn wait_for(counter: &AtomicU64, target: u64) {
     );
 }
 
-/// `iters` rounds of [`BATCH`] sends through `send`, each timed until
+/// `iters` rounds of `batch` sends through `send`, each timed until
 /// `counter` shows every job of the round handled.
-async fn rounds<S>(counter: Arc<AtomicU64>, iters: u64, send: S) -> Duration
+async fn rounds<S>(counter: Arc<AtomicU64>, iters: u64, batch: u64, send: S) -> Duration
 where
     S: Fn(),
 {
     let start = Instant::now();
     for _ in 0..iters {
-        let target = counter.load(Ordering::Relaxed) + BATCH;
-        for _ in 0..BATCH {
+        let target = counter.load(Ordering::Relaxed) + batch;
+        for _ in 0..batch {
             send();
         }
         wait_for(&counter, target).await;
@@ -143,21 +230,27 @@ where
     start.elapsed()
 }
 
-/// `iters` rounds through a pool.
-async fn pool_rounds(pool: PoolRef<Tick>, counter: Arc<AtomicU64>, iters: u64) -> Duration {
-    rounds(counter, iters, || {
+/// `iters` rounds of `batch` jobs through a pool.
+async fn pool_rounds(
+    pool: PoolRef<Tick>,
+    counter: Arc<AtomicU64>,
+    iters: u64,
+    batch: u64,
+) -> Duration {
+    rounds(counter, iters, batch, || {
         assert!(pool.cast(Tick).is_ok(), "pool refused a cast");
     })
     .await
 }
 
-/// `iters` rounds through a ractor factory.
+/// `iters` rounds of `batch` jobs through a ractor factory.
 async fn factory_rounds(
     factory: FactoryRef<(), Tick>,
     counter: Arc<AtomicU64>,
     iters: u64,
+    batch: u64,
 ) -> Duration {
-    rounds(counter, iters, || {
+    rounds(counter, iters, batch, || {
         assert!(factory.dispatch((), Tick).is_ok(), "factory refused a job");
     })
     .await
@@ -190,6 +283,43 @@ where
         })))
         .num_initial_workers(WORKERS)
         .router(router)
+        .queue(DefaultQueue::default())
+        .build();
+    let (factory, join) = Actor::spawn(None, definition, arguments)
+        .await
+        .expect("factory");
+    (factory, join, counter)
+}
+
+/// The burst bench's pool: [`WORKERS`] workers, worker 0 slow.
+async fn spawn_burst_pool(
+    routing: Routing,
+    max_in_flight: Option<u64>,
+) -> (PoolRef<Tick>, Arc<AtomicU64>) {
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut builder = Pool::builder(PoolBurst(counter.clone()), |i| i == 0)
+        .size(WORKERS)
+        .routing(routing);
+    if let Some(limit) = max_in_flight {
+        builder = builder.max_in_flight(limit);
+    }
+    (builder.spawn(None).await.expect("pool"), counter)
+}
+
+/// The burst bench's baseline: a factory of [`WORKERS`] workers, worker 0
+/// slow, under `QueuerRouting`.
+async fn spawn_burst_factory() -> (FactoryRef<(), Tick>, JoinHandle<()>, Arc<AtomicU64>) {
+    let counter = Arc::new(AtomicU64::new(0));
+    let worker_counter = counter.clone();
+    type Queuer = QueuerRouting<(), Tick>;
+    let definition =
+        Factory::<(), Tick, bool, FactoryBurst, Queuer, DefaultQueue<(), Tick>>::default();
+    let arguments = FactoryArguments::builder()
+        .worker_builder(Box::new(worker_builder(move |id: WorkerId| {
+            (FactoryBurst(worker_counter.clone()), id == 0)
+        })))
+        .num_initial_workers(WORKERS)
+        .router(Queuer::default())
         .queue(DefaultQueue::default())
         .build();
     let (factory, join) = Actor::spawn(None, definition, arguments)
@@ -234,7 +364,7 @@ fn bench_throughput(c: &mut Criterion, rt: &Runtime) {
         b.iter_custom(|iters| {
             on_runtime(
                 rt,
-                factory_rounds(queuer.clone(), queuer_counter.clone(), iters),
+                factory_rounds(queuer.clone(), queuer_counter.clone(), iters, BATCH),
             )
         });
     });
@@ -242,14 +372,19 @@ fn bench_throughput(c: &mut Criterion, rt: &Runtime) {
         b.iter_custom(|iters| {
             on_runtime(
                 rt,
-                factory_rounds(round_robin.clone(), round_robin_counter.clone(), iters),
+                factory_rounds(
+                    round_robin.clone(),
+                    round_robin_counter.clone(),
+                    iters,
+                    BATCH,
+                ),
             )
         });
     });
     for (name, pool, counter) in &pools {
         group.bench_function(BenchmarkId::new(*name, BATCH), |b| {
             b.iter_custom(|iters| {
-                on_runtime(rt, pool_rounds(pool.clone(), counter.clone(), iters))
+                on_runtime(rt, pool_rounds(pool.clone(), counter.clone(), iters, BATCH))
             });
         });
     }
@@ -272,7 +407,151 @@ fn bench_throughput(c: &mut Criterion, rt: &Runtime) {
 }
 
 // ---------------------------------------------------------------------------
-// 2. Router decisions
+// 2. Bursts with one slow worker
+
+/// Bench 2: bursts into four workers of which one is slow, the pool's
+/// `LeastLoaded` with and without an in-flight limit and its shared queue
+/// vs ractor's factory with its queue.
+fn bench_burst(c: &mut Criterion, rt: &Runtime) {
+    let mut variants: Vec<(String, Routing, Option<u64>)> = vec![
+        ("pool_least_loaded".into(), Routing::LeastLoaded, None),
+        (
+            "pool_shared_queue_fifo".into(),
+            Routing::SharedQueue(QueueOrder::Fifo),
+            None,
+        ),
+    ];
+    for limit in IN_FLIGHT_LIMITS {
+        variants.push((
+            format!("pool_least_loaded_max_in_flight_{limit}"),
+            Routing::LeastLoaded,
+            Some(limit),
+        ));
+    }
+    let pools: Vec<(String, PoolRef<Tick>, Arc<AtomicU64>)> = variants
+        .into_iter()
+        .map(|(name, routing, limit)| {
+            let (pool, counter) = rt.block_on(spawn_burst_pool(routing, limit));
+            (name, pool, counter)
+        })
+        .collect();
+    let (factory, factory_join, factory_counter) = rt.block_on(spawn_burst_factory());
+
+    let mut group = c.benchmark_group("pool_burst");
+    group
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(BURST));
+    group.bench_function(BenchmarkId::new("factory_queuer", BURST), |b| {
+        b.iter_custom(|iters| {
+            on_runtime(
+                rt,
+                factory_rounds(factory.clone(), factory_counter.clone(), iters, BURST),
+            )
+        });
+    });
+    for (name, pool, counter) in &pools {
+        group.bench_function(BenchmarkId::new(name.as_str(), BURST), |b| {
+            b.iter_custom(|iters| {
+                on_runtime(rt, pool_rounds(pool.clone(), counter.clone(), iters, BURST))
+            });
+        });
+    }
+    group.finish();
+
+    rt.block_on(async {
+        for (_, pool, _) in &pools {
+            pool.stop().await.expect("stop pool");
+        }
+        factory
+            .stop_and_wait(None, None)
+            .await
+            .expect("stop factory");
+        factory_join.await.expect("factory task");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 3. The caller's side of a cast
+
+/// Times `iters` calls of `send` in chunks of [`CAST_CHUNK`], letting the
+/// workers empty their mailboxes (untimed) after each chunk.
+async fn cast_chunks<S: Fn()>(counter: &AtomicU64, iters: u64, send: S) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let chunk = CAST_CHUNK.min(iters - done);
+        let target = counter.load(Ordering::Relaxed) + chunk;
+        let start = Instant::now();
+        for _ in 0..chunk {
+            send();
+        }
+        timed += start.elapsed();
+        wait_for(counter, target).await;
+        done += chunk;
+    }
+    timed
+}
+
+/// Bench 3: one cast, the caller's side only: the pool's routing (no
+/// limit) vs a plain mailbox send.
+fn bench_cast(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pools: Vec<(&str, PoolRef<Tick>, Arc<AtomicU64>)> = [
+        ("pool_round_robin", Routing::RoundRobin),
+        ("pool_least_loaded", Routing::LeastLoaded),
+    ]
+    .into_iter()
+    .map(|(name, routing)| {
+        let (pool, counter) = rt.block_on(spawn_pool(routing));
+        (name, pool, counter)
+    })
+    .collect();
+    let raw_counter = Arc::new(AtomicU64::new(0));
+    let (raw, raw_join) = rt
+        .block_on(Actor::spawn(None, PoolCounter(raw_counter.clone()), ()))
+        .expect("actor");
+
+    let mut group = c.benchmark_group("pool_cast");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    group.bench_function("actor_ref_cast", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(cast_chunks(&raw_counter, iters, || {
+                assert!(raw.cast(Tick).is_ok(), "the actor refused a cast");
+            }))
+        });
+    });
+    for (name, pool, counter) in &pools {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(cast_chunks(counter, iters, || {
+                    assert!(pool.cast(Tick).is_ok(), "pool refused a cast");
+                }))
+            });
+        });
+    }
+    group.finish();
+
+    rt.block_on(async {
+        for (_, pool, _) in &pools {
+            pool.stop().await.expect("stop pool");
+        }
+        raw.stop(None);
+        raw_join.await.expect("actor task");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 4. Router decisions
 
 /// Eight workers, all up, with uneven messages in flight (the load-aware
 /// routers compare them; the hash ring's bound is 2, so the two workers
@@ -281,7 +560,7 @@ fn loads() -> [WorkerLoad; 8] {
     [2, 0, 1, 3, 0, 2, 1, 3].map(WorkerLoad::up)
 }
 
-/// Bench 2: one decision of each pure router on [`loads`].
+/// Bench 4: one decision of each pure router on [`loads`].
 fn bench_routers(c: &mut Criterion) {
     let loads = loads();
     let loads: &[WorkerLoad] = &loads;
@@ -323,12 +602,14 @@ fn bench_routers(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs the two bench groups (what `criterion_main!` would do, written out
+/// Runs the four bench groups (what `criterion_main!` would do, written out
 /// so that every item is documented).
 fn main() {
     let rt = runtime();
     let mut c = Criterion::default().configure_from_args();
     bench_throughput(&mut c, &rt);
+    bench_burst(&mut c, &rt);
+    bench_cast(&mut c);
     bench_routers(&mut c);
     c.final_summary();
 }

@@ -100,8 +100,8 @@ pub mod supervisor;
 
 pub use exit::ExitReason;
 pub use pool::{
-    DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolError, PoolRef, PoolStats,
-    PoolStopped, QueueOrder, Routing, WorkerStats,
+    DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolCastError, PoolError,
+    PoolRef, PoolStats, QueueOrder, Routing, WorkerStats,
 };
 pub use supervisor::{
     AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,
@@ -129,8 +129,8 @@ pub mod prelude {
     };
     pub use crate::exit::ExitReason;
     pub use crate::pool::{
-        DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolError, PoolRef,
-        PoolStats, PoolStopped, QueueOrder, Routing, WorkerStats,
+        DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolCastError, PoolError,
+        PoolRef, PoolStats, QueueOrder, Routing, WorkerStats,
     };
     pub use crate::supervisor::{
         AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_otp::{
-    Backoff, ChildSpec, ChildStatus, DeadLetter, DeadLetterReason, Pool, PoolCallError, PoolError,
-    PoolRef, PoolStopped, Routing, Strategy, SupervisorSpec,
+    Backoff, ChildSpec, ChildStatus, DeadLetter, DeadLetterReason, Pool, PoolCallError,
+    PoolCastError, PoolError, PoolRef, Routing, Strategy, SupervisorSpec,
 };
 use tokio::time::Instant;
 
@@ -881,14 +881,14 @@ async fn stop_drains_the_mailboxes_and_later_casts_get_their_message_back() {
     assert_eq!(dead.count(), 0, "a graceful stop loses nothing");
 
     match pool.cast(Cmd::Work(42)) {
-        Err(PoolStopped(Cmd::Work(42))) => {}
-        Err(PoolStopped(_)) => panic!("cast after stop must give back the very message"),
+        Err(PoolCastError::Stopped(Cmd::Work(42))) => {}
+        Err(_) => panic!("cast after stop must give back the very message"),
         Ok(()) => panic!("cast after stop must be refused"),
     }
     assert!(
         matches!(
             pool.broadcast(Cmd::Work(43)),
-            Err(PoolStopped(Cmd::Work(43)))
+            Err(PoolCastError::Stopped(Cmd::Work(43)))
         ),
         "broadcast after stop gives the message back"
     );

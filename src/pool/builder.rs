@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, Message};
 
-use crate::pool::core::{CopyFn, DeadLetterFn, PoolCore};
+use crate::pool::admission::InFlightLimit;
+use crate::pool::core::{CopyFn, CoreConfig, DeadLetterFn, PoolCore};
 use crate::pool::error::{DeadLetter, PoolError};
 use crate::pool::pool_ref::PoolRef;
 use crate::pool::routing::Routing;
@@ -50,6 +51,8 @@ impl Pool {
             shutdown: Shutdown::Timeout(DEFAULT_WORKER_SHUTDOWN),
             redelivery: None,
             dead_letters: None,
+            max_in_flight: None,
+            max_waiting: None,
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct PoolBuilder<A: Actor> {
     shutdown: Shutdown,
     redelivery: Option<CopyFn<A::Msg>>,
     dead_letters: Option<DeadLetterFn<A::Msg>>,
+    max_in_flight: Option<u64>,
+    max_waiting: Option<usize>,
 }
 
 impl<A: Actor + Clone> PoolBuilder<A> {
@@ -122,9 +127,68 @@ impl<A: Actor + Clone> PoolBuilder<A> {
         self
     }
 
+    /// At most `n` unfinished messages per worker, like a broker's
+    /// prefetch: a worker holding `n` messages it has not finished takes no
+    /// more; the rest wait in the pool, in arrival order, and each goes to
+    /// the first worker to get under its limit (usually the one that just
+    /// finished a message; the router still chooses among the workers
+    /// with room when a message arrives). So in a burst a slow worker
+    /// holds at most `n` messages, instead of its router share.
+    ///
+    /// Applies to `RoundRobin`, `Random`, `Weighted`, `ConsistentHash` (a
+    /// worker at its limit counts as overloaded: the key passes clockwise)
+    /// and `LeastLoaded`; so under `ConsistentHash` the messages of one key
+    /// keep their worker, and their order, only while it has room.
+    /// `SharedQueue` workers already take one job at a time, and a
+    /// [`broadcast`](crate::pool::PoolRef::broadcast) copy is never held
+    /// back. Default: no limit.
+    ///
+    /// Waiting messages are handled as any message in the pool: when a
+    /// worker fails, its mailbox waits for its restart in place and the
+    /// message it was handling follows the redelivery rule; the waiting
+    /// ones go to the other workers meanwhile. A graceful stop gives each
+    /// worker its shutdown limit to finish its mailbox and then take what
+    /// waits in the pool; what is still waiting after that becomes a dead
+    /// letter. The waiting room is
+    /// unbounded unless [`max_waiting`](Self::max_waiting) bounds it.
+    ///
+    /// # Errors
+    ///
+    /// [`spawn`](Self::spawn) refuses `n = 0` with
+    /// [`PoolError::InvalidLimit`].
+    pub fn max_in_flight(mut self, n: u64) -> Self {
+        self.max_in_flight = Some(n);
+        self
+    }
+
+    /// At most `n` messages waiting in the pool: for a worker under its
+    /// [in-flight limit](Self::max_in_flight), for a worker to come up, or
+    /// in a shared queue. A cast that finds the room full gets its message
+    /// back ([`PoolCastError::Full`](crate::pool::PoolCastError::Full)).
+    /// Messages taken back from a worker that failed or gave up were
+    /// accepted already and are never refused, so the room may briefly hold
+    /// more. `0` means never wait: a cast that finds no worker free at once
+    /// is handed back (not for `SharedQueue`, where every job passes
+    /// through the queue). Default: unbounded (as ractor's mailboxes).
+    pub fn max_waiting(mut self, n: usize) -> Self {
+        self.max_waiting = Some(n);
+        self
+    }
+
     fn validate(&self) -> Result<(), PoolError> {
         if self.size == 0 {
             return Err(PoolError::ZeroSize);
+        }
+        if self.max_in_flight == Some(0) {
+            return Err(PoolError::InvalidLimit(
+                "max_in_flight must be at least 1 (a worker at 0 would take nothing)".into(),
+            ));
+        }
+        if self.max_waiting == Some(0) && matches!(self.routing, Routing::SharedQueue(_)) {
+            return Err(PoolError::InvalidLimit(
+                "max_waiting must be at least 1 for SharedQueue routing (every job waits in the queue)"
+                    .into(),
+            ));
         }
         self.routing.validate(self.size)?;
         validate_period(self.period)?;
@@ -133,13 +197,21 @@ impl<A: Actor + Clone> PoolBuilder<A> {
 
     /// The shared core and the factory of worker specs.
     fn parts(self) -> (Arc<PoolCore<A::Msg>>, WorkerSpecFn, PoolPlan) {
-        let core = Arc::new(PoolCore::new(
-            &self.routing,
-            self.size,
-            self.redelivery,
-            self.dead_letters.clone(),
-            RestartWindow::new(self.max_restarts, self.period),
-        ));
+        let core = Arc::new(PoolCore::new(CoreConfig {
+            routing: self.routing.clone(),
+            size: self.size,
+            redelivery: self.redelivery,
+            dead_letter_handler: self.dead_letters.clone(),
+            window: RestartWindow::new(self.max_restarts, self.period),
+            limit: match (self.max_in_flight, &self.routing) {
+                (Some(n), routing) if !matches!(routing, Routing::SharedQueue(_)) => {
+                    InFlightLimit::at_most(n)
+                }
+                _ => InFlightLimit::UNLIMITED,
+            },
+            max_waiting: self.max_waiting,
+            temporary: self.restart == Restart::Temporary,
+        }));
         let plan = PoolPlan {
             max_restarts: self.max_restarts,
             period: self.period,
@@ -208,6 +280,7 @@ impl<A: Actor + Clone> PoolBuilder<A> {
     ) -> Result<PoolRef<A::Msg>, PoolError> {
         self.validate()?;
         let (core, worker_spec, plan) = self.parts();
+        core.set_label(name.clone().unwrap_or_else(|| "pool".to_string()));
         let spec = plan.supervisor_spec(&core, &worker_spec);
         let (sup, _join) = match parent {
             Some(parent) => Supervisor::spawn_linked(name, spec, parent).await?,
@@ -250,7 +323,7 @@ impl PoolPlan {
         core: &Arc<PoolCore<M>>,
         worker_spec: &WorkerSpecFn,
     ) -> SupervisorSpec {
-        let size = core.size();
+        let size = core.positions();
         let mut spec =
             SupervisorSpec::new(Strategy::OneForOne).intensity(self.max_restarts, self.period);
         for index in 0..size {
@@ -259,6 +332,15 @@ impl PoolPlan {
         let stop_core = core.clone();
         spec.on_stop = Some(Arc::new(move || stop_core.stop()));
         spec
+    }
+}
+
+/// A pool's name in tracing: its path under a named parent (`root/hashers`),
+/// or its child id under an unnamed one.
+fn pool_path(parent: Option<&str>, id: &str) -> String {
+    match parent {
+        Some(parent) => format!("{parent}/{id}"),
+        None => id.to_string(),
     }
 }
 
@@ -288,8 +370,11 @@ impl ChildSpec {
         let handle = PoolRef::new(core.clone(), worker_spec.clone(), plan.weighted);
         let slots = SharedSlots::default();
         let nested = Nested::Static(slots.clone());
-        let spec = ChildSpec::from_start(id.into(), ChildKind::Supervisor, nested, move |parent| {
+        let id: String = id.into();
+        let child_id = id.clone();
+        let spec = ChildSpec::from_start(id, ChildKind::Supervisor, nested, move |parent| {
             core.restart();
+            core.set_label(pool_path(parent.get_name().as_deref(), &child_id));
             let spec = plan.supervisor_spec(&core, &worker_spec);
             let core = core.clone();
             let slots = slots.clone();

@@ -7,19 +7,24 @@
 //!
 //! - a worker that cannot take a message (restarting, stopping) is marked
 //!   down and the message goes to the next choice;
-//! - with no worker up, the message is parked and flushed when one comes up;
+//! - with no worker up, or every worker at its in-flight limit, the message
+//!   waits in the pool's waiting room (in arrival order, see
+//!   [`admission`](crate::pool::admission)) and goes to the first worker
+//!   that comes up or finishes a message;
 //! - in shared-queue mode the message waits in the queue until an idle
-//!   worker pulls it.
+//!   worker pulls it;
+//! - once every worker has ended for good (temporary workers), a cast is
+//!   handed back and whatever still waits becomes a dead letter.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ractor::{ActorRef, Message, MessagingErr};
+use ractor::{ActorRef, ActorStatus, Message, MessagingErr};
 
+use crate::pool::admission::{fits, InFlightLimit, UnderLimit, WaitingRoom};
 use crate::pool::queue::JobQueue;
 use crate::pool::routing::{self, HashRing, Loads, RoundRobin, SmoothWeighted};
-use crate::pool::{DeadLetter, DeadLetterReason, QueueOrder, Routing};
+use crate::pool::{DeadLetter, DeadLetterReason, PoolCastError, QueueOrder, Routing};
 use crate::supervisor::intensity::RestartWindow;
 use crate::supervisor::{ChildStatus, SupervisorRef};
 
@@ -40,6 +45,12 @@ pub(crate) struct Worker<M: Message> {
     pub(crate) up: AtomicBool,
     /// Being removed by a resize: never chosen again.
     pub(crate) retiring: AtomicBool,
+    /// Ended for good: a temporary worker that gave up or ended. Cleared
+    /// when a resize starts the position again.
+    pub(crate) gone: AtomicBool,
+    /// The workers are `Restart::Temporary`: an incarnation that ends is
+    /// never replaced by the supervisor.
+    temporary: bool,
     /// Shared-queue mode: the worker has no job and may be handed one. A
     /// claimant flips it to `false` before handing a job over.
     pub(crate) idle: AtomicBool,
@@ -51,12 +62,14 @@ pub(crate) struct Worker<M: Message> {
 }
 
 impl<M: Message> Worker<M> {
-    pub(crate) fn new(index: usize) -> Self {
+    pub(crate) fn new(index: usize, temporary: bool) -> Self {
         Self {
             index,
             actor: RwLock::new(None),
             up: AtomicBool::new(false),
             retiring: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            temporary,
             idle: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             processed: AtomicU64::new(0),
@@ -68,8 +81,25 @@ impl<M: Message> Worker<M> {
         self.up.load(Ordering::Acquire) && !self.retiring.load(Ordering::Relaxed)
     }
 
+    /// Ended and never coming back by itself: marked gone, or a temporary
+    /// incarnation that was killed (no `post_stop` ran to mark it).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire) || (self.temporary && self.incarnation_ended())
+    }
+
+    fn incarnation_ended(&self) -> bool {
+        lock!(self.actor.read())
+            .as_ref()
+            .is_some_and(|actor| actor.get_status() >= ActorStatus::Stopping)
+    }
+
+    /// Counts toward the pool's size: running or restarting.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.retiring.load(Ordering::Relaxed) && !self.is_gone()
+    }
+
     pub(crate) fn status(&self) -> ChildStatus {
-        if self.retiring.load(Ordering::Relaxed) {
+        if self.retiring.load(Ordering::Relaxed) || self.is_gone() {
             ChildStatus::Stopped
         } else if self.up.load(Ordering::Acquire) {
             ChildStatus::Running
@@ -78,19 +108,33 @@ impl<M: Message> Worker<M> {
         }
     }
 
-    /// Casts into the running incarnation, counting the message in flight;
-    /// hands it back (and marks the worker down) if it was refused.
+    /// Casts into the running incarnation, counting the message in flight
+    /// if `limit` admits one more.
     ///
     /// The whole sequence holds the `actor` read lock, and every change of
     /// incarnation (`attach`, `detach`) takes the write lock, so a refusal
     /// by a dead incarnation can neither be counted as lost by the next one
     /// nor mark the next one down.
-    pub(crate) fn try_cast(&self, message: M) -> Result<(), Option<M>> {
+    pub(crate) fn try_cast(&self, message: M, limit: InFlightLimit) -> Cast<M> {
         let actor = lock!(self.actor.read());
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        match limit.max() {
+            // Unlimited, the common case: one plain increment.
+            None => {
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+            }
+            Some(_) => {
+                // Never past the limit, however many callers race here.
+                let admitted =
+                    self.in_flight
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| limit.admit(n));
+                if admitted.is_err() {
+                    return Cast::Full(message);
+                }
+            }
+        }
         let refused = match actor.as_ref() {
             Some(actor) => match actor.cast(message) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Cast::Sent,
                 Err(MessagingErr::SendErr(message)) => Some(message),
                 // A typed cast reports a refusal with the message; the
                 // other variants cannot carry it.
@@ -100,7 +144,10 @@ impl<M: Message> Worker<M> {
         };
         self.finish_one();
         self.up.store(false, Ordering::Release);
-        Err(refused)
+        match refused {
+            Some(message) => Cast::Refused(message),
+            None => Cast::Lost,
+        }
     }
 
     /// One counted message is finished (handled, re-routed or refused).
@@ -119,6 +166,7 @@ impl<M: Message> Worker<M> {
     pub(crate) fn attach(&self, actor: ActorRef<M>) -> u64 {
         let mut current = lock!(self.actor.write());
         *current = Some(actor);
+        self.gone.store(false, Ordering::Release);
         self.in_flight.swap(0, Ordering::AcqRel)
     }
 
@@ -129,6 +177,27 @@ impl<M: Message> Worker<M> {
         *current = None;
         self.in_flight.swap(0, Ordering::AcqRel)
     }
+}
+
+/// What became of one cast into a worker.
+pub(crate) enum Cast<M> {
+    /// In the worker's mailbox, counted in flight.
+    Sent,
+    /// The worker is at its in-flight limit; nothing changed.
+    Full(M),
+    /// The worker's mailbox refused it; the worker is now marked down.
+    Refused(M),
+    /// The mailbox was closed without handing it back.
+    Lost,
+}
+
+/// What became of one attempt to route a message to some worker.
+enum Routed<M> {
+    Sent,
+    /// Lost at this worker's closed mailbox; to be reported (outside locks).
+    Lost(usize),
+    /// No worker took it: none up, or all at their limit.
+    NotTaken(M),
 }
 
 impl<M: Message> Loads for [Arc<Worker<M>>] {
@@ -142,6 +211,18 @@ impl<M: Message> Loads for [Arc<Worker<M>>] {
         self.get(i)
             .map_or(0, |w| w.in_flight.load(Ordering::Relaxed))
     }
+}
+
+/// What a pool's shared state is built from.
+pub(crate) struct CoreConfig<M: Message> {
+    pub(crate) routing: Routing,
+    pub(crate) size: usize,
+    pub(crate) redelivery: Option<CopyFn<M>>,
+    pub(crate) dead_letter_handler: Option<DeadLetterFn<M>>,
+    pub(crate) window: RestartWindow,
+    pub(crate) limit: InFlightLimit,
+    pub(crate) max_waiting: Option<usize>,
+    pub(crate) temporary: bool,
 }
 
 /// The router and its state.
@@ -163,8 +244,22 @@ pub(crate) struct PoolCore<M: Message> {
     router: Router,
     /// Worker positions, by index. Resizes take the write lock briefly.
     pub(crate) workers: RwLock<Vec<Arc<Worker<M>>>>,
-    /// Messages that found no worker up (per-worker routing modes).
-    pending: Mutex<VecDeque<M>>,
+    /// Per-worker routing modes: messages that found no worker up, or every
+    /// worker at its limit, in arrival order. Lock order: `pending` before
+    /// `workers`.
+    /// Each message keeps its routing key, so that it still goes to its
+    /// key's worker when one is free.
+    pending: Mutex<WaitingRoom<(M, Option<u64>)>>,
+    /// `pending`'s length, written under its lock and read without it: a
+    /// cast routes directly only while nothing waits, so that no message
+    /// overtakes a waiting one.
+    waiting: AtomicUsize,
+    /// Per-worker limit on unfinished messages (`max_in_flight`).
+    limit: InFlightLimit,
+    /// Bound on `pending` and on the shared queue (`max_waiting`).
+    max_waiting: Option<usize>,
+    /// The workers are temporary.
+    temporary: bool,
     /// Shared-queue mode: jobs waiting for an idle worker.
     queue: Mutex<JobQueue<M>>,
     /// `Some` when redelivery is on: copies the message a worker is about
@@ -182,17 +277,25 @@ pub(crate) struct PoolCore<M: Message> {
     keyless: AtomicU64,
     /// Restarts of workers in place, against the pool's intensity.
     pub(crate) window: Mutex<RestartWindow>,
+    /// The pool's name in tracing: its path in the supervision tree
+    /// (`root/hashers`: the parent's ractor name, then the child id), or
+    /// its own name when spawned alone. Set by each incarnation.
+    label: RwLock<Arc<str>>,
 }
 
 impl<M: Message> PoolCore<M> {
-    pub(crate) fn new(
-        routing: &Routing,
-        size: usize,
-        redelivery: Option<CopyFn<M>>,
-        dead_letter_handler: Option<DeadLetterFn<M>>,
-        window: RestartWindow,
-    ) -> Self {
-        let (router, order) = match routing {
+    pub(crate) fn new(config: CoreConfig<M>) -> Self {
+        let CoreConfig {
+            routing,
+            size,
+            redelivery,
+            dead_letter_handler,
+            window,
+            limit,
+            max_waiting,
+            temporary,
+        } = config;
+        let (router, order) = match &routing {
             Routing::RoundRobin => (Router::RoundRobin(RoundRobin::new()), QueueOrder::Fifo),
             Routing::Random => (Router::Random, QueueOrder::Fifo),
             Routing::Weighted(weights) => (
@@ -215,8 +318,16 @@ impl<M: Message> PoolCore<M> {
         };
         Self {
             router,
-            workers: RwLock::new((0..size).map(|i| Arc::new(Worker::new(i))).collect()),
-            pending: Mutex::new(VecDeque::new()),
+            workers: RwLock::new(
+                (0..size)
+                    .map(|i| Arc::new(Worker::new(i, temporary)))
+                    .collect(),
+            ),
+            pending: Mutex::new(WaitingRoom::with_capacity(max_waiting)),
+            waiting: AtomicUsize::new(0),
+            limit,
+            max_waiting,
+            temporary,
             queue: Mutex::new(JobQueue::new(order)),
             redelivery,
             dead_letter_handler,
@@ -226,7 +337,17 @@ impl<M: Message> PoolCore<M> {
             resize_lock: tokio::sync::Mutex::new(()),
             keyless: AtomicU64::new(0),
             window: Mutex::new(window),
+            label: RwLock::new(Arc::from("pool")),
         }
+    }
+
+    /// The pool's name in tracing (see the `label` field).
+    pub(crate) fn label(&self) -> Arc<str> {
+        lock!(self.label.read()).clone()
+    }
+
+    pub(crate) fn set_label(&self, label: String) {
+        *lock!(self.label.write()) = Arc::from(label);
     }
 
     pub(crate) fn is_shared_queue(&self) -> bool {
@@ -241,110 +362,254 @@ impl<M: Message> PoolCore<M> {
         lock!(self.workers.read()).get(index).cloned()
     }
 
-    pub(crate) fn size(&self) -> usize {
+    /// Worker positions, including those retiring or gone.
+    pub(crate) fn positions(&self) -> usize {
         lock!(self.workers.read()).len()
+    }
+
+    /// Workers running or restarting: what the pool's size says.
+    pub(crate) fn alive(&self) -> usize {
+        lock!(self.workers.read())
+            .iter()
+            .filter(|w| w.is_alive())
+            .count()
+    }
+
+    pub(crate) fn is_temporary(&self) -> bool {
+        self.temporary
     }
 
     // -----------------------------------------------------------------------
     // Dispatch
 
-    /// Routes one message: to a worker chosen by the router (per-worker
-    /// modes), or into the shared queue. Never drops it.
-    pub(crate) fn dispatch(&self, message: M, key: Option<u64>, cost: u64) {
+    /// Routes one new message: to a worker chosen by the router (per-worker
+    /// modes), or into the shared queue.
+    ///
+    /// # Errors
+    ///
+    /// The message back when no worker is left or the waiting room is full.
+    pub(crate) fn dispatch(
+        &self,
+        message: M,
+        key: Option<u64>,
+        cost: u64,
+    ) -> Result<(), PoolCastError<M>> {
         if self.is_shared_queue() {
-            lock!(self.queue.lock()).push(message, cost);
+            // The short-circuiting scan stops at the first live worker.
+            if !self.any_alive() {
+                return Err(PoolCastError::NoWorkers(message));
+            }
+            {
+                let mut queue = lock!(self.queue.lock());
+                if !fits(queue.len(), self.max_waiting) {
+                    return Err(PoolCastError::Full(message));
+                }
+                queue.push(message, cost);
+            }
             self.kick();
-            if self.is_stopped() {
-                self.dead_letter_leftovers();
+            self.after_parking();
+            return Ok(());
+        }
+        // Route directly only while nothing waits: a waiting message is
+        // never overtaken by a later one.
+        let message = if self.waiting.load(Ordering::SeqCst) == 0 {
+            match self.try_dispatch(message, key) {
+                Routed::Sent => return Ok(()),
+                Routed::Lost(worker) => {
+                    self.report_closed(worker);
+                    return Ok(());
+                }
+                Routed::NotTaken(message) => message,
             }
-            return;
+        } else {
+            message
+        };
+        if !self.any_alive() {
+            return Err(PoolCastError::NoWorkers(message));
         }
-        if let Err(message) = self.try_dispatch(message, key) {
-            lock!(self.pending.lock()).push_back(message);
-            // A worker may have come up (and flushed) between our failed
-            // choice and the push: flush again so nothing waits for the
-            // next start.
-            if self.any_up() {
-                self.flush_pending();
-            }
-        }
-        if self.is_stopped() {
-            self.dead_letter_leftovers();
-        }
+        self.park(message, key, false)?;
+        Ok(())
     }
 
-    /// Re-routes a message taken back from a worker that failed or refused
-    /// it; in shared-queue mode it goes back to the front of the queue.
+    /// Re-routes a message taken back from a worker that failed, refused it
+    /// or gave up; in shared-queue mode it goes back to the front of the
+    /// queue. It was accepted already, so no bound refuses it; with no
+    /// worker left it becomes a dead letter.
     pub(crate) fn redispatch(&self, message: M) {
         if self.is_shared_queue() {
             lock!(self.queue.lock()).push_front(message, 0);
             self.kick();
-        } else {
-            self.dispatch(message, None, 0);
+            self.after_parking();
+            return;
         }
-    }
-
-    /// One attempt per worker at most; `Err` when no worker took it.
-    fn try_dispatch(&self, mut message: M, key: Option<u64>) -> Result<(), M> {
-        let workers = lock!(self.workers.read());
-        for _ in 0..=workers.len() {
-            let Some(i) = self.choose(&workers, key) else {
-                break;
-            };
-            match workers[i].try_cast(message) {
-                Ok(()) => return Ok(()),
-                Err(Some(back)) => message = back,
-                Err(None) => {
-                    self.dead_letter(DeadLetter {
-                        worker: Some(i),
-                        reason: DeadLetterReason::MailboxClosed,
-                        message: None,
-                    });
-                    return Ok(());
-                }
+        let routed = if self.waiting.load(Ordering::SeqCst) == 0 {
+            self.try_dispatch(message, None)
+        } else {
+            Routed::NotTaken(message)
+        };
+        match routed {
+            Routed::Sent => {}
+            Routed::Lost(worker) => self.report_closed(worker),
+            Routed::NotTaken(message) => {
+                // Infallible: taken-back messages pass the bound.
+                let _ = self.park(message, None, true);
             }
         }
-        Err(message)
     }
 
-    fn choose(&self, workers: &[Arc<Worker<M>>], key: Option<u64>) -> Option<usize> {
+    /// Puts a message in the waiting room, then hands out what workers can
+    /// take. `taken_back`: a message accepted earlier, never refused.
+    fn park(&self, message: M, key: Option<u64>, taken_back: bool) -> Result<(), PoolCastError<M>> {
+        let first = {
+            let mut room = lock!(self.pending.lock());
+            let first = room.is_empty();
+            if taken_back {
+                room.push_taken_back((message, key));
+            } else {
+                room.push((message, key))
+                    .map_err(|(message, _)| PoolCastError::Full(message))?;
+            }
+            self.waiting.store(room.len(), Ordering::SeqCst);
+            first
+        };
+        if first {
+            // Pairs with the fence in `finished_one`: either the worker
+            // that just finished sees our message waiting, or we see its
+            // free slot. Behind other waiting messages there is nothing to
+            // do: whoever parked the first one, or the next worker to
+            // finish, flushes the room in order (in a burst, the caller
+            // only queues).
+            fence(Ordering::SeqCst);
+            self.flush_pending(None);
+        }
+        self.after_parking();
+        Ok(())
+    }
+
+    /// A parked message must not wait for a pool that has stopped or has no
+    /// worker left (either may have happened while we parked it).
+    fn after_parking(&self) {
+        if self.is_stopped() {
+            self.dead_letter_leftovers(&DeadLetterReason::PoolStopped);
+        } else if !self.any_alive() {
+            self.dead_letter_leftovers(&DeadLetterReason::NoWorkers);
+        }
+    }
+
+    /// One attempt per worker at most (a worker found full by a racing
+    /// caller costs one more choice).
+    fn try_dispatch(&self, mut message: M, key: Option<u64>) -> Routed<M> {
+        let workers = lock!(self.workers.read());
+        for _ in 0..=workers.len() {
+            let choice = match self.limit.max() {
+                None => self.choose(&workers[..], key),
+                Some(_) => self.choose(&UnderLimit::new(&workers[..], self.limit), key),
+            };
+            let Some(i) = choice else {
+                break;
+            };
+            match workers[i].try_cast(message, self.limit) {
+                Cast::Sent => return Routed::Sent,
+                Cast::Full(back) | Cast::Refused(back) => message = back,
+                Cast::Lost => return Routed::Lost(i),
+            }
+        }
+        Routed::NotTaken(message)
+    }
+
+    fn choose<L: Loads + ?Sized>(&self, loads: &L, key: Option<u64>) -> Option<usize> {
         match &self.router {
-            Router::RoundRobin(rr) => rr.choose(workers),
-            Router::Random => routing::random(workers, &mut rand::rng()),
-            Router::Weighted(weighted) => lock!(weighted.lock()).choose(workers),
+            Router::RoundRobin(rr) => rr.choose(loads),
+            Router::Random => routing::random(loads, &mut rand::rng()),
+            Router::Weighted(weighted) => lock!(weighted.lock()).choose(loads),
             Router::Hash { ring, .. } => {
                 let key = key.unwrap_or_else(|| {
                     routing::hash_key(&self.keyless.fetch_add(1, Ordering::Relaxed))
                 });
-                lock!(ring.read()).choose(key, workers)
+                lock!(ring.read()).choose(key, loads)
             }
-            Router::LeastLoaded => routing::power_of_two_choices(workers, &mut rand::rng()),
+            Router::LeastLoaded => routing::power_of_two_choices(loads, &mut rand::rng()),
             // Shared-queue jobs are pulled, not pushed; `kick` hands them out.
             Router::Shared => None,
         }
     }
 
-    fn any_up(&self) -> bool {
-        lock!(self.workers.read()).iter().any(|w| w.routable())
+    /// Some worker is running or restarting (or is being started by a
+    /// resize): a waiting message will be taken one day.
+    fn any_alive(&self) -> bool {
+        // Only temporary workers end for good, and a resize keeps at least
+        // one position: other pools always have a worker to wait for.
+        !self.temporary || lock!(self.workers.read()).iter().any(|w| w.is_alive())
     }
 
-    /// Routes parked messages while some worker takes them.
-    pub(crate) fn flush_pending(&self) {
-        loop {
-            let Some(message) = lock!(self.pending.lock()).pop_front() else {
-                return;
-            };
-            if let Err(message) = self.try_dispatch(message, None) {
-                lock!(self.pending.lock()).push_front(message);
-                // A worker may have come up (and found nothing to flush)
-                // while we held the message. Each refusal marks a worker
-                // down, so this ends.
-                if self.any_up() {
-                    continue;
+    /// Routes waiting messages, oldest first, while some worker takes them.
+    /// Holds the room's lock throughout, so that two flushes cannot swap
+    /// the order of two messages bound for the same worker.
+    ///
+    /// `finisher`: the worker that just finished a message and so has a
+    /// free slot. It takes the front message itself, as a consumer that
+    /// acknowledges gets the next one from a broker (except under
+    /// `ConsistentHash`, where the key chooses): the message needs no
+    /// other thread to wake, which a burst would otherwise queue behind a
+    /// busy worker on the same thread.
+    pub(crate) fn flush_pending(&self, finisher: Option<&Worker<M>>) {
+        let finisher = finisher.filter(|_| !matches!(self.router, Router::Hash { .. }));
+        let mut lost = Vec::new();
+        {
+            let mut room = lock!(self.pending.lock());
+            while let Some((message, key)) = room.pop_front() {
+                let message = match finisher.filter(|w| w.routable()) {
+                    Some(worker) => match worker.try_cast(message, self.limit) {
+                        Cast::Sent => continue,
+                        Cast::Lost => {
+                            lost.push(worker.index);
+                            continue;
+                        }
+                        // Full again: every other worker that frees a slot
+                        // flushes for itself (see `finished_one`), so stop.
+                        Cast::Full(message) => {
+                            room.unpop((message, key));
+                            break;
+                        }
+                        Cast::Refused(message) => message,
+                    },
+                    None => message,
+                };
+                match self.try_dispatch(message, key) {
+                    Routed::Sent => {}
+                    Routed::Lost(worker) => lost.push(worker),
+                    Routed::NotTaken(message) => {
+                        room.unpop((message, key));
+                        break;
+                    }
                 }
-                return;
+            }
+            self.waiting.store(room.len(), Ordering::SeqCst);
+        }
+        // The handler runs without our locks.
+        for worker in lost {
+            self.report_closed(worker);
+        }
+    }
+
+    /// `worker` finished a message: with a limit, it has a free slot for
+    /// the oldest waiting message.
+    pub(crate) fn finished_one(&self, worker: &Worker<M>) {
+        if self.limit.max().is_some() {
+            // Pairs with the fence in `park`.
+            fence(Ordering::SeqCst);
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                self.flush_pending(Some(worker));
             }
         }
+    }
+
+    fn report_closed(&self, worker: usize) {
+        self.dead_letter(DeadLetter {
+            worker: Some(worker),
+            reason: DeadLetterReason::MailboxClosed,
+            message: None,
+        });
     }
 
     /// Shared-queue mode: hands queued jobs to idle workers until either
@@ -371,42 +636,49 @@ impl<M: Message> PoolCore<M> {
                 }
                 continue;
             };
-            match worker.try_cast(job) {
-                Ok(()) => {}
-                Err(Some(job)) => lock!(self.queue.lock()).push_front(job, cost),
-                Err(None) => self.dead_letter(DeadLetter {
-                    worker: Some(worker.index),
-                    reason: DeadLetterReason::MailboxClosed,
-                    message: None,
-                }),
+            match worker.try_cast(job, InFlightLimit::UNLIMITED) {
+                Cast::Sent => {}
+                Cast::Full(job) | Cast::Refused(job) => {
+                    lock!(self.queue.lock()).push_front(job, cost);
+                }
+                Cast::Lost => self.report_closed(worker.index),
             }
         }
     }
 
     /// Shared-queue mode, called by a worker that finished a job: take the
     /// next one into its own mailbox, or become idle.
-    pub(crate) fn pull_next(&self, worker: &Worker<M>, myself: &ActorRef<M>) {
+    ///
+    /// Returns a job for the worker to handle at once, counted in flight,
+    /// when its mailbox refuses it: the worker is being drained by a
+    /// graceful stop of the pool, and keeps working through the queue
+    /// within its shutdown limit instead of leaving the queue to the dead
+    /// letters. (A retiring worker takes nothing; one that gave up never
+    /// gets here.)
+    pub(crate) fn pull_next(&self, worker: &Worker<M>, myself: &ActorRef<M>) -> Option<M> {
         if worker.retiring.load(Ordering::Acquire) {
             // Being removed: take no more work.
-            return;
+            return None;
         }
         loop {
             let job = lock!(self.queue.lock()).pop_with_cost();
             match job {
-                Some((job, cost)) => {
+                Some((job, _cost)) => {
                     worker.in_flight.fetch_add(1, Ordering::AcqRel);
-                    if let Err(MessagingErr::SendErr(job)) = myself.cast(job) {
-                        // Draining: give it back for another worker.
-                        worker.finish_one();
-                        lock!(self.queue.lock()).push_front(job, cost);
-                        self.kick();
-                    }
-                    return;
+                    return match myself.cast(job) {
+                        Ok(()) => None,
+                        Err(MessagingErr::SendErr(job)) => Some(job),
+                        Err(MessagingErr::ChannelClosed | MessagingErr::InvalidActorType) => {
+                            worker.finish_one();
+                            self.report_closed(worker.index);
+                            None
+                        }
+                    };
                 }
                 None => {
                     worker.idle.store(true, Ordering::Release);
                     if lock!(self.queue.lock()).is_empty() {
-                        return;
+                        return None;
                     }
                     // A job arrived meanwhile; take it unless a caller has
                     // already claimed us for it.
@@ -415,11 +687,30 @@ impl<M: Message> PoolCore<M> {
                         .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
                         .is_err()
                     {
-                        return;
+                        return None;
                     }
                 }
             }
         }
+    }
+
+    /// Called by a worker that a graceful stop drains: the oldest message
+    /// waiting in the pool (or in the shared queue), counted in its flight,
+    /// for it to handle at once. A retiring worker takes nothing.
+    pub(crate) fn take_waiting(&self, worker: &Worker<M>) -> Option<M> {
+        if worker.retiring.load(Ordering::Acquire) {
+            return None;
+        }
+        let message = if self.is_shared_queue() {
+            lock!(self.queue.lock()).pop()
+        } else {
+            let mut room = lock!(self.pending.lock());
+            let message = room.pop_front().map(|(message, _)| message);
+            self.waiting.store(room.len(), Ordering::SeqCst);
+            message
+        }?;
+        worker.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(message)
     }
 
     /// A worker incarnation is ready: let it take work.
@@ -429,7 +720,7 @@ impl<M: Message> PoolCore<M> {
             worker.idle.store(true, Ordering::Release);
             self.kick();
         } else {
-            self.flush_pending();
+            self.flush_pending(None);
         }
     }
 
@@ -439,14 +730,14 @@ impl<M: Message> PoolCore<M> {
     /// Reports one message that will not be processed.
     pub(crate) fn dead_letter(&self, letter: DeadLetter<M>) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(worker = ?letter.worker, reason = %letter.reason, "pool dead letter");
+        tracing::warn!(pool = %self.label(), worker = ?letter.worker, reason = %letter.reason, "pool dead letter");
         if let Some(handler) = &self.dead_letter_handler {
             // A panicking handler must not cut short the bookkeeping that
             // called it (a stop reporting many letters, a worker failing).
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(letter)));
             if outcome.is_err() {
-                tracing::error!("the pool's dead-letter handler panicked");
+                tracing::error!(pool = %self.label(), "the pool's dead-letter handler panicked");
             }
         }
     }
@@ -482,7 +773,46 @@ impl<M: Message> PoolCore<M> {
             let lost = worker.detach();
             self.report_lost(worker.index, lost, &DeadLetterReason::PoolStopped);
         }
-        self.dead_letter_leftovers();
+        self.dead_letter_leftovers(&DeadLetterReason::PoolStopped);
+    }
+
+    /// A worker has ended for good (a temporary worker that gave up, or
+    /// one found killed). `report`: also report what it still counted in
+    /// flight, which died in its mailbox (not so for a worker that gave up:
+    /// it hands its mailbox to the others). With no worker left, whatever
+    /// waits becomes a dead letter.
+    pub(crate) fn worker_gone(&self, worker: &Worker<M>, report: bool) {
+        if worker.gone.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(
+            pool = %self.label(),
+            worker = worker.index,
+            "pool worker ended for good (temporary)"
+        );
+        if report {
+            let lost = worker.detach();
+            self.report_lost(worker.index, lost, &DeadLetterReason::WorkerKilled);
+        } else {
+            worker.up.store(false, Ordering::Release);
+        }
+        if !self.any_alive() {
+            self.dead_letter_leftovers(&DeadLetterReason::NoWorkers);
+        }
+    }
+
+    /// Temporary pools: marks the workers found killed (no `post_stop` ran
+    /// to say so) as gone, and reports what their mailboxes held.
+    pub(crate) fn reap(&self) {
+        if !self.temporary {
+            return;
+        }
+        let workers: Vec<Arc<Worker<M>>> = lock!(self.workers.read()).clone();
+        for worker in workers {
+            if !worker.gone.load(Ordering::Acquire) && worker.is_gone() {
+                self.worker_gone(&worker, true);
+            }
+        }
     }
 
     /// A new incarnation of the pool is starting: open for messages, with
@@ -492,13 +822,20 @@ impl<M: Message> PoolCore<M> {
         self.stopped.store(false, Ordering::Release);
     }
 
-    fn dead_letter_leftovers(&self) {
-        let mut leftovers: Vec<M> = lock!(self.pending.lock()).drain(..).collect();
+    fn dead_letter_leftovers(&self, reason: &DeadLetterReason) {
+        let mut leftovers: Vec<M> = {
+            let mut room = lock!(self.pending.lock());
+            self.waiting.store(0, Ordering::SeqCst);
+            room.drain_all()
+                .into_iter()
+                .map(|(message, _)| message)
+                .collect()
+        };
         leftovers.extend(lock!(self.queue.lock()).drain_all());
         for message in leftovers {
             self.dead_letter(DeadLetter {
                 worker: None,
-                reason: DeadLetterReason::PoolStopped,
+                reason: reason.clone(),
                 message: Some(message),
             });
         }

@@ -13,6 +13,9 @@ pub enum PoolError {
     /// The routing does not fit the pool (see [`Routing::validate`](crate::pool::Routing::validate)).
     #[error("invalid routing: {0}")]
     InvalidRouting(String),
+    /// An in-flight limit or waiting-room bound that cannot work.
+    #[error("invalid limit: {0}")]
+    InvalidLimit(String),
     /// A weighted pool cannot change size without new weights.
     #[error("a weighted pool cannot be resized: its weights fix its size")]
     WeightedResize,
@@ -25,14 +28,40 @@ pub enum PoolError {
     Stopped,
 }
 
-/// A message handed back because the pool has stopped.
+/// A message the pool could not accept, handed back to the caller.
 #[derive(PartialEq, Eq, thiserror::Error)]
-#[error("the pool has stopped; the message is returned so it can be sent elsewhere")]
-pub struct PoolStopped<M>(pub M);
+pub enum PoolCastError<M> {
+    /// The pool has stopped.
+    #[error("the pool has stopped; the message is returned so it can be sent elsewhere")]
+    Stopped(M),
+    /// Every worker has ended for good (temporary workers are not
+    /// restarted), so nothing would ever handle the message.
+    #[error("no worker is left in the pool (temporary workers that ended are not restarted); the message is returned: resize the pool to start workers again, or send it elsewhere")]
+    NoWorkers(M),
+    /// The pool's waiting room is at its bound
+    /// ([`max_waiting`](crate::pool::PoolBuilder::max_waiting)).
+    #[error(
+        "the pool's waiting room is full; the message is returned: retry later or shed the load"
+    )]
+    Full(M),
+}
 
-impl<M> fmt::Debug for PoolStopped<M> {
+impl<M> PoolCastError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        match self {
+            Self::Stopped(message) | Self::NoWorkers(message) | Self::Full(message) => message,
+        }
+    }
+}
+
+impl<M> fmt::Debug for PoolCastError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PoolStopped(..)")
+        f.write_str(match self {
+            Self::Stopped(_) => "Stopped(..)",
+            Self::NoWorkers(_) => "NoWorkers(..)",
+            Self::Full(_) => "Full(..)",
+        })
     }
 }
 
@@ -43,6 +72,12 @@ pub enum PoolCallError {
     /// The pool has stopped.
     #[error("the pool has stopped")]
     Stopped,
+    /// No worker is left in the pool (see [`PoolCastError::NoWorkers`]).
+    #[error("no worker is left in the pool; resize it to start workers again")]
+    NoWorkers,
+    /// The pool's waiting room is full (see [`PoolCastError::Full`]).
+    #[error("the pool's waiting room is full; retry later")]
+    Full,
     /// The worker handling the request ended or dropped the reply port
     /// (with redelivery off, a worker that fails while handling it).
     #[error(
@@ -81,6 +116,9 @@ pub enum DeadLetterReason {
     MailboxClosed,
     /// The pool stopped before any worker took it.
     PoolStopped,
+    /// Every worker had ended for good (temporary workers are not
+    /// restarted) while it waited in the pool.
+    NoWorkers,
 }
 
 impl fmt::Display for DeadLetterReason {
@@ -91,6 +129,7 @@ impl fmt::Display for DeadLetterReason {
             Self::WorkerStopped => f.write_str("queued at a worker that stopped itself"),
             Self::MailboxClosed => f.write_str("the worker's mailbox was closed"),
             Self::PoolStopped => f.write_str("the pool stopped first"),
+            Self::NoWorkers => f.write_str("no worker was left to take it"),
         }
     }
 }

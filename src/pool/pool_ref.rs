@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use ractor::{ActorCell, Message, RpcReplyPort};
 
+use crate::pool::admission::InFlightLimit;
 use crate::pool::builder::{worker_id, WorkerSpecFn};
-use crate::pool::core::{PoolCore, Worker};
+use crate::pool::core::{Cast, PoolCore, Worker};
 use crate::pool::error::DeadLetterReason;
-use crate::pool::error::{PoolCallError, PoolError, PoolStopped};
+use crate::pool::error::{PoolCallError, PoolCastError, PoolError};
 use crate::pool::routing::hash_key;
 use crate::supervisor::{ChildStatus, SupervisorError, SupervisorRef};
 
@@ -35,7 +36,7 @@ impl<M: Message> Clone for PoolRef<M> {
 impl<M: Message> std::fmt::Debug for PoolRef<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolRef")
-            .field("size", &self.core.size())
+            .field("size", &self.core.alive())
             .field("stopped", &self.core.is_stopped())
             .finish_non_exhaustive()
     }
@@ -48,8 +49,8 @@ pub struct PoolStats {
     /// position: they carry over restarts, and disappear with a position
     /// that a resize removes.
     pub workers: Vec<WorkerStats>,
-    /// Messages waiting: parked while no worker was up, or in the shared
-    /// queue.
+    /// Messages waiting in the pool: while no worker was up or every worker
+    /// was at its in-flight limit, or in the shared queue.
     pub waiting: usize,
     /// Messages reported as dead letters so far.
     pub dead_letters: u64,
@@ -66,7 +67,9 @@ pub struct WorkerStats {
     pub in_flight: u64,
     /// Times it was restarted.
     pub restarts: u64,
-    /// Running, restarting, or stopped (being removed by a resize).
+    /// Running, restarting, or stopped: being removed by a resize, or a
+    /// temporary worker that ended (it is not restarted; a resize starts
+    /// the position again).
     pub status: ChildStatus,
 }
 
@@ -80,12 +83,17 @@ impl<M: Message> PoolRef<M> {
     }
 
     /// Sends `message` to the worker the router chooses. If no worker is up
-    /// it waits in the pool until one is.
+    /// (or every worker is at its [in-flight
+    /// limit](crate::pool::PoolBuilder::max_in_flight)) it waits in the pool
+    /// until one can take it.
     ///
     /// # Errors
     ///
-    /// [`PoolStopped`] with the message once the pool has stopped.
-    pub fn cast(&self, message: M) -> Result<(), PoolStopped<M>> {
+    /// The message back in a [`PoolCastError`]: `Stopped` once the pool has
+    /// stopped, `NoWorkers` when every worker has ended for good (temporary
+    /// workers), `Full` when it would wait and the waiting room is at its
+    /// [bound](crate::pool::PoolBuilder::max_waiting).
+    pub fn cast(&self, message: M) -> Result<(), PoolCastError<M>> {
         self.send(message, None, 0)
     }
 
@@ -95,8 +103,12 @@ impl<M: Message> PoolRef<M> {
     ///
     /// # Errors
     ///
-    /// [`PoolStopped`] with the message once the pool has stopped.
-    pub fn cast_keyed<K: Hash + ?Sized>(&self, key: &K, message: M) -> Result<(), PoolStopped<M>> {
+    /// As [`cast`](Self::cast).
+    pub fn cast_keyed<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        message: M,
+    ) -> Result<(), PoolCastError<M>> {
         self.send(message, Some(hash_key(key)), 0)
     }
 
@@ -106,17 +118,16 @@ impl<M: Message> PoolRef<M> {
     ///
     /// # Errors
     ///
-    /// [`PoolStopped`] with the message once the pool has stopped.
-    pub fn cast_with_cost(&self, cost: u64, message: M) -> Result<(), PoolStopped<M>> {
+    /// As [`cast`](Self::cast).
+    pub fn cast_with_cost(&self, cost: u64, message: M) -> Result<(), PoolCastError<M>> {
         self.send(message, None, cost)
     }
 
-    fn send(&self, message: M, key: Option<u64>, cost: u64) -> Result<(), PoolStopped<M>> {
+    fn send(&self, message: M, key: Option<u64>, cost: u64) -> Result<(), PoolCastError<M>> {
         if self.core.is_stopped() {
-            return Err(PoolStopped(message));
+            return Err(PoolCastError::Stopped(message));
         }
-        self.core.dispatch(message, key, cost);
-        Ok(())
+        self.core.dispatch(message, key, cost)
     }
 
     /// Sends a request built around a reply port and waits for the answer
@@ -124,7 +135,9 @@ impl<M: Message> PoolRef<M> {
     ///
     /// # Errors
     ///
-    /// [`PoolCallError::Stopped`], [`PoolCallError::NoReply`] if the port was
+    /// [`PoolCallError::Stopped`], [`PoolCallError::NoWorkers`] or
+    /// [`PoolCallError::Full`] (as [`cast`](Self::cast)),
+    /// [`PoolCallError::NoReply`] if the port was
     /// dropped (its worker failed with redelivery off), or
     /// [`PoolCallError::Timeout`].
     pub async fn call<T, F>(&self, build: F, timeout: Option<Duration>) -> Result<T, PoolCallError>
@@ -134,7 +147,11 @@ impl<M: Message> PoolRef<M> {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.cast(build(RpcReplyPort::from(tx)))
-            .map_err(|_| PoolCallError::Stopped)?;
+            .map_err(|err| match err {
+                PoolCastError::Stopped(_) => PoolCallError::Stopped,
+                PoolCastError::NoWorkers(_) => PoolCallError::NoWorkers,
+                PoolCastError::Full(_) => PoolCallError::Full,
+            })?;
         let answer = match timeout {
             Some(limit) => tokio::time::timeout(limit, rx)
                 .await
@@ -150,25 +167,33 @@ impl<M: Message> PoolRef<M> {
     ///
     /// # Errors
     ///
-    /// [`PoolStopped`] with the message once the pool has stopped.
-    pub fn broadcast(&self, message: M) -> Result<usize, PoolStopped<M>>
+    /// [`PoolCastError::Stopped`] with the message once the pool has
+    /// stopped.
+    pub fn broadcast(&self, message: M) -> Result<usize, PoolCastError<M>>
     where
         M: Clone,
     {
         if self.core.is_stopped() {
-            return Err(PoolStopped(message));
+            return Err(PoolCastError::Stopped(message));
         }
         let workers = lock!(self.core.workers.read()).clone();
         Ok(workers
             .iter()
             .filter(|w| w.status() == ChildStatus::Running)
-            .filter(|w| w.try_cast(message.clone()).is_ok())
+            .filter(|w| {
+                matches!(
+                    w.try_cast(message.clone(), InFlightLimit::UNLIMITED),
+                    Cast::Sent
+                )
+            })
             .count())
     }
 
     /// Grows or shrinks the pool to `workers`. New workers start before this
     /// returns; removed ones (the highest indexes) stop taking work at once,
-    /// finish what is in their mailbox, and stop. Nothing is lost.
+    /// finish what is in their mailbox, and stop. Nothing is lost. Positions
+    /// kept whose worker had ended for good (temporary workers) start a new
+    /// worker too, so afterwards [`size`](Self::size) is `workers`.
     ///
     /// # Errors
     ///
@@ -185,11 +210,18 @@ impl<M: Message> PoolRef<M> {
         self.core.check_size(workers)?;
         let _serial = self.core.resize_lock.lock().await;
         let sup = self.supervisor()?;
-        let current = self.core.size();
+        let current = self.core.positions();
+        self.core.reap();
+        for index in 0..workers.min(current) {
+            if self.core.worker(index).is_some_and(|w| w.is_gone()) {
+                self.restart_gone(&sup, index).await?;
+            }
+        }
         if workers > current {
             {
+                let temporary = self.core.is_temporary();
                 let mut table = lock!(self.core.workers.write());
-                table.extend((current..workers).map(|i| Arc::new(Worker::new(i))));
+                table.extend((current..workers).map(|i| Arc::new(Worker::new(i, temporary))));
             }
             self.core.resize_router(workers);
             for index in current..workers {
@@ -226,13 +258,34 @@ impl<M: Message> PoolRef<M> {
                 self.core.resize_router(index);
             }
         }
-        tracing::info!(from = current, to = workers, "pool resized");
+        tracing::info!(pool = %self.core.label(), from = current, to = workers, "pool resized");
         Ok(())
     }
 
-    /// Counters per worker and for the pool.
+    /// Starts a new worker at a position whose worker ended for good.
+    async fn restart_gone(&self, sup: &SupervisorRef, index: usize) -> Result<(), PoolError> {
+        let id = worker_id(index);
+        // The supervisor drops a temporary child's spec when it ends; one
+        // that is still finishing (handing its mailbox on) is stopped first.
+        match sup.terminate_child(&id).await {
+            Ok(()) | Err(SupervisorError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        match sup.delete_child(&id).await {
+            Ok(()) | Err(SupervisorError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        sup.start_child((self.worker_spec)(index)).await?;
+        tracing::info!(pool = %self.core.label(), worker = index, "pool worker started again by a resize");
+        Ok(())
+    }
+
+    /// Counters per worker and for the pool. A temporary worker found
+    /// killed here (no `post_stop` ran to say so) is marked gone, and the
+    /// messages its mailbox held are reported as dead letters first.
     #[must_use]
     pub fn stats(&self) -> PoolStats {
+        self.core.reap();
         let workers = lock!(self.core.workers.read())
             .iter()
             .map(|w| WorkerStats {
@@ -250,10 +303,12 @@ impl<M: Message> PoolRef<M> {
         }
     }
 
-    /// Number of workers.
+    /// Number of workers running or restarting: not those being removed by
+    /// a resize, nor temporary workers that ended.
     #[must_use]
     pub fn size(&self) -> usize {
-        self.core.size()
+        self.core.reap();
+        self.core.alive()
     }
 
     /// The pool's supervisor (current incarnation).
@@ -279,9 +334,10 @@ impl<M: Message> PoolRef<M> {
         self.supervisor().map(|s| s.cell())
     }
 
-    /// Stops the pool gracefully: each worker finishes its mailbox (within
-    /// its shutdown limit), then whatever is still waiting becomes a dead
-    /// letter.
+    /// Stops the pool gracefully: each worker finishes its mailbox and then
+    /// takes what waits in the pool (held back by the in-flight limit, or
+    /// in the shared queue), within its shutdown limit; whatever is still
+    /// waiting then becomes a dead letter.
     ///
     /// # Errors
     ///

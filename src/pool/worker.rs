@@ -23,6 +23,14 @@
 //!
 //! A worker killed from outside dies with its mailbox: the supervisor starts
 //! a new one, and the messages that were in it are reported as dead letters.
+//! A temporary worker that ends (gives up, stops, or is killed) is gone for
+//! good: the pool stops routing to it and counting it in its size.
+//!
+//! When a graceful stop drains the worker, its mailbox refuses new messages;
+//! after each message it then takes the oldest one waiting in the pool (the
+//! shared queue, or messages held back by the in-flight limit) and handles
+//! it at once, so what waits is finished within the worker's shutdown limit
+//! rather than turned into dead letters.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -30,7 +38,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 
 use crate::exit::ExitReason;
 use crate::pool::core::{PoolCore, Worker};
@@ -131,6 +139,7 @@ impl<A: Actor + Clone> PoolWorker<A> {
                 let delay = backoff.delay(state.attempt, &mut rand::rng());
                 state.attempt = state.attempt.saturating_add(1);
                 tracing::info!(
+                    pool = %self.core.label(),
                     worker = self.index,
                     delay_ms = delay.as_millis() as u64,
                     "pool worker waiting before restart (backoff)"
@@ -142,15 +151,69 @@ impl<A: Actor + Clone> PoolWorker<A> {
                 Ok(inner) => {
                     state.inner = inner;
                     state.worker.starts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(worker = self.index, "pool worker restarted in place");
+                    tracing::info!(pool = %self.core.label(), worker = self.index, "pool worker restarted in place");
                     return Ok(());
                 }
                 Err(start_failure) => {
-                    tracing::warn!(worker = self.index, reason = %start_failure, "pool worker failed to restart; will retry");
+                    tracing::warn!(pool = %self.core.label(), worker = self.index, reason = %start_failure, "pool worker failed to restart; will retry");
                     failure = start_failure;
                 }
             }
         }
+    }
+
+    /// Handles one message (counted in flight) with `A`'s `handle`; on a
+    /// failure, redelivers or reports it and restarts `A` in place, or gives
+    /// up. `true` when the message was handled successfully.
+    async fn handle_one(
+        &self,
+        myself: &ActorRef<A::Msg>,
+        message: A::Msg,
+        state: &mut WorkerState<A>,
+    ) -> bool {
+        let worker = state.worker.clone();
+        let copy = self.core.redelivery.map(|clone| clone(&message));
+        let outcome =
+            AssertUnwindSafe(self.inner.handle(myself.clone(), message, &mut state.inner))
+                .catch_unwind()
+                .await;
+        worker.finish_one();
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                worker.processed.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(panic) => panic_text(panic),
+        };
+
+        tracing::warn!(pool = %self.core.label(), worker = self.index, reason = %failure, "pool worker failed");
+        worker.up.store(false, Ordering::Release);
+        match copy {
+            Some(copy) => self.core.redispatch(copy),
+            None => self.core.dead_letter(DeadLetter {
+                worker: Some(self.index),
+                reason: DeadLetterReason::WorkerFailed(failure.clone()),
+                message: None,
+            }),
+        }
+        match self.restart_in_place(myself, state, failure).await {
+            Ok(()) => self.core.worker_up(&worker),
+            Err(failure) => {
+                // Give up: hand the queued messages to the other workers
+                // (they come back through `handle`), then `post_stop`
+                // reports the failure to the supervisor.
+                *lock!(worker.actor.write()) = None;
+                if self.restart == Restart::Temporary {
+                    // Never restarted: gone for good, out of the size, and
+                    // with no worker left the pool hands casts back.
+                    self.core.worker_gone(&worker, false);
+                }
+                state.failure = Some(failure);
+                let _ = myself.drain();
+            }
+        }
+        false
     }
 }
 
@@ -209,43 +272,23 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
             self.core.redispatch(message);
             return Ok(());
         }
-        let copy = self.core.redelivery.map(|clone| clone(&message));
-        let outcome =
-            AssertUnwindSafe(self.inner.handle(myself.clone(), message, &mut state.inner))
-                .catch_unwind()
-                .await;
-        worker.finish_one();
-        let failure = match outcome {
-            Ok(Ok(())) => {
-                worker.processed.fetch_add(1, Ordering::Relaxed);
-                if self.core.is_shared_queue() {
-                    self.core.pull_next(&worker, &myself);
-                }
-                return Ok(());
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            if !self.handle_one(&myself, message, state).await {
+                break;
             }
-            Ok(Err(err)) => err.to_string(),
-            Err(panic) => panic_text(panic),
-        };
-
-        tracing::warn!(worker = self.index, reason = %failure, "pool worker failed");
-        worker.up.store(false, Ordering::Release);
-        match copy {
-            Some(copy) => self.core.redispatch(copy),
-            None => self.core.dead_letter(DeadLetter {
-                worker: Some(self.index),
-                reason: DeadLetterReason::WorkerFailed(failure.clone()),
-                message: None,
-            }),
-        }
-        match self.restart_in_place(&myself, state, failure).await {
-            Ok(()) => self.core.worker_up(&worker),
-            Err(failure) => {
-                // Give up: hand the queued messages to the other workers
-                // (they come back through `handle`), then `post_stop`
-                // reports the failure to the supervisor.
-                *lock!(worker.actor.write()) = None;
-                state.failure = Some(failure);
-                let _ = myself.drain();
+            if self.core.is_shared_queue() {
+                // `Some` only while a graceful stop drains us.
+                next = self.core.pull_next(&worker, &myself);
+            } else {
+                self.core.finished_one(&worker);
+            }
+            if next.is_none() && myself.get_status() == ActorStatus::Draining {
+                // A graceful stop drains us and our mailbox refuses new
+                // messages: we take what waits in the pool ourselves, one
+                // at a time, until it is empty or our shutdown limit kills
+                // us (what we hold then is reported as a dead letter).
+                next = self.core.take_waiting(&worker);
             }
         }
         Ok(())
@@ -272,6 +315,10 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
         let lost = state.worker.detach();
         self.core
             .report_lost(self.index, lost, &DeadLetterReason::WorkerStopped);
+        if self.restart == Restart::Temporary && !self.core.is_stopped() {
+            // Whatever ended it, the supervisor will not start it again.
+            self.core.worker_gone(&state.worker, false);
+        }
         if let Some(failure) = state.failure.take() {
             // As ractor after a failure: the user's post_stop does not run.
             return Err(failure.into());
