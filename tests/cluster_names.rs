@@ -12,6 +12,7 @@ use cluster_support::proxy::{Mode, Proxy};
 use cluster_support::{expect_down, expect_up, fast_config};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_otp::cluster::{ClusterError, GroupRouting, Node, NodeEvent, NodeEvents};
+use ractor_otp::Pool;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
@@ -23,6 +24,7 @@ const SOON: Duration = Duration::from_secs(5);
 struct Hit(u64);
 
 /// Reports every hit to the test with its own label.
+#[derive(Clone)]
 struct Tagger;
 
 impl Actor for Tagger {
@@ -139,7 +141,7 @@ async fn a_nodes_names_and_group_members_vanish_when_it_goes_down() {
     eventually(|| b.whereis("svc").is_some() && b.group::<Hit>("g").members().len() == 2).await;
     c.shutdown().await;
     eventually(|| b.whereis("svc").is_none() && b.group::<Hit>("g").members().len() == 1).await;
-    assert_eq!(a.group::<Hit>("g").members().len(), 1);
+    eventually(|| a.whereis("svc").is_none() && a.group::<Hit>("g").members().len() == 1).await;
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -249,4 +251,41 @@ async fn a_name_taken_on_both_sides_of_a_partition_is_settled_alike_when_it_heal
     assert_eq!(recv(&mut rx).await, ("a".into(), 5));
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_exported_into_a_group_form_a_cluster_pool() {
+    let (a, b, c) = mesh().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for (node, label) in [(&a, "pool-a"), (&b, "pool-b")] {
+        let tx = tx.clone();
+        let pool = Pool::builder(Tagger, move |_| (label.to_string(), tx.clone()))
+            .size(2)
+            .spawn(None)
+            .await
+            .expect("a pool");
+        node.export_pool("jobs", &pool).expect("exported");
+    }
+    let jobs = c.group::<Hit>("jobs");
+    eventually(|| jobs.members().len() == 2).await;
+    for i in 0..20 {
+        jobs.cast(Hit(i)).expect("routed to a pool");
+    }
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for _ in 0..20 {
+        *per.entry(recv(&mut rx).await.0).or_default() += 1;
+    }
+    assert_eq!(per.get("pool-a"), Some(&10), "{per:?}");
+    assert_eq!(per.get("pool-b"), Some(&10), "{per:?}");
+    // A node that goes down takes its pool out of the group at once.
+    b.shutdown().await;
+    eventually(|| jobs.members().len() == 1).await;
+    for i in 0..5 {
+        jobs.cast(Hit(i)).expect("the remaining pool");
+    }
+    for _ in 0..5 {
+        assert_eq!(recv(&mut rx).await.0, "pool-a");
+    }
+    a.shutdown().await;
+    c.shutdown().await;
 }

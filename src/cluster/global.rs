@@ -66,6 +66,7 @@ use super::remote_ref::{RemoteRef, RemoteReply};
 use super::session::Link;
 use super::wire::{Frame, Refusal};
 use crate::pool::routing::{hash_key, power_of_two_choices, WorkerLoad};
+use crate::pool::PoolRef;
 use crate::supervisor::{CastError, ChildRef};
 
 /// The export name under which a registered name's actor is reached.
@@ -82,6 +83,7 @@ pub(crate) fn group_export(id: u64) -> String {
 pub(crate) enum Local<M: RemoteMessage> {
     Actor(ActorRef<M>),
     Child(ChildRef<M>),
+    Pool(PoolRef<M>),
 }
 
 impl<M: RemoteMessage> Local<M> {
@@ -98,6 +100,7 @@ impl<M: RemoteMessage> Local<M> {
                 CastError::NotRunning(m) | CastError::Closed(m) => Some(m),
                 CastError::Lost => None,
             }),
+            Local::Pool(p) => p.cast(msg).map_err(|e| Some(e.into_inner())),
         }
     }
 }
@@ -263,6 +266,26 @@ impl Node {
         self.inner
             .join_local(group, M::TAG, Local::Child(child.clone()), |export| {
                 self.inner.registry.export_child(export, child)
+            })
+    }
+
+    /// Makes a local pool a member of `group`: a [`GroupRef`] then
+    /// load-balances over the pools of every node (a cluster pool), and
+    /// each pool routes among its own workers. A message the pool refuses
+    /// (stopped, no worker left) is refused to a remote sender as
+    /// [`Refusal::NotRunning`] and handed back to a local one.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_group`](Self::join_group).
+    pub fn export_pool<M: RemoteMessage>(
+        &self,
+        group: &str,
+        pool: &PoolRef<M>,
+    ) -> Result<u64, ClusterError> {
+        self.inner
+            .join_local(group, M::TAG, Local::Pool(pool.clone()), |export| {
+                self.inner.registry.export_pool(export, pool.clone())
             })
     }
 

@@ -181,6 +181,29 @@ impl Registry {
         Ok(())
     }
 
+    /// Exports a local pool as `name`: messages go through the pool's
+    /// router; a stopped pool (or one with no worker left) refuses them
+    /// with [`Refusal::NotRunning`].
+    pub(crate) fn export_pool<M: RemoteMessage>(
+        &self,
+        name: &str,
+        pool: crate::pool::PoolRef<M>,
+    ) -> Result<(), ClusterError> {
+        self.insert::<M>(
+            name,
+            None,
+            Box::new(move |bytes, link| {
+                let msg = decode::<M>(bytes, link)?;
+                pool.cast(msg).map_err(|e| {
+                    drop_disarmed(e.into_inner());
+                    Refusal::NotRunning
+                })
+            }),
+        )?;
+        tracing::debug!(actor = name, tag = M::TAG, "exported a pool");
+        Ok(())
+    }
+
     /// Registers an export unless `name` is held by a live one.
     fn insert<M: RemoteMessage>(
         &self,
