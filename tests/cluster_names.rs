@@ -11,7 +11,7 @@ use std::time::Duration;
 use cluster_support::proxy::{Mode, Proxy};
 use cluster_support::{expect_down, expect_up, fast_config};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use ractor_otp::cluster::{ClusterError, GroupRouting, Node, NodeEvent, NodeEvents};
+use ractor_otp::cluster::{ClusterError, GroupRouting, Node, NodeEvent, NodeEvents, RemoteReply};
 use ractor_otp::Pool;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -288,4 +288,53 @@ async fn pools_exported_into_a_group_form_a_cluster_pool() {
     }
     a.shutdown().await;
     c.shutdown().await;
+}
+
+/// Asks for twice a number.
+#[derive(Debug, Serialize, Deserialize, ractor_otp::RemoteMessage)]
+struct Ask(u64, RemoteReply<u64>);
+
+struct Doubler;
+
+impl Actor for Doubler {
+    type Msg = Ask;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<Ask>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        _: ActorRef<Ask>,
+        Ask(n, reply): Ask,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        reply.send(2 * n);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_groups_are_called_on_this_node_and_across_nodes_alike() {
+    let (a, b, c) = mesh().await;
+    let (doubler, _) = Actor::spawn(None, Doubler, ()).await.expect("spawn");
+    a.register("dbl", doubler.clone()).expect("free");
+    a.join_group("doublers", doubler).expect("join");
+    let (other, _) = Actor::spawn(None, Doubler, ()).await.expect("spawn");
+    b.join_group("doublers", other).expect("join");
+    eventually(|| c.whereis("dbl").is_some() && a.group::<Ask>("doublers").members().len() == 2)
+        .await;
+    // The holder's own node calls it as any other node does.
+    for node in [&a, &c] {
+        let got = node.named::<Ask>("dbl").call(|r| Ask(21, r), SOON).await;
+        assert_eq!(got, Ok(42), "from {}", node.name());
+    }
+    // Group calls reach the local and the remote member.
+    let g = a.group::<Ask>("doublers");
+    for n in 0..4 {
+        assert_eq!(g.call(|r| Ask(n, r), SOON).await, Ok(2 * n));
+    }
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
 }

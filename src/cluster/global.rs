@@ -62,9 +62,9 @@ use super::message::RemoteMessage;
 use super::names::{rendezvous, Conflict, GroupMember, GroupWire, NameWire};
 use super::node::{Node, NodeInner};
 use super::registry::check_name;
-use super::remote_ref::{RemoteRef, RemoteReply};
+use super::remote_ref::{drop_disarmed, RemoteRef, RemoteReply};
 use super::session::Link;
-use super::wire::{Frame, Refusal};
+use super::wire::{self, Frame, Refusal};
 use crate::pool::routing::{hash_key, power_of_two_choices, WorkerLoad};
 use crate::pool::PoolRef;
 use crate::supervisor::{CastError, ChildRef};
@@ -548,6 +548,50 @@ impl NodeInner {
     }
 }
 
+/// Calls a local actor with a [`RemoteReply`] bound to this caller; the
+/// answer crosses as bytes, as it would between nodes.
+async fn local_call<M, T, F>(
+    node: &NodeInner,
+    what: &str,
+    any: &Arc<dyn Any + Send + Sync>,
+    build: F,
+    timeout: Duration,
+) -> Result<T, ClusterError>
+where
+    M: RemoteMessage,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(RemoteReply<T>) -> M,
+{
+    let refused = |refusal| ClusterError::Refused {
+        peer: node.name.clone(),
+        actor: what.to_string(),
+        refusal,
+    };
+    let local = any
+        .downcast_ref::<Local<M>>()
+        .ok_or_else(|| refused(Refusal::ActorStopped))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if let Err(msg) = local.cast(build(RemoteReply::local(tx))) {
+        // The port inside the message must not answer: the error does.
+        drop_disarmed(msg);
+        return Err(refused(Refusal::ActorStopped));
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(bytes))) => wire::decode_payload(&bytes).map_err(|reason| ClusterError::Decode {
+            peer: node.name.clone(),
+            actor: what.to_string(),
+            reason,
+        }),
+        Ok(Ok(Err(refusal))) => Err(refused(refusal)),
+        Ok(Err(_)) => Err(refused(Refusal::ReplyDropped)),
+        Err(_) => Err(ClusterError::Timeout {
+            peer: node.name.clone(),
+            actor: what.to_string(),
+            after: timeout,
+        }),
+    }
+}
+
 /// Where one send goes.
 enum Target<M: RemoteMessage> {
     Local(Arc<dyn Any + Send + Sync>),
@@ -675,15 +719,13 @@ impl<M: RemoteMessage> NamedRef<M> {
         }
     }
 
-    /// Calls the name's current holder on another node.
+    /// Calls the name's current holder, on this node or another, and
+    /// waits up to `timeout` for the answer.
     ///
     /// # Errors
     ///
     /// [`ClusterError::NotRegistered`] if nobody holds the name; the
-    /// errors of [`RemoteRef::call`]. A holder on this node is called
-    /// through its `ActorRef` by the caller's own code: a [`RemoteReply`]
-    /// answers only across nodes, so this fails with
-    /// [`ClusterError::InvalidName`] for a local holder.
+    /// errors of [`RemoteRef::call`].
     pub async fn call<T, F>(&self, build: F, timeout: Duration) -> Result<T, ClusterError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
@@ -691,10 +733,7 @@ impl<M: RemoteMessage> NamedRef<M> {
     {
         match self.resolve()? {
             Target::Remote(r) => r.call(build, timeout).await,
-            Target::Local(_) => Err(ClusterError::InvalidName(format!(
-                "`{}` is held on this node; call it through its ActorRef",
-                self.name
-            ))),
+            Target::Local(any) => local_call(&self.node, &self.name, &any, build, timeout).await,
         }
     }
 }
@@ -882,35 +921,26 @@ impl<M: RemoteMessage> GroupRef<M> {
             .count()
     }
 
-    /// Calls one member on another node chosen by the routing (members on
-    /// this node are skipped: a [`RemoteReply`] answers only across nodes).
+    /// Calls one member chosen by the routing, on this node or another,
+    /// and waits up to `timeout` for the answer.
     ///
     /// # Errors
     ///
-    /// [`ClusterError::NoGroupMember`] if no member on another node takes
-    /// `M`; the errors of [`RemoteRef::call`].
+    /// [`ClusterError::NoGroupMember`] if no member takes `M`; the errors
+    /// of [`RemoteRef::call`].
     pub async fn call<T, F>(&self, build: F, timeout: Duration) -> Result<T, ClusterError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(RemoteReply<T>) -> M,
     {
-        let members: Vec<GroupMember> = self
-            .live_members()
-            .iter()
-            .filter(|m| m.node != self.node.name)
-            .cloned()
-            .collect();
+        let members = self.live_members();
         let i = self
             .pick(&members, None)
             .ok_or_else(|| ClusterError::NoGroupMember {
                 group: self.group.clone(),
             })?;
         let member = members[i].clone();
-        let Target::Remote(remote) = self.target(&member)? else {
-            return Err(ClusterError::NoGroupMember {
-                group: self.group.clone(),
-            });
-        };
+        let target = self.target(&member)?;
         /// Counts the call in flight until it ends, however it ends.
         struct InFlight<'a>(&'a DashMap<GroupMember, u64>, GroupMember);
         impl Drop for InFlight<'_> {
@@ -922,6 +952,9 @@ impl<M: RemoteMessage> GroupRef<M> {
         }
         *self.in_flight.entry(member.clone()).or_insert(0) += 1;
         let _counted = InFlight(&self.in_flight, member);
-        remote.call(build, timeout).await
+        match target {
+            Target::Remote(remote) => remote.call(build, timeout).await,
+            Target::Local(any) => local_call(&self.node, &self.group, &any, build, timeout).await,
+        }
     }
 }

@@ -365,6 +365,9 @@ impl<M: RemoteMessage> RemoteRef<M> {
 pub struct RemoteReply<T> {
     id: u64,
     link: Option<Arc<Link>>,
+    /// For a call to an actor on this node (through a cluster-wide name or
+    /// group): the encoded answer goes straight back to the caller.
+    local: Option<oneshot::Sender<Result<Bytes, Refusal>>>,
     _value: PhantomData<fn(T)>,
 }
 
@@ -373,6 +376,17 @@ impl<T> RemoteReply<T> {
         RemoteReply {
             id,
             link: None,
+            local: None,
+            _value: PhantomData,
+        }
+    }
+
+    /// A port answering a caller on this node through `tx`.
+    pub(crate) fn local(tx: oneshot::Sender<Result<Bytes, Refusal>>) -> Self {
+        RemoteReply {
+            id: 0,
+            link: None,
+            local: Some(tx),
             _value: PhantomData,
         }
     }
@@ -382,6 +396,7 @@ impl<T> RemoteReply<T> {
     /// needs no such check.
     pub fn is_connected(&self) -> bool {
         self.link.as_ref().is_some_and(|l| l.is_open())
+            || self.local.as_ref().is_some_and(|tx| !tx.is_closed())
     }
 }
 
@@ -400,6 +415,18 @@ impl<T: Serialize> RemoteReply<T> {
     /// before it is written (the caller's call then fails with
     /// [`ClusterError::NodeDown`]).
     pub fn send(mut self, value: T) -> Replied {
+        if let Some(tx) = self.local.take() {
+            return match wire::encode_payload(&value) {
+                Ok(bytes) => match tx.send(Ok(bytes)) {
+                    Ok(()) => Replied::Sent,
+                    Err(_) => Replied::CallerGone,
+                },
+                Err(reason) => {
+                    let _ = tx.send(Err(Refusal::ReplyEncode(reason.to_string())));
+                    Replied::Unencodable(reason)
+                }
+            };
+        }
         let Some(link) = self.link.take() else {
             tracing::debug!(
                 call = self.id,
@@ -477,6 +504,11 @@ impl fmt::Display for Replied {
 
 impl<T> Drop for RemoteReply<T> {
     fn drop(&mut self) {
+        if let Some(tx) = self.local.take() {
+            if !DISARMED.with(|d| d.get()) {
+                let _ = tx.send(Err(Refusal::ReplyDropped));
+            }
+        }
         if let Some(link) = self.link.take() {
             if !DISARMED.with(|d| d.get()) {
                 link.refuse(self.id, Refusal::ReplyDropped);
@@ -499,7 +531,7 @@ impl<T> Serialize for RemoteReply<T> {
     /// cannot be forwarded to a third node (its answer would reach the wrong
     /// caller): answer it where it arrived.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.link.is_some() {
+        if self.link.is_some() || self.local.is_some() {
             return Err(serde::ser::Error::custom(
                 "a received RemoteReply cannot be forwarded to another node; answer it here",
             ));
@@ -514,6 +546,7 @@ impl<'de, T> Deserialize<'de> for RemoteReply<T> {
         Ok(RemoteReply {
             id,
             link: INBOUND.with(|c| c.borrow().clone()),
+            local: None,
             _value: PhantomData,
         })
     }

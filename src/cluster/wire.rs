@@ -409,6 +409,13 @@ pub(crate) fn encode_with_header_into<P: Serialize + ?Sized>(
     Ok(())
 }
 
+/// Encodes a payload alone (a reply handed to a caller on this node).
+pub(crate) fn encode_payload<P: Serialize + ?Sized>(payload: &P) -> Result<Bytes, WireError> {
+    bincode::serde::encode_to_vec(payload, CONFIG)
+        .map(Bytes::from)
+        .map_err(|e| WireError::Encode(e.to_string()))
+}
+
 /// Appends the payload, checks the size against `max` and writes the length
 /// prefix.
 fn seal<P: Serialize + ?Sized>(
