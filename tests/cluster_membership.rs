@@ -253,3 +253,47 @@ async fn a_member_that_goes_down_is_redialed_by_the_side_that_accepted() {
     a2.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_list_naming_an_unreachable_node_never_blocks_the_join() {
+    use cluster_support::proxy::{Mode, Proxy};
+    let a = start("a").await;
+    // x reaches a through a proxy; then the proxy drops everything and x
+    // stops: a still lists x as a member for a moment.
+    let proxy = Proxy::start(a.local_addr()).await;
+    let x = Node::start(fast_config("x").advertise(proxy.reverse_addr()))
+        .await
+        .expect("x");
+    proxy.set_reverse_target(x.local_addr());
+    x.connect(proxy.addr()).await.expect("x joins a");
+    until_up_members(&a, 1).await;
+    proxy.set(Mode::Drop);
+    proxy.refuse(true);
+    x.shutdown().await;
+    // b joins through a now and hears of x, which nobody can reach.
+    let b = start("b").await;
+    let started = Instant::now();
+    b.join(a.local_addr()).await.expect("b joins a");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the join did not wait"
+    );
+    let _probe = export_probe(&a, "probe").await;
+    let remote = b.lookup::<Probe>("a", "probe").await.expect("lookup");
+    assert_eq!(
+        remote
+            .call(|r| Probe::Echo(8, r), SOON)
+            .await
+            .expect("call"),
+        8
+    );
+    // b tried x (or never heard of it, if a noticed first): either way x is
+    // not Up, and b's session with a never went down.
+    let seen_x = b.members().into_iter().find(|m| m.name == "x");
+    assert!(
+        seen_x.as_ref().is_none_or(|m| m.status != MemberStatus::Up),
+        "{seen_x:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
