@@ -275,8 +275,8 @@ fn bench_cast(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 
     rt.block_on(async {
-        sup.cell().stop_and_wait(None, None).await.expect("stop");
-        join.await.expect("supervisor task");
+        sup.stop(None).await.expect("stop");
+        join.await;
     });
 }
 
@@ -422,7 +422,10 @@ fn bench_restart(c: &mut Criterion, rt: &Runtime) {
         ] {
             cell.stop_and_wait(None, None).await.expect("stop");
         }
-        for join in [one_join, all_join, parent_join, echo_join, restarter_join] {
+        for join in [one_join, all_join] {
+            join.await;
+        }
+        for join in [parent_join, echo_join, restarter_join] {
             join.await.expect("actor task");
         }
     });
@@ -584,8 +587,8 @@ fn paired_check(rt: &Runtime) {
                 || cast_via_child_ref(child.clone(), 1),
             )
             .await;
-            sup.cell().stop_and_wait(None, None).await.expect("stop");
-            join.await.expect("supervisor task");
+            sup.stop(None).await.expect("stop");
+            join.await;
             let spawn = paired_ratio(
                 PAIRED_SPAWN_ROUNDS,
                 PAIRED_SPAWN_ROUNDS / 5,

@@ -49,7 +49,7 @@ async fn start_child_starts_a_new_child_at_the_end_of_the_start_order() {
         "which_children reports the incarnation start_child returned"
     );
     assert_eq!(log.count("start:b"), 1, "b started exactly once");
-    assert!(sup.child::<Cmd>("b").is_some(), "b can be reached by id");
+    assert!(sup.child::<Cmd>("b").is_ok(), "b can be reached by id");
     stop(&sup).await;
 }
 
@@ -109,7 +109,10 @@ async fn start_child_whose_pre_start_fails_reports_failed_to_start_and_keeps_no_
         "the failed spec is not kept"
     );
     assert!(
-        sup.child::<Cmd>("x").is_none(),
+        matches!(
+            sup.child::<Cmd>("x"),
+            Err(ractor_otp::ChildLookupError::NotFound(_))
+        ),
         "no handle to a child that never was"
     );
     sup.start_child(probe("x", &log))
@@ -217,7 +220,10 @@ async fn terminating_a_temporary_child_drops_its_spec() {
         Err(SupervisorError::NotFound("t".into())),
         "a dropped spec cannot be restarted"
     );
-    assert!(sup.child::<Cmd>("t").is_none());
+    assert!(matches!(
+        sup.child::<Cmd>("t"),
+        Err(ractor_otp::ChildLookupError::NotFound(_))
+    ));
     stop(&sup).await;
 }
 

@@ -161,6 +161,7 @@ pub(crate) async fn spawn_dynamic_actor(
         children: Vec::new(),
         slots: Default::default(),
         on_stop: None,
+        path: None,
     };
     actor::spawn_actor(name, args, parent).await
 }

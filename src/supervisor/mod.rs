@@ -85,6 +85,7 @@ mod dynamic;
 mod error;
 mod handle;
 pub mod intensity;
+mod root;
 mod spec;
 pub mod strategy;
 
@@ -94,8 +95,9 @@ pub use dynamic::{
     DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, DEFAULT_DYNAMIC_INTENSITY,
     DEFAULT_DYNAMIC_PERIOD,
 };
-pub use error::SupervisorError;
+pub use error::{ChildLookupError, SupervisorError};
 pub use handle::{ChildCounts, ChildInfo, Supervisor, SupervisorRef};
+pub use root::SupervisorExit;
 pub use spec::{
     AutoShutdown, ChildKind, ChildSpec, ChildStatus, Restart, Shutdown, SupervisorSpec,
     DEFAULT_INTENSITY, DEFAULT_PERIOD, DEFAULT_WORKER_SHUTDOWN,

@@ -87,7 +87,9 @@ impl State {
     pub(super) async fn terminate_child(&mut self, key: ChildKey) -> Result<(), SupervisorError> {
         let seq = match &key {
             ChildKey::Id(id) => self.children.seq_of_id(id),
-            ChildKey::Actor(cell) => self.children.seq_of_actor(cell.get_id()),
+            // A restarting child is still known by its last incarnation
+            // (OTP's `{restarting, Pid}`), so it can be terminated.
+            ChildKey::Actor(cell) => self.children.seq_of_handle(cell.get_id()),
         };
         let Some(seq) = seq else {
             return Err(SupervisorError::NotFound(match key {
@@ -104,9 +106,13 @@ impl State {
             .map(|cell| (cell, child.spec.stop_policy()));
         let id = child.spec.id.clone();
         let temporary = child.spec.restart == Restart::Temporary;
+        // A restart waiting to start this child is dropped from here on: the
+        // children after it in that restart stay stopped, as OTP's
+        // `hanging_restart_loop_rest_for_one`, so none runs without the
+        // child it depends on.
+        self.cancel_restart_from(seq);
         // Forget the incarnation before stopping it, so that its exit event,
-        // which arrives after this call, is recognised as stale. A pending
-        // restart of this child skips it from now on.
+        // which arrives after this call, is recognised as stale.
         self.children.set_state(seq, ChildState::Stopped);
         if let Some((cell, shutdown)) = stopping {
             stop_child(&cell, shutdown).await;
