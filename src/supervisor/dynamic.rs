@@ -233,11 +233,15 @@ impl DynamicSupervisorRef {
     }
 
     /// Stops the child whose current incarnation is `child` and removes it.
+    /// A child that is restarting (waiting for its backoff, or retrying a
+    /// failed start) is found by its last incarnation, and its restart is
+    /// dropped (OTP's `hanging_restart_loop_simple`).
     ///
     /// # Errors
     ///
-    /// [`SupervisorError::NotFound`] if `child` is not a current child (for
-    /// instance an incarnation that was since restarted),
+    /// [`SupervisorError::NotFound`] if `child` is neither a current child
+    /// nor the last incarnation of a restarting one (for instance an
+    /// incarnation that was since replaced by a running one),
     /// [`SupervisorError::NotRunning`].
     pub async fn terminate_child(&self, child: &ActorCell) -> Result<(), SupervisorError> {
         let key = ChildKey::Actor(child.clone());

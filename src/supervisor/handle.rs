@@ -207,7 +207,9 @@ impl SupervisorRef {
     }
 
     /// Stops the child under its `Shutdown` and keeps its spec (a temporary
-    /// child's spec is dropped). A pending restart of the child is cancelled.
+    /// child's spec is dropped). A child that is restarting is stopped too:
+    /// its restart is dropped, and so is the rest of the group restart it
+    /// belonged to (the children after it stay stopped, as in OTP).
     ///
     /// # Errors
     ///
