@@ -922,3 +922,106 @@ async fn a_dynamic_child_handle_follows_the_dynamic_supervisor_across_its_restar
     );
     stop(&sup).await;
 }
+
+// ---------------------------------------------------------------------------
+// start_children: many children in one round trip, all or none
+
+#[tokio::test]
+async fn start_children_starts_a_batch_in_order_in_one_call() {
+    let log = Log::new();
+    let sup = spawn_dynamic(DynamicSpec::new()).await;
+    let cells = sup
+        .start_children(vec![probe("a", &log), probe("b", &log), probe("c", &log)])
+        .await
+        .expect("the batch starts");
+    assert_eq!(cells.len(), 3);
+    assert_eq!(log.events(), ["start:a", "start:b", "start:c"], "in order");
+    let listed: Vec<_> = sup
+        .which_children()
+        .await
+        .expect("children")
+        .into_iter()
+        .map(|c| c.actor.map(|a| a.get_id()))
+        .collect();
+    let returned: Vec<_> = cells.iter().map(|c| Some(c.get_id())).collect();
+    assert_eq!(
+        listed, returned,
+        "the incarnations come back in start order"
+    );
+    stop_dynamic(&sup).await;
+}
+
+#[tokio::test]
+async fn start_children_beyond_max_children_starts_none() {
+    let log = Log::new();
+    let sup = spawn_dynamic(DynamicSpec::new().max_children(2)).await;
+    assert_eq!(
+        sup.start_children(vec![probe("a", &log), probe("b", &log), probe("c", &log)])
+            .await,
+        Err(SupervisorError::MaxChildren(2))
+    );
+    assert!(
+        log.events().is_empty(),
+        "nothing started: {:?}",
+        log.events()
+    );
+    stop_dynamic(&sup).await;
+}
+
+#[tokio::test]
+async fn start_children_with_a_child_that_fails_to_start_stops_the_started_ones_again() {
+    let log = Log::new();
+    let sup = spawn(one_for_one(vec![probe("a", &log)])).await;
+    log.clear();
+    let result = sup
+        .start_children(vec![
+            probe("b", &log),
+            probe("c", &log),
+            refusing_probe("d", &log),
+            probe("e", &log),
+        ])
+        .await;
+    assert_eq!(
+        result.map(|_| ()),
+        Err(SupervisorError::FailedToStart {
+            id: "d".into(),
+            reason: "d refused to start".into()
+        })
+    );
+    assert_eq!(
+        log.events(),
+        ["start:b", "start:c", "start_failed:d", "stop:c", "stop:b"],
+        "all or none: the started ones stop in reverse order, e never starts"
+    );
+    assert_eq!(
+        ids(&sup).await,
+        strings(&["a"]),
+        "no spec of the batch is kept"
+    );
+    stop(&sup).await;
+}
+
+#[tokio::test]
+async fn start_children_refuses_repeated_or_present_ids_before_starting_any() {
+    let log = Log::new();
+    let sup = spawn(one_for_one(vec![probe("a", &log)])).await;
+    log.clear();
+    assert_eq!(
+        sup.start_children(vec![probe("b", &log), probe("b", &log)])
+            .await
+            .map(|_| ()),
+        Err(SupervisorError::DuplicateChildId("b".into()))
+    );
+    assert_eq!(
+        sup.start_children(vec![probe("b", &log), probe("a", &log)])
+            .await
+            .map(|_| ()),
+        Err(SupervisorError::Running("a".into()))
+    );
+    assert!(
+        log.events().is_empty(),
+        "nothing started: {:?}",
+        log.events()
+    );
+    stop(&sup).await;
+}

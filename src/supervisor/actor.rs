@@ -38,7 +38,7 @@ use crate::supervisor::children::{ChildState, Children};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::handle::{ChildCounts, ChildInfo, SupervisorRef};
 use crate::supervisor::intensity::RestartWindow;
-use crate::supervisor::spec::{AutoShutdown, ChildSpec, OnStop, SupervisorSpec};
+use crate::supervisor::spec::{AutoShutdown, ChildKind, ChildSpec, OnStop, SupervisorSpec};
 use crate::supervisor::strategy::Strategy;
 
 /// Child id → its slot, shared with every `SupervisorRef` so that
@@ -86,6 +86,10 @@ pub(crate) enum SupervisorMsg {
     CountChildren(RpcReplyPort<ChildCounts>),
     Describe(RpcReplyPort<String>),
     StartChild(ChildSpec, RpcReplyPort<Result<ActorCell, SupervisorError>>),
+    StartChildren(
+        Vec<ChildSpec>,
+        RpcReplyPort<Result<Vec<ActorCell>, SupervisorError>>,
+    ),
     TerminateChild(ChildKey, RpcReplyPort<Result<(), SupervisorError>>),
     RestartChild(String, RpcReplyPort<Result<ActorCell, SupervisorError>>),
     DeleteChild(String, RpcReplyPort<Result<(), SupervisorError>>),
@@ -143,6 +147,9 @@ struct RestartOp {
     group: Vec<u64>,
     /// Index into `group` of the next child to start.
     next: usize,
+    /// Children cut from `group` by `terminate_child` (usually none): a
+    /// sibling among them that is still stopping ends as stopped.
+    dropped: Vec<u64>,
 }
 
 /// Why the supervisor must stop after handling a message.
@@ -330,6 +337,10 @@ impl Actor for SupervisorActor {
                     let _ = port.send(state.start_child(spec).await);
                     Ok(())
                 }
+                SupervisorMsg::StartChildren(specs, port) => {
+                    let _ = port.send(state.start_children(specs).await);
+                    Ok(())
+                }
                 SupervisorMsg::TerminateChild(key, port) => {
                     let _ = port.send(state.terminate_child(key).await);
                     Ok(())
@@ -482,13 +493,17 @@ impl State {
         };
         let start = child.spec.start.clone();
         let slot = child.slot.clone();
-        let path: Arc<str> = format!("{}/{}", self.label, child.spec.id).into();
-        let cell = CHILD_PATH
-            .scope(
-                (self.myself.get_id(), path),
-                start(self.myself.get_cell(), slot),
-            )
-            .await?;
+        let starting = start(self.myself.get_cell(), slot);
+        let cell = match child.spec.kind {
+            // A nested supervisor (or pool) learns its path from this scope.
+            ChildKind::Supervisor => {
+                let path: Arc<str> = format!("{}/{}", self.label, child.spec.id).into();
+                CHILD_PATH
+                    .scope((self.myself.get_id(), path), starting)
+                    .await?
+            }
+            ChildKind::Worker => starting.await?,
+        };
         tracing::debug!(supervisor = %self.label, child = %self.child_id(seq), actor = %cell.get_id(), "child started");
         if let Some(child) = self.children.get_mut(seq) {
             child.started_at = Some(now());

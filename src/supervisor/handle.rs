@@ -206,6 +206,27 @@ impl SupervisorRef {
             .map(Some)
     }
 
+    /// Adds `specs` at the end of the start order and starts them in order,
+    /// in one round trip to the supervisor; returns their incarnations in
+    /// the same order. All or none: every spec is checked before any
+    /// starts, and if one fails to start, those this call started stop
+    /// again (reverse order, while the supervisor waits) and are removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`start_child`](Self::start_child), for the first child that
+    /// cannot be added or started; [`SupervisorError::DuplicateChildId`] if
+    /// two of `specs` share an id.
+    pub async fn start_children(
+        &self,
+        specs: Vec<ChildSpec>,
+    ) -> Result<Vec<ActorCell>, SupervisorError> {
+        call(&self.actor, |port| {
+            SupervisorMsg::StartChildren(specs, port)
+        })
+        .await?
+    }
+
     /// Stops the child under its `Shutdown` and keeps its spec (a temporary
     /// child's spec is dropped). A child that is restarting is stopped too:
     /// its restart is dropped, and so is the rest of the group restart it

@@ -55,32 +55,76 @@ impl State {
         &mut self,
         spec: ChildSpec,
     ) -> Result<ActorCell, SupervisorError> {
-        spec.validate()?;
-        match self.mode {
-            Mode::Static => {
-                if let Some(seq) = self.children.seq_of_id(&spec.id) {
-                    return Err(match self.children.get(seq).map(|c| c.status()) {
-                        Some(crate::ChildStatus::Running) => SupervisorError::Running(spec.id),
-                        _ => SupervisorError::AlreadyPresent(spec.id),
+        let mut started = self.start_children(vec![spec]).await?;
+        started
+            .pop()
+            .ok_or_else(|| SupervisorError::Spawn("no child was given to start".into()))
+    }
+
+    /// Adds `specs` at the end of the start order and starts them in order,
+    /// all or none: every spec is checked before any starts, and if one
+    /// fails to start, the ones this call started stop again (reverse
+    /// order) and are removed.
+    pub(super) async fn start_children(
+        &mut self,
+        specs: Vec<ChildSpec>,
+    ) -> Result<Vec<ActorCell>, SupervisorError> {
+        self.check_new_children(&specs)?;
+        let mut started: Vec<(u64, ActorCell)> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let seq = self.add_child(spec);
+            match self.start_incarnation(seq).await {
+                Ok(cell) => started.push((seq, cell)),
+                Err(err) => {
+                    let id = self.child_id(seq);
+                    self.remove_child(seq);
+                    for (seq, cell) in started.into_iter().rev() {
+                        let policy = self.children.get(seq).map(|c| c.spec.stop_policy());
+                        // Forget it first: its exit event is stale.
+                        self.remove_child(seq);
+                        if let Some(policy) = policy {
+                            stop_child(&cell, policy).await;
+                        }
+                    }
+                    return Err(SupervisorError::FailedToStart {
+                        id,
+                        reason: start_error_text(&err),
                     });
                 }
             }
+        }
+        Ok(started.into_iter().map(|(_, cell)| cell).collect())
+    }
+
+    /// OTP's refusals for adding `specs`: an invalid spec, an id already
+    /// present or repeated (static), or more children than `max_children`
+    /// (dynamic).
+    fn check_new_children(&self, specs: &[ChildSpec]) -> Result<(), SupervisorError> {
+        for spec in specs {
+            spec.validate()?;
+        }
+        match self.mode {
+            Mode::Static => {
+                let mut batch = std::collections::HashSet::with_capacity(specs.len());
+                for spec in specs {
+                    if let Some(seq) = self.children.seq_of_id(&spec.id) {
+                        return Err(match self.children.get(seq).map(|c| c.status()) {
+                            Some(crate::ChildStatus::Running) => {
+                                SupervisorError::Running(spec.id.clone())
+                            }
+                            _ => SupervisorError::AlreadyPresent(spec.id.clone()),
+                        });
+                    }
+                    if !batch.insert(spec.id.as_str()) {
+                        return Err(SupervisorError::DuplicateChildId(spec.id.clone()));
+                    }
+                }
+                Ok(())
+            }
             Mode::Dynamic {
                 max_children: Some(max),
-            } if self.children.len() >= max => return Err(SupervisorError::MaxChildren(max)),
-            Mode::Dynamic { .. } => {}
-        }
-        let id = spec.id.clone();
-        let seq = self.add_child(spec);
-        match self.start_incarnation(seq).await {
-            Ok(cell) => Ok(cell),
-            Err(err) => {
-                self.remove_child(seq);
-                Err(SupervisorError::FailedToStart {
-                    id,
-                    reason: start_error_text(&err),
-                })
-            }
+            } if self.children.len() + specs.len() > max => Err(SupervisorError::MaxChildren(max)),
+            Mode::Dynamic { .. } => Ok(()),
         }
     }
 
