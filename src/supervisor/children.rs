@@ -75,7 +75,7 @@ pub(crate) struct Children {
     /// that cell, so a late exit event of an old incarnation finds nothing.
     by_actor: HashMap<ActorId, u64>,
     /// `ActorId` of the last incarnation of a child that is `Restarting` →
-    /// sequence number. Only for finding the child by the handle its caller
+    /// sequence number (dynamic supervisors only). Only for finding the child by the handle its caller
     /// holds (a dynamic child is known by its incarnation, as OTP's
     /// `{restarting, Pid}`), never for exit events: the exit of that
     /// incarnation has already been handled.
@@ -174,7 +174,8 @@ impl Children {
         if let Some(previous) = child.restarting_from.take() {
             self.restarting_from.remove(&previous);
         }
-        if matches!(state, ChildState::Restarting) {
+        // Only a dynamic supervisor finds children by a past incarnation.
+        if !self.unique_ids && matches!(state, ChildState::Restarting) {
             // Keep the handle of the incarnation that ended (or, restarting
             // again after a failed start, the one before it).
             if let Some(id) = last.or(child.last_actor) {
@@ -182,7 +183,7 @@ impl Children {
                 child.restarting_from = Some(id);
             }
         }
-        if let Some(id) = last {
+        if let Some(id) = last.filter(|_| !self.unique_ids) {
             child.last_actor = Some(id);
         }
         match &state {
