@@ -219,16 +219,23 @@ pub(crate) async fn spawn_actor(
     mut args: Args,
     parent: Option<ActorCell>,
 ) -> Result<(ActorRef<SupervisorMsg>, ractor::concurrency::JoinHandle<()>), SpawnErr> {
-    if let Some(parent) = &parent {
-        args.path = CHILD_PATH
-            .try_with(|(sup, path)| (*sup == parent.get_id()).then(|| path.to_string()))
-            .ok()
-            .flatten();
-    }
+    args.path = parent.as_ref().and_then(child_path);
     match parent {
         Some(parent) => SupervisorActor::spawn_linked(name, SupervisorActor, args, parent).await,
         None => SupervisorActor::spawn(name, SupervisorActor, args).await,
     }
+}
+
+/// The path in the tree (`root/storage/cache`) of the child that supervisor
+/// `parent` is starting right now, when called from that start (a nested
+/// supervisor's or a pool's start function, or a `pre_start` it runs);
+/// `None` anywhere else. Supervisors name themselves by it; a pool can use
+/// it to name its own logs.
+pub(crate) fn child_path(parent: &ActorCell) -> Option<String> {
+    CHILD_PATH
+        .try_with(|(sup, path)| (*sup == parent.get_id()).then(|| path.to_string()))
+        .ok()
+        .flatten()
 }
 
 /// Turns a failed supervisor spawn back into the error that caused it.
