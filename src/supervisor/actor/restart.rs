@@ -28,8 +28,7 @@ impl State {
             return Ok(());
         };
         if matches!(child.state, ChildState::Stopping(_)) {
-            // Ended while its group restart stops the siblings (it crashed
-            // before its turn): expected, not counted.
+            // Stopped by a group restart: expected, not counted.
             tracing::debug!(supervisor = %self.label, child = %child.spec.id, %reason, "child stopped for a group restart");
             self.finish_induced_stop(seq);
             return Ok(());
@@ -211,18 +210,8 @@ impl State {
             })
             .collect();
         let myself = self.myself.clone();
-        let supervisor = myself.get_cell();
         self.set_pending(tokio::spawn(async move {
             for (cell, shutdown) in to_stop {
-                // Unlinked first, so that its exit is not also reported to
-                // the supervisor: `group_stopped` accounts for the whole
-                // group at once. (One wake-up of the idle supervisor per
-                // sibling made a one-for-all restart of 100 children cost
-                // about a fifth more than a hand-written one.) If the
-                // supervisor is killed meanwhile, the siblings not yet
-                // reached are still linked and die with it; this one is
-                // being stopped by this task, which goes on.
-                cell.unlink(supervisor.clone());
                 stop_child(&cell, shutdown).await;
             }
             let _ = myself.cast(SupervisorMsg::GroupStopped { token });
