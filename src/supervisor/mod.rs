@@ -59,6 +59,7 @@
 //! | topic | behaviour |
 //! |-------|-----------|
 //! | start | children start in spec order, each fully (`pre_start` done) before the next; if one fails, the started ones stop in reverse order and spawning fails with [`SupervisorError::FailedToStart`] naming it |
+//! | batch start | `start_children(specs)` (on [`SupervisorRef`] and [`DynamicSupervisorRef`]) adds and starts many children in one round trip, in order, all or none: every spec is checked first, and a failed start stops the ones that call started (reverse order). OTP has no batch call; it is one `start_child` per child |
 //! | restart types | see [`strategy::should_restart`]: permanent always, transient after an abnormal exit (a kill is abnormal), temporary never (its spec is dropped) |
 //! | group restarts | `OneForAll` / `RestForOne` stop the affected running siblings in reverse order under their own `Shutdown`, drop temporary ones, then start the group in forward order. Their induced exits are not counted |
 //! | intensity | every restart attempt counts, failed starts included; a group restart counts once. One more than allowed and the supervisor stops all children (reverse order) and fails with [`SupervisorError::IntensityExceeded`], an abnormal exit for its parent |
