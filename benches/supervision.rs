@@ -32,7 +32,8 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use ractor_otp::{
-    ChildRef, ChildSpec, DynamicSpec, DynamicSupervisor, Strategy, Supervisor, SupervisorSpec,
+    ChildRef, ChildSpec, DynamicSpec, DynamicSupervisor, Strategy, Supervisor, SupervisorExit,
+    SupervisorRef, SupervisorSpec,
 };
 use tokio::runtime::Runtime;
 
@@ -42,6 +43,10 @@ const CASTS: u64 = 10_000;
 const GROUP: usize = 10;
 /// Children started and stopped per round of the spawn+stop bench.
 const SPAWNED: usize = 1_000;
+/// The same, in the bench at scale.
+const SPAWNED_MANY: usize = 10_000;
+/// Group sizes of the one-for-all restart bench at scale.
+const GROUPS: [usize; 3] = [10, 100, 1_000];
 /// Upper bound on polls while waiting for a new incarnation (no sleeping).
 const MAX_POLLS: u32 = 10_000_000;
 
@@ -187,6 +192,94 @@ impl Actor for RawRestarter {
     }
 }
 
+/// The current incarnations of the [`RawGroupRestarter`]'s children.
+type RawGroup = Arc<RwLock<Vec<Option<ActorRef<Msg>>>>>;
+
+/// What a [`RawGroupRestarter`] runs.
+struct RawGroupArgs {
+    /// Published incarnations, one per child.
+    slots: RawGroup,
+    /// Number of children.
+    size: usize,
+    /// Stop the siblings all at once (`true`) or one at a time in reverse
+    /// start order, as OTP's one-for-all (`false`).
+    parallel: bool,
+}
+
+/// A hand-written one-for-all restarter: on any child's failure it stops
+/// the others (in parallel, or in reverse order one at a time), respawns
+/// all of them in order and publishes them. No intensity, no bookkeeping,
+/// no shutdown timeouts, no tracing: the floor for the group restart bench.
+struct RawGroupRestarter;
+
+impl Actor for RawGroupRestarter {
+    type Msg = ();
+    type State = (RawGroupArgs, Vec<ActorRef<Msg>>);
+    type Arguments = RawGroupArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: RawGroupArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let children = spawn_group(&myself, &args).await?;
+        Ok((args, children))
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: SupervisionEvent,
+        (args, children): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(failed, _) = event else {
+            return Ok(());
+        };
+        args.slots.write().expect("slots lock").fill(None);
+        let others: Vec<ActorRef<Msg>> = children
+            .drain(..)
+            .filter(|c| c.get_id() != failed.get_id())
+            .collect();
+        if args.parallel {
+            for child in &others {
+                child.stop(None);
+            }
+            for child in &others {
+                let _ = child.wait(None).await;
+            }
+        } else {
+            for child in others.iter().rev() {
+                let _ = child.stop_and_wait(None, None).await;
+            }
+        }
+        *children = spawn_group(&myself, args).await?;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<()>,
+        _: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop_children_and_wait(None, None).await;
+        Ok(())
+    }
+}
+
+/// Spawns the [`RawGroupRestarter`]'s children in order, publishing each.
+async fn spawn_group(
+    parent: &ActorRef<()>,
+    args: &RawGroupArgs,
+) -> Result<Vec<ActorRef<Msg>>, ActorProcessingErr> {
+    let mut children = Vec::with_capacity(args.size);
+    for i in 0..args.size {
+        let (child, _) = Worker::spawn_linked(None, Worker, (), parent.get_cell()).await?;
+        args.slots.write().expect("slots lock")[i] = Some(child.clone());
+        children.push(child);
+    }
+    Ok(children)
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 
@@ -275,8 +368,8 @@ fn bench_cast(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 
     rt.block_on(async {
-        sup.cell().stop_and_wait(None, None).await.expect("stop");
-        join.await.expect("supervisor task");
+        sup.stop(None).await.expect("stop");
+        join.await;
     });
 }
 
@@ -371,6 +464,100 @@ async fn raw_restart_by_hand(slot: RawSlot, iters: u64) -> Duration {
     total
 }
 
+/// `iters` restarts of a [`RawGroupRestarter`]'s group: its last child
+/// fails; timed until every child's new incarnation has answered a call.
+async fn raw_group_restart(slots: RawGroup, iters: u64) -> Duration {
+    let current = |i: usize| slots.read().expect("slots lock")[i].clone();
+    let size = slots.read().expect("slots lock").len();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let old: Vec<ActorId> = (0..size)
+            .map(|i| current(i).expect("running").get_id())
+            .collect();
+        let start = Instant::now();
+        let last = current(size - 1).expect("running");
+        assert!(last.cast(Msg::Crash).is_ok(), "cast refused");
+        for (i, old) in old.into_iter().enumerate() {
+            let mut polls = 0;
+            loop {
+                if let Some(actor) = current(i) {
+                    if let Ok(reply) = actor.call(Msg::Ping, None).await {
+                        if reply.success_or(()).is_ok_and(|(id, _)| id != old) {
+                            break;
+                        }
+                    }
+                }
+                polls += 1;
+                assert!(polls < MAX_POLLS, "raw group was not restarted");
+                tokio::task::yield_now().await;
+            }
+        }
+        total += start.elapsed();
+    }
+    total
+}
+
+/// A one-for-all supervisor of `size` workers and handles to them.
+async fn one_for_all_group(size: usize) -> (SupervisorRef, SupervisorExit, Vec<ChildRef<Msg>>) {
+    let (sup, exit) = Supervisor::spawn(None, spec(Strategy::OneForAll, size))
+        .await
+        .expect("one-for-all supervisor");
+    let children = (0..size)
+        .map(|i| sup.child::<Msg>(&format!("w{i}")).expect("child"))
+        .collect();
+    (sup, exit, children)
+}
+
+/// A [`RawGroupRestarter`] of `size` workers and its published slots.
+async fn raw_group(size: usize, parallel: bool) -> (ActorRef<()>, RawGroup) {
+    let slots: RawGroup = Arc::new(RwLock::new(vec![None; size]));
+    let args = RawGroupArgs {
+        slots: slots.clone(),
+        size,
+        parallel,
+    };
+    let (restarter, _) = Actor::spawn(None, RawGroupRestarter, args)
+        .await
+        .expect("raw group restarter");
+    (restarter, slots)
+}
+
+/// Bench 2b: one-for-all restarts of 10, 100 and 1,000 children vs the
+/// hand-written restarter stopping the siblings in parallel and in reverse
+/// order one at a time.
+fn bench_group_restart(c: &mut Criterion, rt: &Runtime) {
+    let mut group = c.benchmark_group("one_for_all_restart");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for size in GROUPS {
+        let (sup, exit, children) = rt.block_on(one_for_all_group(size));
+        let (parallel, parallel_slots) = rt.block_on(raw_group(size, true));
+        let (sequential, sequential_slots) = rt.block_on(raw_group(size, false));
+        group.bench_function(BenchmarkId::new("raw_parallel_stop", size), |b| {
+            b.iter_custom(|iters| on_runtime(rt, raw_group_restart(parallel_slots.clone(), iters)));
+        });
+        group.bench_function(BenchmarkId::new("raw_reverse_order_stop", size), |b| {
+            b.iter_custom(|iters| {
+                on_runtime(rt, raw_group_restart(sequential_slots.clone(), iters))
+            });
+        });
+        group.bench_function(BenchmarkId::new("supervisor", size), |b| {
+            b.iter_custom(|iters| on_runtime(rt, restart_one_for_all(children.clone(), iters)));
+        });
+        rt.block_on(async {
+            sup.stop(None).await.expect("stop");
+            exit.await;
+            for restarter in [parallel, sequential] {
+                restarter.stop_and_wait(None, None).await.expect("stop");
+            }
+        });
+    }
+    group.finish();
+}
+
 /// Bench 2: restart latency, one-for-one and one-for-all, vs raw respawns.
 fn bench_restart(c: &mut Criterion, rt: &Runtime) {
     let (one, one_join) = rt
@@ -422,7 +609,10 @@ fn bench_restart(c: &mut Criterion, rt: &Runtime) {
         ] {
             cell.stop_and_wait(None, None).await.expect("stop");
         }
-        for join in [one_join, all_join, parent_join, echo_join, restarter_join] {
+        for join in [one_join, all_join] {
+            join.await;
+        }
+        for join in [parent_join, echo_join, restarter_join] {
             join.await.expect("actor task");
         }
     });
@@ -431,15 +621,16 @@ fn bench_restart(c: &mut Criterion, rt: &Runtime) {
 // ---------------------------------------------------------------------------
 // 3. Spawn and stop 1,000 children
 
-/// `iters` rounds of: spawn a dynamic supervisor, start [`SPAWNED`]
-/// children in it, stop it and wait until it (and so every child) is gone.
-async fn supervised_spawn_stop(iters: u64) -> Duration {
+/// `iters` rounds of: spawn a dynamic supervisor, start `n` children in
+/// it, one `start_child` call each, stop it and wait until it (and so every
+/// child) is gone.
+async fn supervised_spawn_stop(n: usize, iters: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         let (sup, join) = DynamicSupervisor::spawn(None, DynamicSpec::new())
             .await
             .expect("dynamic supervisor");
-        for _ in 0..SPAWNED {
+        for _ in 0..n {
             sup.start_child(ChildSpec::new("w", Worker, || ()))
                 .await
                 .expect("start_child");
@@ -451,13 +642,30 @@ async fn supervised_spawn_stop(iters: u64) -> Duration {
     start.elapsed()
 }
 
-/// Baseline: spawn a plain parent, [`SPAWNED`] `spawn_linked` children
-/// under it, stop it (it stops its children) and wait.
-async fn raw_spawn_stop(iters: u64) -> Duration {
+/// As [`supervised_spawn_stop`], with the `n` children started by one
+/// `start_children` call (one round trip).
+async fn supervised_spawn_stop_batch(n: usize, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let (sup, join) = DynamicSupervisor::spawn(None, DynamicSpec::new())
+            .await
+            .expect("dynamic supervisor");
+        let specs = (0..n).map(|_| ChildSpec::new("w", Worker, || ())).collect();
+        sup.start_children(specs).await.expect("start_children");
+        let cell = sup.cell().expect("running");
+        cell.stop_and_wait(None, None).await.expect("stop");
+        join.await.expect("supervisor task");
+    }
+    start.elapsed()
+}
+
+/// Baseline: spawn a plain parent, `n` `spawn_linked` children under it,
+/// stop it (it stops its children) and wait.
+async fn raw_spawn_stop(n: usize, iters: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         let (parent, join) = Actor::spawn(None, Parent, ()).await.expect("parent");
-        for _ in 0..SPAWNED {
+        for _ in 0..n {
             Worker::spawn_linked(None, Worker, (), parent.get_cell())
                 .await
                 .expect("spawn_linked");
@@ -487,7 +695,8 @@ async fn raw_spawn_stop_by_call(iters: u64) -> Duration {
     start.elapsed()
 }
 
-/// Bench 3: 1,000 children started and stopped, supervised vs raw.
+/// Bench 3: 1,000 (and 10,000) children started and stopped, supervised
+/// (one call per child, and one batch) vs raw.
 fn bench_spawn_stop(c: &mut Criterion, rt: &Runtime) {
     let mut group = c.benchmark_group("spawn_stop_1000");
     group
@@ -497,14 +706,38 @@ fn bench_spawn_stop(c: &mut Criterion, rt: &Runtime) {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(SPAWNED as u64));
     group.bench_function(BenchmarkId::new("raw_spawn_linked", SPAWNED), |b| {
-        b.iter_custom(|iters| on_runtime(rt, raw_spawn_stop(iters)));
+        b.iter_custom(|iters| on_runtime(rt, raw_spawn_stop(SPAWNED, iters)));
     });
     group.bench_function(BenchmarkId::new("raw_spawn_linked_by_call", SPAWNED), |b| {
         b.iter_custom(|iters| on_runtime(rt, raw_spawn_stop_by_call(iters)));
     });
     group.bench_function(BenchmarkId::new("dynamic_supervisor", SPAWNED), |b| {
-        b.iter_custom(|iters| on_runtime(rt, supervised_spawn_stop(iters)));
+        b.iter_custom(|iters| on_runtime(rt, supervised_spawn_stop(SPAWNED, iters)));
     });
+    group.bench_function(BenchmarkId::new("dynamic_supervisor_batch", SPAWNED), |b| {
+        b.iter_custom(|iters| on_runtime(rt, supervised_spawn_stop_batch(SPAWNED, iters)));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("spawn_stop_10000");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(SPAWNED_MANY as u64));
+    group.bench_function(BenchmarkId::new("raw_spawn_linked", SPAWNED_MANY), |b| {
+        b.iter_custom(|iters| on_runtime(rt, raw_spawn_stop(SPAWNED_MANY, iters)));
+    });
+    group.bench_function(BenchmarkId::new("dynamic_supervisor", SPAWNED_MANY), |b| {
+        b.iter_custom(|iters| on_runtime(rt, supervised_spawn_stop(SPAWNED_MANY, iters)));
+    });
+    group.bench_function(
+        BenchmarkId::new("dynamic_supervisor_batch", SPAWNED_MANY),
+        |b| {
+            b.iter_custom(|iters| on_runtime(rt, supervised_spawn_stop_batch(SPAWNED_MANY, iters)));
+        },
+    );
     group.finish();
 }
 
@@ -584,13 +817,13 @@ fn paired_check(rt: &Runtime) {
                 || cast_via_child_ref(child.clone(), 1),
             )
             .await;
-            sup.cell().stop_and_wait(None, None).await.expect("stop");
-            join.await.expect("supervisor task");
+            sup.stop(None).await.expect("stop");
+            join.await;
             let spawn = paired_ratio(
                 PAIRED_SPAWN_ROUNDS,
                 PAIRED_SPAWN_ROUNDS / 5,
-                || supervised_spawn_stop(1),
-                || raw_spawn_stop(1),
+                || supervised_spawn_stop(SPAWNED, 1),
+                || raw_spawn_stop(SPAWNED, 1),
             )
             .await;
             (cast, spawn)
@@ -612,6 +845,118 @@ fn paired_check(rt: &Runtime) {
     );
 }
 
+/// Interleaved rounds per variant in [`paired_check_scale`]'s group restarts.
+const PAIRED_GROUP_ROUNDS: [usize; 3] = [200, 60, 12];
+/// Restarts per round in [`paired_check_scale`]'s one-for-one comparison.
+const PAIRED_ONE_FOR_ONE_RESTARTS: u64 = 100;
+
+/// Prints the ratios of the supervision speed targets as interleaved pairs
+/// of rounds (see [`paired_check`]): batch starts against raw spawns, and
+/// restarts against the hand-written restarters.
+fn paired_check_scale(rt: &Runtime) {
+    let lines = rt.block_on(async {
+        tokio::spawn(async {
+            let mut lines = Vec::new();
+            let (batch, raw, ratio) = paired_ratio(
+                PAIRED_SPAWN_ROUNDS,
+                PAIRED_SPAWN_ROUNDS / 5,
+                || supervised_spawn_stop_batch(SPAWNED, 1),
+                || raw_spawn_stop(SPAWNED, 1),
+            )
+            .await;
+            lines.push(format!(
+                "spawn+stop {SPAWNED}, start_children: {batch:.2?} vs raw {raw:.2?} = {ratio:.2} x \
+                 (target <= 2)"
+            ));
+            let (batch, raw, ratio) = paired_ratio(
+                PAIRED_SPAWN_ROUNDS / 4,
+                2,
+                || supervised_spawn_stop_batch(SPAWNED_MANY, 1),
+                || raw_spawn_stop(SPAWNED_MANY, 1),
+            )
+            .await;
+            lines.push(format!(
+                "spawn+stop {SPAWNED_MANY}, start_children: {batch:.2?} vs raw {raw:.2?} = \
+                 {ratio:.2} x (target <= 2)"
+            ));
+            let (per_call, raw, ratio) = paired_ratio(
+                PAIRED_SPAWN_ROUNDS / 4,
+                2,
+                || supervised_spawn_stop(SPAWNED_MANY, 1),
+                || raw_spawn_stop(SPAWNED_MANY, 1),
+            )
+            .await;
+            lines.push(format!(
+                "spawn+stop {SPAWNED_MANY}, start_child each: {per_call:.2?} vs raw {raw:.2?} = \
+                 {ratio:.2} x"
+            ));
+            for (size, rounds) in GROUPS.into_iter().zip(PAIRED_GROUP_ROUNDS) {
+                let (sup, exit, children) = one_for_all_group(size).await;
+                let (parallel, parallel_slots) = raw_group(size, true).await;
+                let (sequential, sequential_slots) = raw_group(size, false).await;
+                let (ours, floor, vs_parallel) = paired_ratio(
+                    rounds,
+                    rounds / 5,
+                    || restart_one_for_all(children.clone(), 1),
+                    || raw_group_restart(parallel_slots.clone(), 1),
+                )
+                .await;
+                let (_, ordered, vs_ordered) = paired_ratio(
+                    rounds,
+                    rounds / 5,
+                    || restart_one_for_all(children.clone(), 1),
+                    || raw_group_restart(sequential_slots.clone(), 1),
+                )
+                .await;
+                lines.push(format!(
+                    "one-for-all restart of {size}: supervisor {ours:.2?}; by hand, parallel \
+                     stop {floor:.2?} ({vs_parallel:.2} x), reverse-order stop {ordered:.2?} \
+                     ({vs_ordered:.2} x){}",
+                    if size == 100 {
+                        " (target <= 1.3 x parallel)"
+                    } else {
+                        ""
+                    }
+                ));
+                sup.stop(None).await.expect("stop");
+                exit.await;
+                for restarter in [parallel, sequential] {
+                    restarter.stop_and_wait(None, None).await.expect("stop");
+                }
+            }
+            let (one, _) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
+                .await
+                .expect("one-for-one supervisor");
+            let child = one.child::<Msg>("w0").expect("child w0");
+            let slot = RawSlot::default();
+            let (restarter, _) = Actor::spawn(None, RawRestarter, slot.clone())
+                .await
+                .expect("restarter");
+            let (ours, floor, ratio) = paired_ratio(
+                100,
+                20,
+                || restart_one_for_one(child.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
+                || raw_restart_by_hand(slot.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
+            )
+            .await;
+            let per = PAIRED_ONE_FOR_ONE_RESTARTS as u32;
+            lines.push(format!(
+                "one-for-one restart: supervisor {:.2?} vs by hand {:.2?} = {ratio:.2} x",
+                ours / per,
+                floor / per
+            ));
+            one.stop(None).await.expect("stop");
+            restarter.stop_and_wait(None, None).await.expect("stop");
+            lines
+        })
+        .await
+        .expect("paired check task")
+    });
+    for line in lines {
+        println!("paired check: {line}");
+    }
+}
+
 /// Runs the three bench groups on one runtime (what `criterion_main!` would
 /// do, written out so that every item is documented), then the paired check.
 fn main() {
@@ -619,11 +964,13 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_cast(&mut c, &rt);
     bench_restart(&mut c, &rt);
+    bench_group_restart(&mut c, &rt);
     bench_spawn_stop(&mut c, &rt);
     c.final_summary();
     // Not when only listing, smoke-testing (`--test`) or profiling.
     let quick = ["--list", "--test", "--profile-time"];
     if !std::env::args().any(|arg| quick.iter().any(|q| arg.starts_with(q))) {
         paired_check(&rt);
+        paired_check_scale(&rt);
     }
 }

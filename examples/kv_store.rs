@@ -261,7 +261,7 @@ impl KvNode {
             .intensity(3, Duration::from_secs(10))
             .child(ChildSpec::new("store", ctx.clone(), || ()));
         let (sup, _) = Supervisor::spawn(None, spec).await?;
-        let store = sup.child::<Kv>("store").ok_or("no store child")?;
+        let store = sup.child::<Kv>("store")?;
         ctx.node.export_child("kv", store.clone())?;
         println!("{log}node {name} listening on {}", ctx.node.local_addr());
         tokio::spawn(watch_peers(ctx.clone(), events, store.clone()));

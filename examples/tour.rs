@@ -269,7 +269,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print!("{}", tree(&app, &hashers).await?);
 
     step("2. One-for-one: the cache crashes, only the cache restarts");
-    let cache = app.child::<Msg>("cache").ok_or("no cache child")?;
+    let cache = app.child::<Msg>("cache")?;
     let before = hello(&cache).await?;
     cache.cast(Msg::Crash).map_err(|e| e.to_string())?;
     let after = new_incarnation(&cache, before).await?;
@@ -315,7 +315,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     step("5. Backoff: flaky crashes and waits before it restarts; the supervisor keeps answering");
-    let flaky = app.child::<Msg>("flaky").ok_or("no flaky child")?;
+    let flaky = app.child::<Msg>("flaky")?;
     let flaky0 = hello(&flaky).await?;
     flaky.cast(Msg::Crash).map_err(|e| e.to_string())?;
     for _ in 0..100 {
@@ -432,7 +432,7 @@ async fn storage_handles(
 ) -> Result<(ChildRef<Msg>, ChildRef<Msg>), Box<dyn std::error::Error>> {
     for _ in 0..400 {
         if let Some(storage) = app.supervisor_child("storage") {
-            if let (Some(db), Some(writer)) =
+            if let (Ok(db), Ok(writer)) =
                 (storage.child::<Msg>("db"), storage.child::<Msg>("writer"))
             {
                 if db.current().is_some() && writer.current().is_some() {

@@ -111,6 +111,27 @@ impl ExitReason {
     pub fn is_abnormal(&self) -> bool {
         !self.is_normal()
     }
+
+    /// The process exit code for an application whose root supervisor ended
+    /// this way: success after a normal exit, failure otherwise (a root
+    /// that gave up after exceeding its restart intensity, or was killed),
+    /// so that a service manager sees the crash and can restart the process.
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    /// use ractor_otp::ExitReason;
+    ///
+    /// assert_eq!(ExitReason::Shutdown(None).exit_code(), ExitCode::SUCCESS);
+    /// assert_eq!(ExitReason::Failed("gave up".into()).exit_code(), ExitCode::FAILURE);
+    /// ```
+    #[must_use]
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.is_normal() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 impl fmt::Display for ExitReason {

@@ -63,6 +63,8 @@
 //!
 //! - [`supervisor`]: supervisors, child specs, strategies, intensity,
 //!   backoff, dynamic supervisors, `ChildRef`.
+//! - [`application`]: [`Application`], a root supervisor run as a service:
+//!   until Ctrl-C or SIGTERM, then an ordered stop within a deadline.
 //! - [`pool`]: [`Pool`], load-balancing among supervised workers.
 //! - [`exit`]: [`ExitReason`], how a child ended.
 //! - `cluster` (feature `cluster`): [`Node`], remote actors
@@ -92,21 +94,24 @@ macro_rules! lock {
 // the crate too (doc tests and unit tests).
 extern crate self as ractor_otp;
 
+pub mod application;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod exit;
 pub mod pool;
 pub mod supervisor;
 
+pub use application::Application;
 pub use exit::ExitReason;
 pub use pool::{
     DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolCastError, PoolError,
     PoolRef, PoolStats, QueueOrder, Routing, WorkerStats,
 };
 pub use supervisor::{
-    AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,
-    ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, Restart,
-    Shutdown, Strategy, Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
+    AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind,
+    ChildLookupError, ChildRef, ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor,
+    DynamicSupervisorRef, Restart, Shutdown, Strategy, Supervisor, SupervisorError, SupervisorExit,
+    SupervisorRef, SupervisorSpec,
 };
 
 #[cfg(feature = "cluster")]
@@ -121,6 +126,7 @@ pub use ractor_otp_macros::RemoteMessage;
 
 /// Everything an application usually needs, for `use ractor_otp::prelude::*`.
 pub mod prelude {
+    pub use crate::application::Application;
     #[cfg(feature = "cluster")]
     pub use crate::cluster::{
         ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents,
@@ -133,9 +139,10 @@ pub mod prelude {
         PoolRef, PoolStats, QueueOrder, Routing, WorkerStats,
     };
     pub use crate::supervisor::{
-        AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind, ChildRef,
-        ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, Restart,
-        Shutdown, Strategy, Supervisor, SupervisorError, SupervisorRef, SupervisorSpec,
+        AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind,
+        ChildLookupError, ChildRef, ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor,
+        DynamicSupervisorRef, Restart, Shutdown, Strategy, Supervisor, SupervisorError,
+        SupervisorExit, SupervisorRef, SupervisorSpec,
     };
     #[cfg(all(feature = "macros", feature = "cluster"))]
     pub use ractor_otp_macros::RemoteMessage;

@@ -49,7 +49,7 @@ async fn start_child_starts_a_new_child_at_the_end_of_the_start_order() {
         "which_children reports the incarnation start_child returned"
     );
     assert_eq!(log.count("start:b"), 1, "b started exactly once");
-    assert!(sup.child::<Cmd>("b").is_some(), "b can be reached by id");
+    assert!(sup.child::<Cmd>("b").is_ok(), "b can be reached by id");
     stop(&sup).await;
 }
 
@@ -109,7 +109,10 @@ async fn start_child_whose_pre_start_fails_reports_failed_to_start_and_keeps_no_
         "the failed spec is not kept"
     );
     assert!(
-        sup.child::<Cmd>("x").is_none(),
+        matches!(
+            sup.child::<Cmd>("x"),
+            Err(ractor_otp::ChildLookupError::NotFound(_))
+        ),
         "no handle to a child that never was"
     );
     sup.start_child(probe("x", &log))
@@ -217,7 +220,10 @@ async fn terminating_a_temporary_child_drops_its_spec() {
         Err(SupervisorError::NotFound("t".into())),
         "a dropped spec cannot be restarted"
     );
-    assert!(sup.child::<Cmd>("t").is_none());
+    assert!(matches!(
+        sup.child::<Cmd>("t"),
+        Err(ractor_otp::ChildLookupError::NotFound(_))
+    ));
     stop(&sup).await;
 }
 
@@ -913,6 +919,109 @@ async fn a_dynamic_child_handle_follows_the_dynamic_supervisor_across_its_restar
         sessions.count_children().await.map(|c| c.active),
         Ok(1),
         "the new incarnation has the child started through the old handle"
+    );
+    stop(&sup).await;
+}
+
+// ---------------------------------------------------------------------------
+// start_children: many children in one round trip, all or none
+
+#[tokio::test]
+async fn start_children_starts_a_batch_in_order_in_one_call() {
+    let log = Log::new();
+    let sup = spawn_dynamic(DynamicSpec::new()).await;
+    let cells = sup
+        .start_children(vec![probe("a", &log), probe("b", &log), probe("c", &log)])
+        .await
+        .expect("the batch starts");
+    assert_eq!(cells.len(), 3);
+    assert_eq!(log.events(), ["start:a", "start:b", "start:c"], "in order");
+    let listed: Vec<_> = sup
+        .which_children()
+        .await
+        .expect("children")
+        .into_iter()
+        .map(|c| c.actor.map(|a| a.get_id()))
+        .collect();
+    let returned: Vec<_> = cells.iter().map(|c| Some(c.get_id())).collect();
+    assert_eq!(
+        listed, returned,
+        "the incarnations come back in start order"
+    );
+    stop_dynamic(&sup).await;
+}
+
+#[tokio::test]
+async fn start_children_beyond_max_children_starts_none() {
+    let log = Log::new();
+    let sup = spawn_dynamic(DynamicSpec::new().max_children(2)).await;
+    assert_eq!(
+        sup.start_children(vec![probe("a", &log), probe("b", &log), probe("c", &log)])
+            .await,
+        Err(SupervisorError::MaxChildren(2))
+    );
+    assert!(
+        log.events().is_empty(),
+        "nothing started: {:?}",
+        log.events()
+    );
+    stop_dynamic(&sup).await;
+}
+
+#[tokio::test]
+async fn start_children_with_a_child_that_fails_to_start_stops_the_started_ones_again() {
+    let log = Log::new();
+    let sup = spawn(one_for_one(vec![probe("a", &log)])).await;
+    log.clear();
+    let result = sup
+        .start_children(vec![
+            probe("b", &log),
+            probe("c", &log),
+            refusing_probe("d", &log),
+            probe("e", &log),
+        ])
+        .await;
+    assert_eq!(
+        result.map(|_| ()),
+        Err(SupervisorError::FailedToStart {
+            id: "d".into(),
+            reason: "d refused to start".into()
+        })
+    );
+    assert_eq!(
+        log.events(),
+        ["start:b", "start:c", "start_failed:d", "stop:c", "stop:b"],
+        "all or none: the started ones stop in reverse order, e never starts"
+    );
+    assert_eq!(
+        ids(&sup).await,
+        strings(&["a"]),
+        "no spec of the batch is kept"
+    );
+    stop(&sup).await;
+}
+
+#[tokio::test]
+async fn start_children_refuses_repeated_or_present_ids_before_starting_any() {
+    let log = Log::new();
+    let sup = spawn(one_for_one(vec![probe("a", &log)])).await;
+    log.clear();
+    assert_eq!(
+        sup.start_children(vec![probe("b", &log), probe("b", &log)])
+            .await
+            .map(|_| ()),
+        Err(SupervisorError::DuplicateChildId("b".into()))
+    );
+    assert_eq!(
+        sup.start_children(vec![probe("b", &log), probe("a", &log)])
+            .await
+            .map(|_| ()),
+        Err(SupervisorError::Running("a".into()))
+    );
+    assert!(
+        log.events().is_empty(),
+        "nothing started: {:?}",
+        log.events()
     );
     stop(&sup).await;
 }

@@ -282,9 +282,9 @@ impl<A: Actor + Clone> PoolBuilder<A> {
         let (core, worker_spec, plan) = self.parts();
         core.set_label(name.clone().unwrap_or_else(|| "pool".to_string()));
         let spec = plan.supervisor_spec(&core, &worker_spec);
-        let (sup, _join) = match parent {
-            Some(parent) => Supervisor::spawn_linked(name, spec, parent).await?,
-            None => Supervisor::spawn(name, spec).await?,
+        let sup = match parent {
+            Some(parent) => Supervisor::spawn_linked(name, spec, parent).await?.0,
+            None => Supervisor::spawn(name, spec).await?.0,
         };
         *lock!(core.supervisor.write()) = Some(sup);
         Ok(PoolRef::new(core, worker_spec, plan.weighted))

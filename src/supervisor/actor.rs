@@ -17,12 +17,13 @@
 //! OTP, so an exit event can never arrive before the supervisor knows the
 //! incarnation it is about.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use ractor::{
-    Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
 };
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -37,7 +38,7 @@ use crate::supervisor::children::{ChildState, Children};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::handle::{ChildCounts, ChildInfo, SupervisorRef};
 use crate::supervisor::intensity::RestartWindow;
-use crate::supervisor::spec::{AutoShutdown, ChildSpec, OnStop, SupervisorSpec};
+use crate::supervisor::spec::{AutoShutdown, ChildKind, ChildSpec, OnStop, SupervisorSpec};
 use crate::supervisor::strategy::Strategy;
 
 /// Child id → its slot, shared with every `SupervisorRef` so that
@@ -85,6 +86,10 @@ pub(crate) enum SupervisorMsg {
     CountChildren(RpcReplyPort<ChildCounts>),
     Describe(RpcReplyPort<String>),
     StartChild(ChildSpec, RpcReplyPort<Result<ActorCell, SupervisorError>>),
+    StartChildren(
+        Vec<ChildSpec>,
+        RpcReplyPort<Result<Vec<ActorCell>, SupervisorError>>,
+    ),
     TerminateChild(ChildKey, RpcReplyPort<Result<(), SupervisorError>>),
     RestartChild(String, RpcReplyPort<Result<ActorCell, SupervisorError>>),
     DeleteChild(String, RpcReplyPort<Result<(), SupervisorError>>),
@@ -111,6 +116,19 @@ pub(crate) struct Args {
     pub(crate) children: Vec<ChildSpec>,
     pub(crate) slots: SharedSlots,
     pub(crate) on_stop: Option<OnStop>,
+    /// Where the supervisor sits in its tree (`root/storage`), when it is
+    /// started as a child of one of ours; set by [`spawn_actor`].
+    pub(crate) path: Option<String>,
+}
+
+tokio::task_local! {
+    /// Set by a supervisor around the start of one child: that supervisor's
+    /// actor id and the child's path in the tree. A supervisor spawned by
+    /// that start, linked to that same supervisor (a nested supervisor or a
+    /// pool), takes the path as its name in logs and `render_tree`. The
+    /// parent check keeps an unrelated supervisor that a worker spawns in
+    /// its `pre_start` from borrowing the worker's path.
+    static CHILD_PATH: (ActorId, Arc<str>);
 }
 
 /// The supervisor actor (stateless; all state is in [`State`]).
@@ -129,6 +147,9 @@ struct RestartOp {
     group: Vec<u64>,
     /// Index into `group` of the next child to start.
     next: usize,
+    /// Children cut from `group` by `terminate_child` (usually none): a
+    /// sibling among them that is still stopping ends as stopped.
+    dropped: Vec<u64>,
 }
 
 /// Why the supervisor must stop after handling a message.
@@ -149,6 +170,10 @@ pub(crate) struct State {
     window: RestartWindow,
     children: Children,
     slots: SharedSlots,
+    /// Ids of the children of the spec (static mode). A child added at run
+    /// time is not among them: it does not survive a restart of this
+    /// supervisor, so its entry in `slots` goes when this incarnation stops.
+    spec_ids: HashSet<String>,
     /// The restart in progress; at most one at a time.
     op: Option<RestartOp>,
     /// Children that ended and await a restart while `op` was busy, oldest
@@ -183,6 +208,7 @@ pub(crate) async fn spawn_static(
         children: spec.children,
         slots: slots.clone(),
         on_stop: spec.on_stop,
+        path: None,
     };
     let (actor, join) = spawn_actor(name, args, parent).await?;
     Ok((SupervisorRef::new(actor, slots), join))
@@ -190,13 +216,26 @@ pub(crate) async fn spawn_static(
 
 pub(crate) async fn spawn_actor(
     name: Option<String>,
-    args: Args,
+    mut args: Args,
     parent: Option<ActorCell>,
 ) -> Result<(ActorRef<SupervisorMsg>, ractor::concurrency::JoinHandle<()>), SpawnErr> {
+    args.path = parent.as_ref().and_then(child_path);
     match parent {
         Some(parent) => SupervisorActor::spawn_linked(name, SupervisorActor, args, parent).await,
         None => SupervisorActor::spawn(name, SupervisorActor, args).await,
     }
+}
+
+/// The path in the tree (`root/storage/cache`) of the child that supervisor
+/// `parent` is starting right now, when called from that start (a nested
+/// supervisor's or a pool's start function, or a `pre_start` it runs);
+/// `None` anywhere else. Supervisors name themselves by it; a pool can use
+/// it to name its own logs.
+pub(crate) fn child_path(parent: &ActorCell) -> Option<String> {
+    CHILD_PATH
+        .try_with(|(sup, path)| (*sup == parent.get_id()).then(|| path.to_string()))
+        .ok()
+        .flatten()
 }
 
 /// Turns a failed supervisor spawn back into the error that caused it.
@@ -229,10 +268,13 @@ impl Actor for SupervisorActor {
     async fn pre_start(
         &self,
         myself: ActorRef<SupervisorMsg>,
-        args: Args,
+        mut args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let label = myself
-            .get_name()
+        // Named by its path in the tree, else by its registered name.
+        let label = args
+            .path
+            .take()
+            .or_else(|| myself.get_name())
             .unwrap_or_else(|| format!("supervisor-{}", myself.get_id()));
         let span = tracing::info_span!("supervisor", name = %label);
         let mut state = State {
@@ -245,12 +287,20 @@ impl Actor for SupervisorActor {
             window: args.window,
             children: Children::new(args.mode == Mode::Static),
             slots: args.slots,
+            spec_ids: match args.mode {
+                Mode::Static => args.children.iter().map(|c| c.id.clone()).collect(),
+                Mode::Dynamic { .. } => HashSet::new(),
+            },
             on_stop: args.on_stop,
             op: None,
             queued: VecDeque::new(),
             next_token: 0,
             pending: None,
         };
+        // Handles are only handed out for children this supervisor has: an
+        // earlier incarnation's run-time children are gone (if it was killed
+        // it could not forget them itself).
+        state.forget_slots_outside_spec();
         // Start in spec order, each fully started before the next; on a
         // failure stop the started ones in reverse order and refuse to start.
         for spec in args.children {
@@ -292,6 +342,10 @@ impl Actor for SupervisorActor {
                 }
                 SupervisorMsg::StartChild(spec, port) => {
                     let _ = port.send(state.start_child(spec).await);
+                    Ok(())
+                }
+                SupervisorMsg::StartChildren(specs, port) => {
+                    let _ = port.send(state.start_children(specs).await);
                     Ok(())
                 }
                 SupervisorMsg::TerminateChild(key, port) => {
@@ -412,6 +466,24 @@ impl State {
         self.children.push(spec, Some(slot))
     }
 
+    /// Removes (and empties) every entry of `slots` that is not a child of
+    /// the spec (static mode), so that no handle is handed out for a child
+    /// that is gone, and a child added later under the same id gets a fresh
+    /// slot that old handles do not reach.
+    pub(super) fn forget_slots_outside_spec(&mut self) {
+        if self.mode != Mode::Static {
+            return;
+        }
+        let mut slots = lock!(self.slots.write());
+        slots.retain(|id, entry| {
+            let keep = self.spec_ids.contains(id);
+            if !keep {
+                entry.slot.clear();
+            }
+            keep
+        });
+    }
+
     fn remove_child(&mut self, seq: u64) {
         if let Some(child) = self.children.remove(seq) {
             if self.mode == Mode::Static {
@@ -428,7 +500,17 @@ impl State {
         };
         let start = child.spec.start.clone();
         let slot = child.slot.clone();
-        let cell = start(self.myself.get_cell(), slot).await?;
+        let starting = start(self.myself.get_cell(), slot);
+        let cell = match child.spec.kind {
+            // A nested supervisor (or pool) learns its path from this scope.
+            ChildKind::Supervisor => {
+                let path: Arc<str> = format!("{}/{}", self.label, child.spec.id).into();
+                CHILD_PATH
+                    .scope((self.myself.get_id(), path), starting)
+                    .await?
+            }
+            ChildKind::Worker => starting.await?,
+        };
         tracing::debug!(supervisor = %self.label, child = %self.child_id(seq), actor = %cell.get_id(), "child started");
         if let Some(child) = self.children.get_mut(seq) {
             child.started_at = Some(now());

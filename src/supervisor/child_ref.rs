@@ -44,6 +44,8 @@ pub(crate) trait ErasedSlot: Send + Sync + 'static {
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// The message type of the child behind the slot.
     fn message_type(&self) -> TypeId;
+    /// Its name, for errors.
+    fn message_type_name(&self) -> &'static str;
 }
 
 /// The current incarnation of one child, shared by the supervisor (writer)
@@ -83,6 +85,10 @@ impl<M: Message> ErasedSlot for Slot<M> {
 
     fn message_type(&self) -> TypeId {
         TypeId::of::<M>()
+    }
+
+    fn message_type_name(&self) -> &'static str {
+        std::any::type_name::<M>()
     }
 }
 

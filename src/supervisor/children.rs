@@ -39,6 +39,10 @@ pub(crate) struct Child {
     pub(crate) attempt: u32,
     /// When the current (or last) incarnation started.
     pub(crate) started_at: Option<Instant>,
+    /// The id of the last incarnation that ran.
+    last_actor: Option<ActorId>,
+    /// Its key in `Children::restarting_from`, while restarting.
+    restarting_from: Option<ActorId>,
 }
 
 impl Child {
@@ -70,6 +74,13 @@ pub(crate) struct Children {
     /// Invariant: an entry exists exactly while the child's state holds
     /// that cell, so a late exit event of an old incarnation finds nothing.
     by_actor: HashMap<ActorId, u64>,
+    /// `ActorId` of the last incarnation of a child that is `Restarting` →
+    /// sequence number (dynamic supervisors only). Only for finding the child by the handle its caller
+    /// holds (a dynamic child is known by its incarnation, as OTP's
+    /// `{restarting, Pid}`), never for exit events: the exit of that
+    /// incarnation has already been handled.
+    /// Invariant: an entry exists exactly while the child is `Restarting`.
+    restarting_from: HashMap<ActorId, u64>,
     next_seq: u64,
     unique_ids: bool,
 }
@@ -102,6 +113,8 @@ impl Children {
                 state: ChildState::Stopped,
                 attempt: 0,
                 started_at: None,
+                last_actor: None,
+                restarting_from: None,
             },
         );
         seq
@@ -111,6 +124,9 @@ impl Children {
         let child = self.order.remove(&seq)?;
         if let Some(cell) = child.cell() {
             self.by_actor.remove(&cell.get_id());
+        }
+        if let Some(last) = child.restarting_from {
+            self.restarting_from.remove(&last);
         }
         if self.unique_ids {
             self.by_id.remove(&child.spec.id);
@@ -133,8 +149,17 @@ impl Children {
         self.by_id.get(id).copied()
     }
 
+    /// The child whose running or stopping incarnation is `actor`.
     pub(crate) fn seq_of_actor(&self, actor: ActorId) -> Option<u64> {
         self.by_actor.get(&actor).copied()
+    }
+
+    /// As [`seq_of_actor`](Self::seq_of_actor), and also the child that is
+    /// restarting after `actor` (its last incarnation) ended: what a caller
+    /// holding that incarnation means by it.
+    pub(crate) fn seq_of_handle(&self, actor: ActorId) -> Option<u64> {
+        self.seq_of_actor(actor)
+            .or_else(|| self.restarting_from.get(&actor).copied())
     }
 
     /// Sets a child's state, keeping the actor index in step.
@@ -142,8 +167,24 @@ impl Children {
         let Some(child) = self.order.get_mut(&seq) else {
             return;
         };
-        if let Some(old) = child.cell() {
-            self.by_actor.remove(&old.get_id());
+        let last = child.cell().map(ActorCell::get_id);
+        if let Some(old) = last {
+            self.by_actor.remove(&old);
+        }
+        if let Some(previous) = child.restarting_from.take() {
+            self.restarting_from.remove(&previous);
+        }
+        // Only a dynamic supervisor finds children by a past incarnation.
+        if !self.unique_ids && matches!(state, ChildState::Restarting) {
+            // Keep the handle of the incarnation that ended (or, restarting
+            // again after a failed start, the one before it).
+            if let Some(id) = last.or(child.last_actor) {
+                self.restarting_from.insert(id, seq);
+                child.restarting_from = Some(id);
+            }
+        }
+        if let Some(id) = last.filter(|_| !self.unique_ids) {
+            child.last_actor = Some(id);
         }
         match &state {
             ChildState::Running(cell) | ChildState::Stopping(cell) => {

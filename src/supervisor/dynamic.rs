@@ -161,6 +161,7 @@ pub(crate) async fn spawn_dynamic_actor(
         children: Vec::new(),
         slots: Default::default(),
         on_stop: None,
+        path: None,
     };
     actor::spawn_actor(name, args, parent).await
 }
@@ -231,12 +232,37 @@ impl DynamicSupervisorRef {
         call(&self.actor()?, |port| SupervisorMsg::StartChild(spec, port)).await?
     }
 
-    /// Stops the child whose current incarnation is `child` and removes it.
+    /// Starts one new child per spec, in order, in one round trip to the
+    /// supervisor (much cheaper than one [`start_child`](Self::start_child)
+    /// call each for many children); returns their first incarnations in
+    /// the same order. All or none: `max_children` and every spec are
+    /// checked before any starts, and if one fails to start, those this
+    /// call started stop again (reverse order) and are removed.
     ///
     /// # Errors
     ///
-    /// [`SupervisorError::NotFound`] if `child` is not a current child (for
-    /// instance an incarnation that was since restarted),
+    /// As [`start_child`](Self::start_child), for the first child that
+    /// cannot be added or started.
+    pub async fn start_children(
+        &self,
+        specs: Vec<ChildSpec>,
+    ) -> Result<Vec<ActorCell>, SupervisorError> {
+        call(&self.actor()?, |port| {
+            SupervisorMsg::StartChildren(specs, port)
+        })
+        .await?
+    }
+
+    /// Stops the child whose current incarnation is `child` and removes it.
+    /// A child that is restarting (waiting for its backoff, or retrying a
+    /// failed start) is found by its last incarnation, and its restart is
+    /// dropped (OTP's `hanging_restart_loop_simple`).
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NotFound`] if `child` is neither a current child
+    /// nor the last incarnation of a restarting one (for instance an
+    /// incarnation that was since replaced by a running one),
     /// [`SupervisorError::NotRunning`].
     pub async fn terminate_child(&self, child: &ActorCell) -> Result<(), SupervisorError> {
         let key = ChildKey::Actor(child.clone());

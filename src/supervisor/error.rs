@@ -63,7 +63,31 @@ pub enum SupervisorError {
     /// name is already registered).
     #[error("the supervisor could not be spawned: {0}; check its name is not already registered")]
     Spawn(String),
+    /// [`SupervisorRef::stop`](crate::SupervisorRef::stop) waited this long
+    /// and the tree had not stopped, so it was killed.
+    #[error("the supervision tree did not stop within {0:?} and was killed; give slow children a shorter `Shutdown` or the stop a longer timeout")]
+    StopTimeout(Duration),
     /// The supervisor is not running, so it cannot answer.
     #[error("the supervisor is not running (it stopped, or its parent is restarting it); take a fresh handle or spawn it again")]
     NotRunning,
+}
+
+/// Why [`SupervisorRef::child`](crate::SupervisorRef::child) gave no handle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChildLookupError {
+    /// The supervisor has no child with this id (never had one, it was
+    /// deleted, or it was added at run time to an incarnation of a nested
+    /// supervisor that has since restarted from its spec).
+    #[error("no child `{0}` in this supervisor")]
+    NotFound(String),
+    /// The child exists but handles a different message type.
+    #[error("child `{id}` handles `{found}`, not `{expected}`; ask for `child::<{found}>`")]
+    WrongMessageType {
+        /// The child.
+        id: String,
+        /// The message type asked for (`std::any::type_name`).
+        expected: &'static str,
+        /// The child's message type.
+        found: &'static str,
+    },
 }

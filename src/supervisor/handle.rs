@@ -3,15 +3,18 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
 use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorRef, Message, RpcReplyPort};
 
+use crate::exit::SHUTDOWN_REASON;
 use crate::supervisor::actor::{self, ChildKey, Nested, SharedSlots, SlotEntry, SupervisorMsg};
 use crate::supervisor::child_ref::{ChildRef, Slot};
 use crate::supervisor::dynamic::DynamicSupervisorRef;
-use crate::supervisor::error::SupervisorError;
+use crate::supervisor::error::{ChildLookupError, SupervisorError};
+use crate::supervisor::root::{spawn_watch, SupervisorExit};
 use crate::supervisor::spec::{ChildKind, ChildSpec, ChildStatus, SupervisorSpec};
 
 /// One child as reported by `which_children`.
@@ -45,8 +48,10 @@ pub struct ChildCounts {
 pub struct Supervisor;
 
 impl Supervisor {
-    /// Validates `spec`, spawns the supervisor and starts its children in
-    /// order. Returns once every child has started.
+    /// Validates `spec`, spawns a root supervisor and starts its children in
+    /// order. Returns once every child has started, with the
+    /// [`SupervisorExit`] that reports how the supervisor ends (await it:
+    /// a root that gave up after exceeding its intensity says so).
     ///
     /// # Errors
     ///
@@ -58,11 +63,20 @@ impl Supervisor {
     pub async fn spawn(
         name: Option<String>,
         spec: SupervisorSpec,
-    ) -> Result<(SupervisorRef, JoinHandle<()>), SupervisorError> {
+    ) -> Result<(SupervisorRef, SupervisorExit), SupervisorError> {
         spec.validate()?;
-        actor::spawn_static(name, spec, None, SharedSlots::default())
+        let (watcher, exit) = spawn_watch()
             .await
-            .map_err(actor::spawn_error)
+            .map_err(|e| SupervisorError::Spawn(e.to_string()))?;
+        match actor::spawn_static(name, spec, Some(watcher.get_cell()), SharedSlots::default())
+            .await
+        {
+            Ok((sup, _join)) => Ok((sup, exit)),
+            Err(err) => {
+                watcher.stop(None);
+                Err(actor::spawn_error(err))
+            }
+        }
     }
 
     /// As [`Supervisor::spawn`], linked to `parent`: the parent receives the
@@ -114,12 +128,48 @@ impl SupervisorRef {
         let _ = self.actor.cast(SupervisorMsg::Escalate(err));
     }
 
-    /// The supervisor's actor: link to it, or stop it with
-    /// `cell().stop_and_wait(None, None)`, which stops the children in
-    /// reverse start order first.
+    /// The supervisor's actor, to link to or monitor. To stop it, prefer
+    /// [`stop`](Self::stop).
     #[must_use]
     pub fn cell(&self) -> ActorCell {
         self.actor.get_cell()
+    }
+
+    /// Stops the supervisor in order: its children stop in reverse start
+    /// order, each under its own [`Shutdown`](crate::Shutdown), then the
+    /// supervisor exits with reason `shutdown`
+    /// ([`ExitReason::Shutdown`](crate::ExitReason::Shutdown)`(None)`).
+    /// Waits until it has ended; `timeout: None` waits as long as that
+    /// takes. Stopping a supervisor that already ended returns at once.
+    ///
+    /// A nested supervisor stopped this way is restarted by its parent if
+    /// it is permanent (as in OTP); use the parent's
+    /// [`terminate_child`](Self::terminate_child) to stop it for good.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::StopTimeout`] if the tree had not stopped within
+    /// `timeout`: it is then killed (its remaining children without their
+    /// `post_stop`), and this returns once it has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// The stop is requested at the first poll; dropping the future stops
+    /// only the waiting (and the kill at the timeout).
+    pub async fn stop(&self, timeout: Option<Duration>) -> Result<(), SupervisorError> {
+        let cell = self.cell();
+        cell.stop(Some(SHUTDOWN_REASON.to_string()));
+        let Some(limit) = timeout else {
+            let _ = cell.wait(None).await;
+            return Ok(());
+        };
+        if cell.wait(Some(limit)).await.is_ok() {
+            return Ok(());
+        }
+        tracing::error!(supervisor = %cell.get_name().unwrap_or_else(|| cell.get_id().to_string()), timeout_ms = limit.as_millis() as u64, "supervision tree did not stop in time; killing it");
+        cell.kill();
+        let _ = cell.wait(None).await;
+        Err(SupervisorError::StopTimeout(limit))
     }
 
     /// Every child in start order.
@@ -156,8 +206,31 @@ impl SupervisorRef {
             .map(Some)
     }
 
+    /// Adds `specs` at the end of the start order and starts them in order,
+    /// in one round trip to the supervisor; returns their incarnations in
+    /// the same order. All or none: every spec is checked before any
+    /// starts, and if one fails to start, those this call started stop
+    /// again (reverse order, while the supervisor waits) and are removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`start_child`](Self::start_child), for the first child that
+    /// cannot be added or started; [`SupervisorError::DuplicateChildId`] if
+    /// two of `specs` share an id.
+    pub async fn start_children(
+        &self,
+        specs: Vec<ChildSpec>,
+    ) -> Result<Vec<ActorCell>, SupervisorError> {
+        call(&self.actor, |port| {
+            SupervisorMsg::StartChildren(specs, port)
+        })
+        .await?
+    }
+
     /// Stops the child under its `Shutdown` and keeps its spec (a temporary
-    /// child's spec is dropped). A pending restart of the child is cancelled.
+    /// child's spec is dropped). A child that is restarting is stopped too:
+    /// its restart is dropped, and so is the rest of the group restart it
+    /// belonged to (the children after it stay stopped, as in OTP).
     ///
     /// # Errors
     ///
@@ -190,19 +263,57 @@ impl SupervisorRef {
         call(&self.actor, |port| SupervisorMsg::DeleteChild(id, port)).await?
     }
 
-    /// A handle to child `id` that follows its restarts; `None` if there is
-    /// no such child or its message type is not `M`.
-    #[must_use]
-    pub fn child<M: Message>(&self, id: &str) -> Option<ChildRef<M>> {
+    /// A handle to child `id` (whose actor handles `M`) that follows its
+    /// restarts. Needs no round trip to the supervisor.
+    ///
+    /// A handle is handed out only for a child the supervisor has: running,
+    /// restarting or stopped, not deleted. Under a nested supervisor, a
+    /// child added at run time is gone once that supervisor restarts from
+    /// its spec, and so are the handles to it (they stay empty).
+    ///
+    /// # Errors
+    ///
+    /// [`ChildLookupError::NotFound`] if there is no child `id`;
+    /// [`ChildLookupError::WrongMessageType`] (naming both types) if its
+    /// actor does not handle `M`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ractor::{Actor, ActorProcessingErr, ActorRef};
+    /// # use ractor_otp::prelude::*;
+    /// # #[derive(Clone)] struct Echo;
+    /// # impl Actor for Echo {
+    /// #     type Msg = u32; type State = (); type Arguments = ();
+    /// #     async fn pre_start(&self, _: ActorRef<u32>, _: ()) -> Result<(), ActorProcessingErr> { Ok(()) }
+    /// # }
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::new("echo", Echo, || ()));
+    /// let (sup, _exit) = Supervisor::spawn(None, spec).await?;
+    /// let echo = sup.child::<u32>("echo")?;
+    /// assert!(matches!(sup.child::<String>("echo"), Err(ChildLookupError::WrongMessageType { .. })));
+    /// assert!(matches!(sup.child::<u32>("nope"), Err(ChildLookupError::NotFound(_))));
+    /// # drop(echo);
+    /// # sup.stop(None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn child<M: Message>(&self, id: &str) -> Result<ChildRef<M>, ChildLookupError> {
         let slots = lock!(self.slots.read());
-        let slot = slots
-            .get(id)?
+        let entry = slots
+            .get(id)
+            .ok_or_else(|| ChildLookupError::NotFound(id.to_string()))?;
+        let found = entry.slot.message_type_name();
+        let slot = entry
             .slot
             .clone()
             .into_any()
             .downcast::<Slot<M>>()
-            .ok()?;
-        Some(ChildRef::new(id, slot))
+            .map_err(|_| ChildLookupError::WrongMessageType {
+                id: id.to_string(),
+                expected: std::any::type_name::<M>(),
+                found,
+            })?;
+        Ok(ChildRef::new(id, slot))
     }
 
     /// A handle to child `id` when it is a dynamic supervisor (see
@@ -210,7 +321,7 @@ impl SupervisorRef {
     #[must_use]
     pub fn dynamic_child(&self, id: &str) -> Option<DynamicSupervisorRef> {
         let is_dynamic = matches!(self.entry(id)?.nested, Nested::Dynamic);
-        let child = self.child::<SupervisorMsg>(id)?;
+        let child = self.child::<SupervisorMsg>(id).ok()?;
         is_dynamic.then(|| DynamicSupervisorRef::following(child))
     }
 
@@ -226,7 +337,7 @@ impl SupervisorRef {
         let Nested::Static(slots) = self.entry(id)?.nested else {
             return None;
         };
-        let actor = self.child::<SupervisorMsg>(id)?.current()?;
+        let actor = self.child::<SupervisorMsg>(id).ok()?.current()?;
         Some(SupervisorRef::new(actor, slots))
     }
 

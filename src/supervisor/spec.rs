@@ -255,11 +255,15 @@ impl ChildSpec {
         S: Fn(ActorCell) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ActorRef<M>, SpawnErr>> + Send + 'static,
     {
+        let start = Arc::new(start);
         let start: StartFn = Arc::new(
             move |parent: ActorCell, slot: Option<Arc<dyn ErasedSlot>>| {
-                let started = start(parent);
+                let start = start.clone();
+                // The spawn future is built inside the box on first poll,
+                // not built on the stack and then moved into it (ractor's
+                // spawn futures are large; that copy showed in profiles).
                 Box::pin(async move {
-                    let actor = started.await?;
+                    let actor = start(parent).await?;
                     if let Some(Ok(slot)) = slot.map(|s| s.into_any().downcast::<Slot<M>>()) {
                         slot.set(actor.clone());
                     }

@@ -376,7 +376,7 @@ where
 /// Sends `cmd` to child `id` through its `ChildRef`.
 pub fn send(sup: &SupervisorRef, id: &str, cmd: Cmd) {
     sup.child::<Cmd>(id)
-        .unwrap_or_else(|| panic!("no child `{id}` handling Cmd"))
+        .unwrap_or_else(|err| panic!("no child `{id}` handling Cmd: {err}"))
         .cast(cmd)
         .unwrap_or_else(|_| panic!("child `{id}` is not running"));
 }

@@ -55,39 +55,85 @@ impl State {
         &mut self,
         spec: ChildSpec,
     ) -> Result<ActorCell, SupervisorError> {
-        spec.validate()?;
-        match self.mode {
-            Mode::Static => {
-                if let Some(seq) = self.children.seq_of_id(&spec.id) {
-                    return Err(match self.children.get(seq).map(|c| c.status()) {
-                        Some(crate::ChildStatus::Running) => SupervisorError::Running(spec.id),
-                        _ => SupervisorError::AlreadyPresent(spec.id),
+        let mut started = self.start_children(vec![spec]).await?;
+        started
+            .pop()
+            .ok_or_else(|| SupervisorError::Spawn("no child was given to start".into()))
+    }
+
+    /// Adds `specs` at the end of the start order and starts them in order,
+    /// all or none: every spec is checked before any starts, and if one
+    /// fails to start, the ones this call started stop again (reverse
+    /// order) and are removed.
+    pub(super) async fn start_children(
+        &mut self,
+        specs: Vec<ChildSpec>,
+    ) -> Result<Vec<ActorCell>, SupervisorError> {
+        self.check_new_children(&specs)?;
+        let mut started: Vec<(u64, ActorCell)> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let seq = self.add_child(spec);
+            match self.start_incarnation(seq).await {
+                Ok(cell) => started.push((seq, cell)),
+                Err(err) => {
+                    let id = self.child_id(seq);
+                    self.remove_child(seq);
+                    for (seq, cell) in started.into_iter().rev() {
+                        let policy = self.children.get(seq).map(|c| c.spec.stop_policy());
+                        // Forget it first: its exit event is stale.
+                        self.remove_child(seq);
+                        if let Some(policy) = policy {
+                            stop_child(&cell, policy).await;
+                        }
+                    }
+                    return Err(SupervisorError::FailedToStart {
+                        id,
+                        reason: start_error_text(&err),
                     });
                 }
             }
+        }
+        Ok(started.into_iter().map(|(_, cell)| cell).collect())
+    }
+
+    /// OTP's refusals for adding `specs`: an invalid spec, an id already
+    /// present or repeated (static), or more children than `max_children`
+    /// (dynamic).
+    fn check_new_children(&self, specs: &[ChildSpec]) -> Result<(), SupervisorError> {
+        for spec in specs {
+            spec.validate()?;
+        }
+        match self.mode {
+            Mode::Static => {
+                let mut batch = std::collections::HashSet::with_capacity(specs.len());
+                for spec in specs {
+                    if let Some(seq) = self.children.seq_of_id(&spec.id) {
+                        return Err(match self.children.get(seq).map(|c| c.status()) {
+                            Some(crate::ChildStatus::Running) => {
+                                SupervisorError::Running(spec.id.clone())
+                            }
+                            _ => SupervisorError::AlreadyPresent(spec.id.clone()),
+                        });
+                    }
+                    if !batch.insert(spec.id.as_str()) {
+                        return Err(SupervisorError::DuplicateChildId(spec.id.clone()));
+                    }
+                }
+                Ok(())
+            }
             Mode::Dynamic {
                 max_children: Some(max),
-            } if self.children.len() >= max => return Err(SupervisorError::MaxChildren(max)),
-            Mode::Dynamic { .. } => {}
-        }
-        let id = spec.id.clone();
-        let seq = self.add_child(spec);
-        match self.start_incarnation(seq).await {
-            Ok(cell) => Ok(cell),
-            Err(err) => {
-                self.remove_child(seq);
-                Err(SupervisorError::FailedToStart {
-                    id,
-                    reason: start_error_text(&err),
-                })
-            }
+            } if self.children.len() + specs.len() > max => Err(SupervisorError::MaxChildren(max)),
+            Mode::Dynamic { .. } => Ok(()),
         }
     }
 
     pub(super) async fn terminate_child(&mut self, key: ChildKey) -> Result<(), SupervisorError> {
         let seq = match &key {
             ChildKey::Id(id) => self.children.seq_of_id(id),
-            ChildKey::Actor(cell) => self.children.seq_of_actor(cell.get_id()),
+            // A restarting child is still known by its last incarnation
+            // (OTP's `{restarting, Pid}`), so it can be terminated.
+            ChildKey::Actor(cell) => self.children.seq_of_handle(cell.get_id()),
         };
         let Some(seq) = seq else {
             return Err(SupervisorError::NotFound(match key {
@@ -104,9 +150,13 @@ impl State {
             .map(|cell| (cell, child.spec.stop_policy()));
         let id = child.spec.id.clone();
         let temporary = child.spec.restart == Restart::Temporary;
+        // A restart waiting to start this child is dropped from here on: the
+        // children after it in that restart stay stopped, as OTP's
+        // `hanging_restart_loop_rest_for_one`, so none runs without the
+        // child it depends on.
+        self.cancel_restart_from(seq);
         // Forget the incarnation before stopping it, so that its exit event,
-        // which arrives after this call, is recognised as stale. A pending
-        // restart of this child skips it from now on.
+        // which arrives after this call, is recognised as stale.
         self.children.set_state(seq, ChildState::Stopped);
         if let Some((cell, shutdown)) = stopping {
             stop_child(&cell, shutdown).await;

@@ -27,13 +27,13 @@ impl State {
         let Some(child) = self.children.get(seq) else {
             return Ok(());
         };
-        let id = child.spec.id.clone();
         if matches!(child.state, ChildState::Stopping(_)) {
             // Stopped by a group restart: expected, not counted.
-            tracing::debug!(supervisor = %self.label, child = %id, %reason, "child stopped for a group restart");
+            tracing::debug!(supervisor = %self.label, child = %child.spec.id, %reason, "child stopped for a group restart");
             self.finish_induced_stop(seq);
             return Ok(());
         }
+        let id = child.spec.id.clone();
         let restart = child.spec.restart;
         let significant = child.spec.significant;
         let ran_for = child
@@ -86,7 +86,9 @@ impl State {
         })
     }
 
-    /// A sibling stopped by a group restart has ended.
+    /// A sibling stopped by a group restart has ended: it waits for the
+    /// restart, unless that restart no longer includes it (cancelled by
+    /// `terminate_child`), or it is temporary.
     fn finish_induced_stop(&mut self, seq: u64) {
         let temporary = self
             .children
@@ -94,8 +96,48 @@ impl State {
             .is_some_and(|c| c.spec.restart == Restart::Temporary);
         if temporary {
             self.remove_child(seq);
-        } else {
+        } else if self.awaits_restart(seq) {
             self.children.set_state(seq, ChildState::Restarting);
+        } else {
+            self.children.set_state(seq, ChildState::Stopped);
+        }
+    }
+
+    /// Whether the restart in progress still holds child `seq`, a sibling
+    /// it stopped: unless `terminate_child` cut the restart short before it.
+    /// O(1) in the usual case (nothing dropped), since every sibling of a
+    /// group of thousands asks once.
+    fn awaits_restart(&self, seq: u64) -> bool {
+        self.op
+            .as_ref()
+            .is_some_and(|op| !op.dropped.contains(&seq))
+    }
+
+    /// `terminate_child(seq)`: if the restart in progress is still to start
+    /// `seq`, it stops there. The children after `seq` in that restart stay
+    /// stopped (a `restart_child` brings each back), as in OTP, where the
+    /// pending `try_again_restart` of a terminated child is dropped.
+    pub(super) fn cancel_restart_from(&mut self, seq: u64) {
+        let Some(op) = self.op.as_mut() else {
+            return;
+        };
+        let next = op.next.min(op.group.len());
+        let Some(at) = op.group[next..].iter().position(|s| *s == seq) else {
+            return;
+        };
+        let dropped = op.group.split_off(next + at);
+        op.dropped.extend(dropped.iter().copied());
+        for later in dropped.into_iter().filter(|s| *s != seq) {
+            let waiting = self
+                .children
+                .get(later)
+                .is_some_and(|c| matches!(c.state, ChildState::Restarting));
+            // A sibling still stopping ends as stopped in
+            // `finish_induced_stop`, since the restart no longer holds it.
+            if waiting {
+                tracing::info!(supervisor = %self.label, child = %self.child_id(later), after = %self.child_id(seq), "restart cancelled: the child it depends on was terminated");
+                self.children.set_state(later, ChildState::Stopped);
+            }
         }
     }
 
@@ -135,7 +177,31 @@ impl State {
         let token = self.next_token;
         self.next_token += 1;
         tracing::info!(supervisor = %self.label, child = %self.child_id(cause), strategy = ?strategy, group = group.len(), "restarting");
-        let to_stop: Vec<(ActorCell, StopPolicy)> = stopping
+        let any_to_stop = !stopping.is_empty();
+        self.op = Some(RestartOp {
+            token,
+            cause,
+            stopping,
+            group,
+            next: 0,
+            dropped: Vec::new(),
+        });
+        if !any_to_stop {
+            return self.group_stopped(token).await;
+        }
+        self.stop_op_siblings(token);
+        Ok(())
+    }
+
+    /// Stops the children in `op.stopping` (already marked `Stopping`) in
+    /// reverse start order, in a task that reports `GroupStopped`, so that
+    /// the supervisor keeps answering meanwhile.
+    fn stop_op_siblings(&mut self, token: u64) {
+        let Some(op) = self.op.as_ref() else {
+            return;
+        };
+        let to_stop: Vec<(ActorCell, StopPolicy)> = op
+            .stopping
             .iter()
             .rev()
             .filter_map(|seq| {
@@ -143,17 +209,6 @@ impl State {
                 Some((child.cell()?.clone(), child.spec.stop_policy()))
             })
             .collect();
-        self.op = Some(RestartOp {
-            token,
-            cause,
-            stopping,
-            group,
-            next: 0,
-        });
-        if to_stop.is_empty() {
-            return self.group_stopped(token).await;
-        }
-        // Stop the siblings in reverse start order without blocking.
         let myself = self.myself.clone();
         self.set_pending(tokio::spawn(async move {
             for (cell, shutdown) in to_stop {
@@ -161,7 +216,42 @@ impl State {
             }
             let _ = myself.cast(SupervisorMsg::GroupStopped { token });
         }));
-        Ok(())
+    }
+
+    /// One-for-all, after child `failed` of the group failed to start: the
+    /// children of the group started before it stop again (reverse order)
+    /// and the whole group starts over, as OTP does
+    /// (`one_for_all_other_child_fails_restart`). `false` if none had
+    /// started, so only the failed child is retried.
+    fn restart_whole_group(&mut self, token: u64) -> bool {
+        if self.mode != Mode::Static || self.strategy != Strategy::OneForAll {
+            return false;
+        }
+        let Some(op) = self.op.as_ref().filter(|op| op.token == token) else {
+            return false;
+        };
+        let started: Vec<(u64, ActorCell)> = op.group[..op.next.min(op.group.len())]
+            .iter()
+            .filter_map(|&seq| match &self.children.get(seq)?.state {
+                ChildState::Running(cell) => Some((seq, cell.clone())),
+                _ => None,
+            })
+            .collect();
+        if started.is_empty() {
+            return false;
+        }
+        let mut stopping = Vec::with_capacity(started.len());
+        for (seq, cell) in started {
+            self.children.set_state(seq, ChildState::Stopping(cell));
+            stopping.push(seq);
+        }
+        tracing::info!(supervisor = %self.label, restarted = stopping.len(), "a child of the group failed to restart; stopping the group to start it over");
+        if let Some(op) = self.op.as_mut() {
+            op.stopping = stopping;
+            op.next = 0;
+        }
+        self.stop_op_siblings(token);
+        true
     }
 
     fn set_pending(&mut self, task: JoinHandle<()>) {
@@ -262,6 +352,11 @@ impl State {
                     self.count_restart(&id, &reason)?;
                     if let Some(op) = self.op.as_mut() {
                         op.cause = seq;
+                    }
+                    if self.restart_whole_group(token) {
+                        // `group_stopped` applies the backoff, then starts
+                        // the group from its first child.
+                        return Ok(());
                     }
                     if !self.schedule_backoff(seq, token) {
                         // Retry through the mailbox so calls are answered in

@@ -34,6 +34,7 @@ impl State {
                         tracing::debug!(supervisor = %self.label, child = %self.children.get(seq).map_or("", |c| c.spec.id.as_str()), "child shut down");
                     }
                 }
+                self.forget_slots_outside_spec();
             }
             Mode::Dynamic { .. } => {
                 // All at once; the table is dropped with the supervisor, so
