@@ -625,9 +625,7 @@ async fn cluster() -> Result<(), Box<dyn std::error::Error>> {
         || (),
     ));
     let (alpha_sup, _) = Supervisor::spawn(Some("alpha".into()), spec).await?;
-    let counter = alpha_sup
-        .child::<Counter>("counter")
-        .ok_or("alpha's supervisor has a counter")?;
+    let counter = alpha_sup.child::<Counter>("counter")?;
     alpha.export_child("counter", counter)?;
     // Beta reaches alpha through the relay, the "network" we cut below.
     let relay = Relay::start(alpha.local_addr()).await?;
