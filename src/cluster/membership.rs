@@ -13,7 +13,7 @@
 //!
 //! | status | meaning |
 //! |---|---|
-//! | `Joining` | learned from a peer's list; no session yet (being dialed) |
+//! | `Joining` | learned from a peer's list; no session yet (being dialed; forgotten after about a minute of failed attempts, until a live member lists it again) |
 //! | `Up` | a session is up and its heartbeats arrive |
 //! | `Suspect` | a session is up but heartbeats are late (phi above half the threshold) |
 //! | `Down` | the session ended for a failure; every node redials it with backoff |
@@ -179,6 +179,16 @@ impl Members {
         }
     }
 
+    /// Forgets `name` if it was only heard of (never connected); returns
+    /// whether it did.
+    pub(crate) fn forget_unreached(&mut self, name: &str) -> bool {
+        if self.phase(name) == Some(Phase::Joining) {
+            self.table.remove(name);
+            return true;
+        }
+        false
+    }
+
     /// The phase of `name`, if it is known.
     pub(crate) fn phase(&self, name: &str) -> Option<Phase> {
         self.table.get(name).map(|e| e.phase)
@@ -272,6 +282,10 @@ mod tests {
         m.down("b");
         assert_eq!(m.phase("b"), Some(Phase::Down));
         assert!(!m.up("b", addr, 1), "back from Down is not a new member");
+        assert!(!m.forget_unreached("b"), "b was connected");
+        m.learn(&wire("c", 3, 1));
+        assert!(m.forget_unreached("c"), "c was only heard of");
+        assert_eq!(m.phase("c"), None);
         m.leaving("b");
         assert_eq!(m.phase("b"), Some(Phase::Leaving));
         m.down("b"); // the session closing does not make it Down

@@ -38,6 +38,10 @@ const GOSSIP_CHUNK: usize = 50;
 /// say) must not lock the peer's own dials out.
 const FRESH_DIAL: Duration = Duration::from_secs(1);
 
+/// Attempts at a member learned from a list and never reached before it
+/// is forgotten (about a minute with the default backoff).
+const FORGET_UNREACHED: u32 = 16;
+
 /// The shortest time a reconnection attempt is given before the next one
 /// starts (see [`reconnect`]).
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
@@ -1010,6 +1014,20 @@ async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>, at_once: bool) {
             return;
         };
         attempt = attempt.saturating_add(1);
+        // A member only heard of from a list, never reached: after this
+        // many attempts it is forgotten (a stale list entry must not be
+        // dialed forever); it comes back if a live member lists it again.
+        if at_once
+            && attempt > FORGET_UNREACHED
+            && lock!(node.members.lock()).forget_unreached(peer.name())
+        {
+            let mut peers = lock!(node.peers.lock());
+            if peers.get(peer.name()).is_some_and(|p| !p.is_up()) {
+                peers.remove(peer.name());
+            }
+            tracing::info!(node = %node.name, member = peer.name(), attempts = attempt - 1, "a member heard of but never reached is forgotten");
+            return;
+        }
         let step = node.config.reconnect.delay(attempt, &mut rand::rng());
         let window = step
             .max(MIN_ATTEMPT)
