@@ -338,3 +338,34 @@ async fn names_and_groups_are_called_on_this_node_and_across_nodes_alike() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_routing_follows_the_members_weights() {
+    let (a, b, c) = mesh().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    a.join_group_weighted("w", tagger("a", &tx).await, 1)
+        .expect("join");
+    b.join_group_weighted("w", tagger("b", &tx).await, 1)
+        .expect("join");
+    c.join_group_weighted("w", tagger("c", &tx).await, 8)
+        .expect("join");
+    let g = a.group::<Hit>("w").routing(GroupRouting::Weighted);
+    eventually(|| g.members().len() == 3).await;
+    for i in 0..500 {
+        g.cast(Hit(i)).expect("routed");
+    }
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for _ in 0..500 {
+        *per.entry(recv(&mut rx).await.0).or_default() += 1;
+    }
+    // c's expected share is 8/10 (400); 300 is more than 7 standard
+    // deviations below it.
+    assert!(per.get("c").copied().unwrap_or(0) > 300, "{per:?}");
+    assert!(
+        per.get("a").copied().unwrap_or(0) > 0 && per.get("b").copied().unwrap_or(0) > 0,
+        "{per:?}"
+    );
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}

@@ -59,7 +59,9 @@ use serde::Serialize;
 use super::error::{ClusterError, RemoteCastError};
 use super::events::{NodeEvent, RemoteDeadLetter, UndeliveredReason};
 use super::message::RemoteMessage;
-use super::names::{rendezvous, Conflict, GroupMember, GroupWire, NameWire};
+use super::names::{
+    rendezvous, rendezvous_order, Conflict, GroupMember, GroupWire, NameWire, Snapshot,
+};
 use super::node::{Node, NodeInner};
 use super::registry::check_name;
 use super::remote_ref::{drop_disarmed, RemoteRef, RemoteReply};
@@ -247,10 +249,28 @@ impl Node {
         group: &str,
         actor: ActorRef<M>,
     ) -> Result<u64, ClusterError> {
-        self.inner
-            .join_local(group, M::TAG, Local::Actor(actor.clone()), |export| {
-                self.inner.registry.export(export, actor)
-            })
+        self.join_group_weighted(group, actor, 1)
+    }
+
+    /// Adds `actor` to `group` with a share of `weight` (at least 1) under
+    /// [`GroupRouting::Weighted`]; the other routings ignore it.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_group`](Self::join_group).
+    pub fn join_group_weighted<M: RemoteMessage>(
+        &self,
+        group: &str,
+        actor: ActorRef<M>,
+        weight: u32,
+    ) -> Result<u64, ClusterError> {
+        self.inner.join_local(
+            group,
+            M::TAG,
+            weight,
+            Local::Actor(actor.clone()),
+            |export| self.inner.registry.export(export, actor),
+        )
     }
 
     /// Adds a supervised child to `group`, following its restarts.
@@ -264,7 +284,7 @@ impl Node {
         child: ChildRef<M>,
     ) -> Result<u64, ClusterError> {
         self.inner
-            .join_local(group, M::TAG, Local::Child(child.clone()), |export| {
+            .join_local(group, M::TAG, 1, Local::Child(child.clone()), |export| {
                 self.inner.registry.export_child(export, child)
             })
     }
@@ -284,7 +304,7 @@ impl Node {
         pool: &PoolRef<M>,
     ) -> Result<u64, ClusterError> {
         self.inner
-            .join_local(group, M::TAG, Local::Pool(pool.clone()), |export| {
+            .join_local(group, M::TAG, 1, Local::Pool(pool.clone()), |export| {
                 self.inner.registry.export_pool(export, pool.clone())
             })
     }
@@ -395,6 +415,7 @@ impl NodeInner {
         &self,
         group: &str,
         tag: &'static str,
+        weight: u32,
         local: Local<M>,
         export: impl FnOnce(&str) -> Result<(), ClusterError>,
     ) -> Result<u64, ClusterError> {
@@ -418,6 +439,7 @@ impl NodeInner {
                     group: group.to_string(),
                     id,
                     tag: tag.to_string(),
+                    weight: weight.max(1),
                 };
                 view.joined(&self.name, &wire);
                 self.broadcast(&Frame::GroupJoined(wire));
@@ -738,6 +760,10 @@ impl<M: RemoteMessage> NamedRef<M> {
     }
 }
 
+/// The bounded-load factor of keyed group routing: a member may hold up to
+/// 1.25 × the average of the calls in flight before keys pass it by.
+const BOUNDED_LOAD: f64 = 1.25;
+
 /// How a [`GroupRef`] picks a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -749,13 +775,25 @@ pub enum GroupRouting {
     /// The less loaded of two members drawn at random (power of two
     /// choices), by the calls this node has in flight to each.
     LeastLoaded,
+    /// At random, each member in proportion to its weight
+    /// ([`Node::join_group_weighted`]; 1 by default).
+    Weighted,
 }
 
 /// A handle to a process group across the cluster; from [`Node::group`].
 ///
 /// Members on nodes that are down are skipped at once (their entries leave
-/// the view with the node). Keyed sends use rendezvous hashing, so a key
-/// moves only when its member leaves.
+/// the view with the node). Keyed sends use rendezvous hashing with bounded
+/// loads: a key moves only when its member leaves, or while its member holds
+/// more than 1.25 × the average of this node's calls in flight.
+///
+/// | routing | picks |
+/// |---|---|
+/// | [`RoundRobin`](GroupRouting::RoundRobin) (default) | cyclically over the members |
+/// | [`Random`](GroupRouting::Random) | uniformly |
+/// | [`Weighted`](GroupRouting::Weighted) | at random in proportion to each member's weight |
+/// | [`LeastLoaded`](GroupRouting::LeastLoaded) | the less loaded of two random members, by this node's calls in flight |
+/// | `cast_keyed` | the key's owner (rendezvous hashing, bounded loads) |
 pub struct GroupRef<M> {
     node: Arc<NodeInner>,
     group: String,
@@ -819,6 +857,10 @@ impl<M: RemoteMessage> GroupRef<M> {
             .collect()
     }
 
+    fn live_snapshot(&self) -> Snapshot {
+        lock!(self.node.view.lock()).snapshot(&self.group, M::TAG)
+    }
+
     fn live_members(&self) -> Arc<[GroupMember]> {
         lock!(self.node.view.lock()).members(&self.group, M::TAG)
     }
@@ -847,14 +889,27 @@ impl<M: RemoteMessage> GroupRef<M> {
         Ok(Target::Remote(remote))
     }
 
-    fn pick(&self, members: &[GroupMember], key: Option<u64>) -> Option<usize> {
+    fn pick(&self, members: &[GroupMember], weights: &[u32], key: Option<u64>) -> Option<usize> {
         if members.is_empty() {
             return None;
         }
         if let Some(k) = key {
-            return rendezvous(k, members);
+            return self.keyed(k, members);
         }
         match self.routing {
+            GroupRouting::Weighted => {
+                let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+                let mut ticket = rand::random_range(0..total.max(1));
+                weights.iter().position(|w| {
+                    let w = u64::from(*w);
+                    if ticket < w {
+                        true
+                    } else {
+                        ticket -= w;
+                        false
+                    }
+                })
+            }
             GroupRouting::RoundRobin => {
                 Some(self.next.fetch_add(1, Ordering::Relaxed) % members.len())
             }
@@ -869,9 +924,27 @@ impl<M: RemoteMessage> GroupRef<M> {
         }
     }
 
+    /// The member owning `key`: rendezvous hashing with bounded loads
+    /// (a member with more than ⌈1.25 × the average⌉ of this node's calls
+    /// in flight passes the key to the next in the key's order).
+    fn keyed(&self, key: u64, members: &[GroupMember]) -> Option<usize> {
+        if self.in_flight.is_empty() {
+            return rendezvous(key, members);
+        }
+        let load = |m: &GroupMember| self.in_flight.get(m).map(|n| *n).unwrap_or(0);
+        let total: u64 = members.iter().map(load).sum();
+        let bound = ((total + 1) as f64 * BOUNDED_LOAD / members.len() as f64).ceil() as u64;
+        let order = rendezvous_order(key, members);
+        order
+            .iter()
+            .copied()
+            .find(|&i| load(&members[i]) < bound)
+            .or_else(|| order.first().copied())
+    }
+
     fn send(&self, key: Option<u64>, msg: M) -> Result<(), RemoteCastError<M>> {
-        let members = self.live_members();
-        let Some(i) = self.pick(&members, key) else {
+        let (members, weights) = self.live_snapshot();
+        let Some(i) = self.pick(&members, &weights, key) else {
             return Err(RemoteCastError::new(
                 ClusterError::NoGroupMember {
                     group: self.group.clone(),
@@ -933,9 +1006,9 @@ impl<M: RemoteMessage> GroupRef<M> {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(RemoteReply<T>) -> M,
     {
-        let members = self.live_members();
+        let (members, weights) = self.live_snapshot();
         let i = self
-            .pick(&members, None)
+            .pick(&members, &weights, None)
             .ok_or_else(|| ClusterError::NoGroupMember {
                 group: self.group.clone(),
             })?;

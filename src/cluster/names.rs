@@ -45,6 +45,8 @@ pub(crate) struct GroupWire {
     pub(crate) id: u64,
     /// The message type's tag.
     pub(crate) tag: String,
+    /// Its share under weighted routing (at least 1).
+    pub(crate) weight: u32,
 }
 
 /// Where a name is held.
@@ -76,16 +78,21 @@ pub(crate) struct GroupMember {
     pub(crate) id: u64,
 }
 
+/// A group's members taking one tag, with their weights (same order).
+pub(crate) type Snapshot = (Arc<[GroupMember]>, Arc<[u32]>);
+
 /// The replicated view of names and groups on one node.
 #[derive(Debug)]
 pub(crate) struct View {
     me: String,
     names: HashMap<String, Holder>,
-    /// group → member → tag, sorted so every node lists a group alike.
-    groups: HashMap<String, BTreeMap<GroupMember, String>>,
-    /// (group, tag) → its members, built on the first read after a change
-    /// (routing reads it on every send; groups change rarely).
-    snapshots: HashMap<(String, String), Arc<[GroupMember]>>,
+    /// group → member → (tag, weight), sorted so every node lists a group
+    /// alike.
+    groups: HashMap<String, BTreeMap<GroupMember, (String, u32)>>,
+    /// (group, tag) → its members and their weights, built on the first
+    /// read after a change (routing reads it on every send; groups change
+    /// rarely).
+    snapshots: HashMap<(String, String), Snapshot>,
 }
 
 impl View {
@@ -205,7 +212,7 @@ impl View {
                 node: node.to_string(),
                 id: g.id,
             },
-            g.tag.clone(),
+            (g.tag.clone(), g.weight.max(1)),
         );
     }
 
@@ -227,22 +234,31 @@ impl View {
     /// The members of `group` whose tag is `tag`, in the same order on
     /// every node.
     pub(crate) fn members(&mut self, group: &str, tag: &str) -> Arc<[GroupMember]> {
+        self.snapshot(group, tag).0
+    }
+
+    /// The members of `group` whose tag is `tag` and their weights.
+    pub(crate) fn snapshot(&mut self, group: &str, tag: &str) -> Snapshot {
         let key = (group.to_string(), tag.to_string());
         if let Some(snapshot) = self.snapshots.get(&key) {
             return snapshot.clone();
         }
-        let members: Arc<[GroupMember]> = self
+        let taking: Vec<(GroupMember, u32)> = self
             .groups
             .get(group)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, t)| t.as_str() == tag)
-                    .map(|(m, _)| m.clone())
+                    .filter(|(_, (t, _))| t.as_str() == tag)
+                    .map(|(m, (_, w))| (m.clone(), *w))
                     .collect()
             })
             .unwrap_or_default();
-        self.snapshots.insert(key, members.clone());
-        members
+        let snapshot: Snapshot = (
+            taking.iter().map(|(m, _)| m.clone()).collect(),
+            taking.iter().map(|(_, w)| *w).collect(),
+        );
+        self.snapshots.insert(key, snapshot.clone());
+        snapshot
     }
 
     /// This node's own names and groups, for a full-state announcement.
@@ -264,15 +280,34 @@ impl View {
                 members
                     .iter()
                     .filter(|(m, _)| m.node == self.me)
-                    .map(|(m, tag)| GroupWire {
+                    .map(|(m, (tag, weight))| GroupWire {
                         group: group.clone(),
                         id: m.id,
                         tag: tag.clone(),
+                        weight: *weight,
                     })
             })
             .collect();
         (names, groups)
     }
+}
+
+/// The members in rendezvous order for `key_hash`: the owner first, then
+/// where the key goes when the ones before are full.
+pub(crate) fn rendezvous_order(key_hash: u64, members: &[GroupMember]) -> Vec<usize> {
+    use std::hash::{Hash, Hasher};
+    let mut ranked: Vec<(u64, usize)> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key_hash.hash(&mut h);
+            m.hash(&mut h);
+            (h.finish(), i)
+        })
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.cmp(a));
+    ranked.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Rendezvous (highest random weight) hashing: the member with the highest
@@ -349,6 +384,7 @@ mod tests {
                 group: "g".into(),
                 id: 1,
                 tag: "T".into(),
+                weight: 1,
             },
         );
         assert_eq!(v.members("g", "T").len(), 1);
@@ -375,6 +411,7 @@ mod tests {
                     group: "g".into(),
                     id,
                     tag: tag.into(),
+                    weight: 1,
                 },
             );
         }
