@@ -264,7 +264,7 @@ async fn ping_loop(
 async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let start = Instant::now();
     // Ctrl-C stops either side gracefully: its peers hear a goodbye.
-    let (stop_tx, mut stop) = watch::channel(false);
+    let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         match tokio::signal::ctrl_c().await {
             Ok(()) => stop_tx.send_replace(true),
@@ -294,10 +294,15 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let spec =
         SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::new("ponger", ponger, || ()));
-    let (sup, _) = Supervisor::spawn(None, spec).await?;
-    let ponger = sup
-        .child::<Ping>("ponger")
-        .expect("the spec has a child named ponger");
+    // The application runs the tree until Ctrl-C or SIGTERM, then stops it
+    // in order and shuts the node down (peers hear a goodbye).
+    let app = Application::start(format!("cluster_ping-{}", args.name), spec)
+        .await?
+        .on_shutdown("node", {
+            let node = node.clone();
+            move || async move { node.shutdown().await }
+        });
+    let ponger = app.root().child::<Ping>("ponger")?;
     node.export_child("ping", ponger)?;
     println!(
         "node {} listening on {} (pid {})",
@@ -311,6 +316,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let peer = connect(&node, addr).await?;
             println!("connected to {} at {addr}", peer.name);
             let failed = ping_loop(&node, &peer.name, &args, stop).await?;
+            app.stop().await;
             if failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -319,13 +325,13 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         None => {
-            println!("waiting for pings; Ctrl-C to stop");
-            let _ = stop.wait_for(|stop| *stop).await;
-            ExitCode::SUCCESS
+            drop(stop);
+            println!("waiting for pings; Ctrl-C (or SIGTERM) to stop");
+            let reason = app.run().await;
+            println!("stopped: {reason}");
+            reason.exit_code()
         }
     };
-    node.shutdown().await;
-    sup.cell().stop_and_wait(None, None).await?;
     // Let the event printer show the last events.
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(code)
