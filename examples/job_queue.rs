@@ -11,11 +11,13 @@
 //! registered cluster-wide as `results/NODE` (`node.register_child`,
 //! reached with `node.named`).
 //!
-//! When a node goes away (Ctrl-C, `kill -9`, a crash), its pool leaves the
-//! group at once on every other node, so new jobs go to the rest. Jobs it
-//! held are lost with it (delivery is at most once): the producer sends a
-//! job again when its result is late (1 s), so every job is done at least
-//! once and a job's result counts once.
+//! When a node goes away its pool leaves the group at once on every other
+//! node, so new jobs go to the rest. On Ctrl-C a node first takes its pool
+//! out of the group and finishes the jobs it holds, then leaves. Killed
+//! (`kill -9`, a crash), the jobs it held are lost with it (delivery is at
+//! most once): the producer sends a job again when its result is late
+//! (1 s), so every job is done at least once and a job's result counts
+//! once.
 //!
 //! Three terminals (`c` produces 200 jobs, one every 100 ms; stop `b` with
 //! Ctrl-C while it runs and watch its share move to `a` and `c`):
@@ -180,6 +182,8 @@ struct Settings {
 struct JobNode {
     node: Node,
     pool: PoolRef<Job>,
+    /// The pool's membership in `jobs`.
+    member: u64,
     sup: SupervisorRef,
     results: mpsc::UnboundedReceiver<Done>,
     log: String,
@@ -208,7 +212,7 @@ impl JobNode {
             .size(s.workers)
             .spawn(None)
             .await?;
-        node.export_pool(GROUP, &pool)?;
+        let member = node.export_pool(GROUP, &pool)?;
         let (tx, results) = mpsc::unbounded_channel();
         let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::new(
             "collector",
@@ -227,17 +231,21 @@ impl JobNode {
         Ok(JobNode {
             node,
             pool,
+            member,
             sup,
             results,
             log: s.log.clone(),
         })
     }
 
-    /// Leaves the cluster (the members drop its pool from the group at
-    /// once), then stops the pool and the collector.
+    /// A graceful stop: takes the pool out of the group (producers stop
+    /// choosing it), lets its workers finish the jobs they hold (their
+    /// results still reach the producers), then leaves the cluster and
+    /// stops the collector.
     async fn stop(self) {
-        self.node.leave().await;
+        self.node.leave_group(self.member);
         let _ = self.pool.stop().await;
+        self.node.leave().await;
         let _ = self.sup.cell().stop_and_wait(None, None).await;
     }
 }
@@ -500,7 +508,7 @@ async fn node_main(
     produce: Option<u64>,
     every: Duration,
 ) -> Result<(), Box<dyn Error>> {
-    // Ctrl-C leaves the cluster: the members drop this node's pool at once.
+    // Ctrl-C stops gracefully (see `JobNode::stop`).
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
         match tokio::signal::ctrl_c().await {
