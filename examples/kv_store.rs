@@ -447,7 +447,9 @@ async fn console(kv: &KvNode) -> Result<(), Box<dyn Error>> {
                         MemberStatus::Leaving => "leaving",
                         MemberStatus::Left => "left",
                     };
-                    let health = kv.ctx.node.peer(&m.name).map_or(String::new(), |p| {
+                    let connected = matches!(m.status, MemberStatus::Up | MemberStatus::Suspect);
+                    let peer = kv.ctx.node.peer(&m.name).filter(|_| connected);
+                    let health = peer.map_or(String::new(), |p| {
                         let rtt = p.rtt.map_or("n/a".to_string(), |d| {
                             format!("{:.2} ms", d.as_secs_f64() * 1e3)
                         });
