@@ -9,20 +9,25 @@
 //! sends the other its whole map, so a node that was down catches up; a
 //! store that crashed restarts empty and starts from its peers' maps.
 //!
-//! Three terminals:
+//! Nodes join the cluster through a seed (`--seed ADDR`, any one live
+//! member is enough): each learns the other members from its seed's member
+//! list and dials them, so the mesh forms by itself. Three terminals:
 //!
 //! ```text
 //! cargo run --example kv_store -- --name a --listen 127.0.0.1:7101
-//! cargo run --example kv_store -- --name b --listen 127.0.0.1:7102 --connect 127.0.0.1:7101
-//! cargo run --example kv_store -- --name c --listen 127.0.0.1:7103 --connect 127.0.0.1:7101 --connect 127.0.0.1:7102
+//! cargo run --example kv_store -- --name b --listen 127.0.0.1:7102 --seed 127.0.0.1:7101
+//! cargo run --example kv_store -- --name c --listen 127.0.0.1:7103 --seed 127.0.0.1:7101
 //! ```
 //!
-//! then type `put k v`, `get k`, `peers`, `dump`, `crash` (the store fails;
-//! its supervisor restarts it and it catches up), `help` or `quit` at the
-//! `kv a>` prompt of any of them. Versions print as the UTC time of the
-//! write and the node that made it. `--help` lists the options.
-//! Kill one (Ctrl-C): the others print `Down` and keep serving; start it
-//! again with the same command and it catches up.
+//! (`c` names only `a`, yet connects to `b` too.) Then type `put k v`,
+//! `get k`, `members`, `dump`, `crash` (the store fails; its supervisor
+//! restarts it and it catches up), `help` or `quit` at the `kv a>` prompt
+//! of any of them. Versions print as the UTC time of the write and the
+//! node that made it. `--help` lists the options.
+//! Kill one (Ctrl-C): the others print `Down` and keep serving, and redial
+//! it; start it again with the same command and it catches up. `quit`
+//! leaves the cluster for good: the others mark it `Left` and do not
+//! redial it.
 //!
 //! `cargo run --example kv_store -- --demo` runs a scripted version with
 //! three nodes in one process and exits 0 if every step worked.
@@ -38,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_otp::cluster::MemberStatus;
 use ractor_otp::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -239,18 +245,25 @@ struct KvNode {
 }
 
 impl KvNode {
-    /// Starts the node, the supervised store (exported as "kv"), the event
-    /// watcher, and a dialer per address in `connect`.
+    /// Starts the node (joining the cluster through `seeds`, in the
+    /// background), the supervised store (exported as "kv") and the event
+    /// watcher.
     async fn start(
         name: &str,
         listen: SocketAddr,
-        connect: &[SocketAddr],
+        seeds: &[SocketAddr],
         cookie: &str,
         log: &str,
     ) -> Result<KvNode, Box<dyn Error>> {
+        // Redial seeds and members that went down within a second (the
+        // default backs off up to 5 s).
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let config = NodeConfig::new(name).listen(listen).cookie(cookie);
-        let node = Node::start(config.reconnect(backoff)).await?;
+        let config = NodeConfig::new(name)
+            .listen(listen)
+            .cookie(cookie)
+            .seeds(seeds.iter().copied())
+            .reconnect(backoff);
+        let node = Node::start(config).await?;
         let events = node.subscribe();
         let ctx = Store {
             node,
@@ -265,9 +278,6 @@ impl KvNode {
         ctx.node.export_child("kv", store.clone())?;
         println!("{log}node {name} listening on {}", ctx.node.local_addr());
         tokio::spawn(watch_peers(ctx.clone(), events, store.clone()));
-        for &addr in connect {
-            tokio::spawn(dial(ctx.clone(), addr));
-        }
         Ok(KvNode { ctx, sup, store })
     }
 
@@ -292,22 +302,11 @@ impl KvNode {
         map.len() == len && map.get(key).is_some_and(|e| e.value == value)
     }
 
-    /// Shuts down: peers hear a goodbye, then the store stops.
+    /// Leaves the cluster (the members mark this node `Left` and do not
+    /// redial it), then the store stops.
     async fn stop(self) {
-        self.ctx.node.shutdown().await;
+        self.ctx.node.leave().await;
         let _ = self.sup.cell().stop_and_wait(None, Some(TIMEOUT)).await;
-    }
-}
-
-/// Connects to `addr`, retrying while nothing listens there yet. Once
-/// connected, the node itself reconnects whenever the session drops.
-async fn dial(ctx: Store, addr: SocketAddr) {
-    while !ctx.node.is_shut_down() {
-        match ctx.node.connect(addr).await {
-            Ok(_) => return,
-            Err(ClusterError::Connect { .. }) => tokio::time::sleep(TIMEOUT / 4).await,
-            Err(e) => return ctx.say(format_args!("cannot connect to {addr}: {e}")),
-        }
     }
 }
 
@@ -339,9 +338,17 @@ async fn watch_peers(ctx: Store, mut events: NodeEvents, store: ChildRef<Kv>) {
             }
             NodeEvent::Down { peer, reason } => {
                 ctx.peers.map().remove(&peer);
-                if reason != DownReason::LocalShutdown {
+                // A member that leaves is reported by `MemberLeft`.
+                if !matches!(reason, DownReason::LocalShutdown | DownReason::PeerLeft) {
                     ctx.say(format_args!("Down {peer} ({reason})"));
                 }
+            }
+            NodeEvent::MemberJoined { member } => {
+                ctx.say(format_args!("{member} joined the cluster"))
+            }
+            NodeEvent::MemberLeft { member } => ctx.say(format_args!("{member} left the cluster")),
+            NodeEvent::Rejected { addr, reason, .. } => {
+                ctx.say(format_args!("refused a connection with {addr}: {reason}"))
             }
             NodeEvent::DeadLetter { peer, reason, .. } => {
                 ctx.say(format_args!(
@@ -390,10 +397,10 @@ const COMMANDS: &str = "commands:
   put KEY VALUE   write VALUE under KEY here; it is replicated to every peer
   get KEY         read KEY from this node's copy
   dump            every key this node holds
-  peers           the other nodes, by name, with their status
+  members         the other members of the cluster, with their status
   crash           make this node's store fail (its supervisor restarts it)
   help            this list
-  quit            leave (the peers hear a goodbye)";
+  quit            leave the cluster (the members do not redial this node)";
 
 /// Prints the prompt, `kv NAME> `, without a line break.
 fn prompt(name: &str) {
@@ -425,30 +432,35 @@ async fn console(kv: &KvNode) -> Result<(), Box<dyn Error>> {
                 Ok(map) => map.iter().for_each(|(k, e)| println!("{}", show(k, e))),
                 Err(e) => println!("error: {e}"),
             },
-            ["peers"] => {
+            ["members"] => {
                 let stores = kv.ctx.peers.map();
-                let mut peers = kv.ctx.node.peers();
-                peers.sort_by(|x, y| x.name.cmp(&y.name));
-                if peers.is_empty() {
-                    println!("no peers yet");
+                let members = kv.ctx.node.members();
+                if members.is_empty() {
+                    println!("no other members yet");
                 }
-                for p in peers {
-                    let status = match p.status {
-                        PeerStatus::Up => "up",
-                        PeerStatus::Suspect => "suspect (heartbeats late)",
-                        PeerStatus::Down => "down",
+                for m in members {
+                    let status = match m.status {
+                        MemberStatus::Joining => "joining (being dialed)",
+                        MemberStatus::Up => "up",
+                        MemberStatus::Suspect => "suspect (heartbeats late)",
+                        MemberStatus::Down => "down (redialed)",
+                        MemberStatus::Leaving => "leaving",
+                        MemberStatus::Left => "left",
                     };
-                    let rtt = p.rtt.map_or("n/a".to_string(), |d| {
-                        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+                    let connected = matches!(m.status, MemberStatus::Up | MemberStatus::Suspect);
+                    let peer = kv.ctx.node.peer(&m.name).filter(|_| connected);
+                    let health = peer.map_or(String::new(), |p| {
+                        let rtt = p.rtt.map_or("n/a".to_string(), |d| {
+                            format!("{:.2} ms", d.as_secs_f64() * 1e3)
+                        });
+                        format!(", rtt {rtt}, phi {:.2}", p.phi)
                     });
-                    let store = if stores.contains_key(&p.name) {
+                    let store = if stores.contains_key(&m.name) {
                         "its store replicates with ours"
-                    } else if p.status == PeerStatus::Down {
-                        "its store is not reachable"
                     } else {
-                        "its store is not reachable yet"
+                        "its store is not reachable"
                     };
-                    println!("{}: {status}, rtt {rtt}, phi {:.2}; {store}", p.name, p.phi);
+                    println!("{} at {}: {status}{health}; {store}", m.name, m.addr);
                 }
             }
             ["crash"] => match kv.store.cast(Kv::Local(Local::Crash)) {
@@ -482,13 +494,14 @@ async fn eventually<F: Future<Output = bool>>(
 }
 
 /// The scripted demo: three nodes in this process, each started as the
-/// commands in the module docs start them.
+/// commands in the module docs start them: `b` and `c` name only `a` as
+/// their seed.
 async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
     let any: SocketAddr = "127.0.0.1:0".parse()?;
     let a = KvNode::start("a", any, &[], cookie, "  [a] ").await?;
     let b = KvNode::start("b", any, &[a.addr()], cookie, "  [b] ").await?;
-    let to_ab = [a.addr(), b.addr()];
-    let c = KvNode::start("c", any, &to_ab, cookie, "  [c] ").await?;
+    let c = KvNode::start("c", any, &[a.addr()], cookie, "  [c] ").await?;
+    let c_addr = c.addr();
     let meshed = |kvs: &[&KvNode]| {
         kvs.iter()
             .all(|kv| kv.ctx.peers.map().len() == kvs.len() - 1)
@@ -515,15 +528,16 @@ async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
         println!("  {} holds {}", kv.ctx.node.name(), pairs.join(", "));
     }
 
-    println!("\n== c shuts down; a and b keep serving");
+    println!("\n== c leaves; a and b keep serving");
     c.stop().await;
     eventually("a and b saw c go", || async { meshed(&[&a, &b]) }).await?;
     a.put("color", "blue").await?;
     eventually("b reads color=blue", || b.holds("color", "blue", 3)).await?;
     println!("  a wrote color=blue; b reads color = blue");
 
-    println!("\n== c starts again and catches up");
-    let c = KvNode::start("c", any, &to_ab, cookie, "  [c] ").await?;
+    println!("\n== c starts again (seed: b) and catches up");
+    let c = KvNode::start("c", c_addr, &[b.addr()], cookie, "  [c] ").await?;
+    eventually("all know each other", || async { meshed(&[&a, &b, &c]) }).await?;
     eventually("c reads color=blue", || c.holds("color", "blue", 3)).await?;
     let entry = c.read().await?.remove("color").ok_or("c lost color")?;
     println!("  c reads {}", show("color", &entry));
@@ -542,15 +556,15 @@ async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-const USAGE: &str =
-    "usage: kv_store --name NAME [--listen ADDR] [--connect ADDR]... [--cookie SECRET]
+const USAGE: &str = "usage: kv_store --name NAME [--listen ADDR] [--seed ADDR]... [--cookie SECRET]
        kv_store --demo
 A replicated key-value store: every node holds the whole map and replicates
 its writes to its peers (the last writer wins).
   --name NAME      this node's name, unique in the cluster (required)
   --listen ADDR    listen for peers on ADDR (default 127.0.0.1:0, any free port)
-  --connect ADDR   dial the node listening on ADDR; repeat for several peers.
-                   This node redials it whenever the session drops
+  --seed ADDR      join the cluster through the member listening on ADDR; it
+                   tells this node the other members, which it dials too.
+                   Repeat for several seeds: any one live member is enough
   --cookie SECRET  the cluster's shared secret (default: a demo value)
   --demo           three nodes in this process, scripted; exits 0 if all worked
   -h, --help       this text
@@ -558,7 +572,7 @@ Then type commands at the `kv NAME>` prompt (`help` lists them).";
 
 /// Parses the command line by hand, then runs the demo or a node.
 async fn run() -> Result<(), Box<dyn Error>> {
-    let (mut demo_mode, mut name, mut connect) = (false, None, Vec::new());
+    let (mut demo_mode, mut name, mut seeds) = (false, None, Vec::new());
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut cookie = DEMO_COOKIE.to_string();
     let mut args = std::env::args().skip(1);
@@ -571,7 +585,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             demo_mode = true;
             continue;
         }
-        if !["--name", "--listen", "--connect", "--cookie"].contains(&flag.as_str()) {
+        if !["--name", "--listen", "--seed", "--cookie"].contains(&flag.as_str()) {
             return Err(format!("unknown option {flag}\n{USAGE}").into());
         }
         let value = args
@@ -581,7 +595,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         match flag.as_str() {
             "--name" => name = Some(value.clone()),
             "--listen" => listen = addr()?,
-            "--connect" => connect.push(addr()?),
+            "--seed" => seeds.push(addr()?),
             _ => cookie = value.clone(),
         }
     }
@@ -592,7 +606,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             .map_err(|_| "the demo took over 20 s")?;
     }
     let name = name.ok_or(format!("--name is required\n{USAGE}"))?;
-    let kv = KvNode::start(&name, listen, &connect, &cookie, "").await?;
+    let kv = KvNode::start(&name, listen, &seeds, &cookie, "").await?;
     let done = console(&kv).await;
     kv.stop().await;
     done
