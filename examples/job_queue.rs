@@ -220,7 +220,7 @@ impl JobNode {
             || (),
         ));
         let (sup, _) = Supervisor::spawn(None, spec).await?;
-        let collector = sup.child::<Done>("collector").ok_or("no collector child")?;
+        let collector = sup.child::<Done>("collector")?;
         node.register_child(&results_name(name), collector)?;
         println!(
             "{}node {name} listening on {}, {} workers in group {GROUP}",

@@ -131,6 +131,8 @@ impl Peer {
     /// `NodeDown` with the reason if the peer went down, else `NotConnected`.
     pub(crate) fn not_connected_error(&self) -> ClusterError {
         match lock!(self.state.lock()).down_reason.clone() {
+            // It is this node that is gone, not the peer.
+            Some(DownReason::LocalShutdown) => ClusterError::Shutdown,
             Some(reason) => ClusterError::NodeDown {
                 peer: self.name.clone(),
                 reason,
