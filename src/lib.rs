@@ -129,8 +129,9 @@ pub mod prelude {
     pub use crate::application::Application;
     #[cfg(feature = "cluster")]
     pub use crate::cluster::{
-        ActorDownReason, ClusterError, DownReason, Node, NodeConfig, NodeEvent, NodeEvents,
-        PeerInfo, PeerStatus, Refusal, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef,
+        ActorDownReason, ClusterError, DownReason, GroupRef, GroupRouting, Member, MemberStatus,
+        NamedRef, Node, NodeConfig, NodeEvent, NodeEvents, PeerInfo, PeerStatus, Refusal,
+        RemoteCastError, RemoteDeadLetter, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef,
         RemoteReply, Replied, UndeliveredReason,
     };
     pub use crate::exit::ExitReason;
