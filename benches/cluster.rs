@@ -47,6 +47,30 @@
 //!    pairs of rounds (`cargo bench --features tls --bench cluster --
 //!    cluster_tls`).
 //!
+//! 8. `cluster_mesh` (custom, printed; issue 10): N = 2, 8, 16 in-process
+//!    nodes, `n01`… each with `n00` as its only seed
+//!    ([`NodeConfig::seeds`]), started one after another; timed from
+//!    starting the seed until every node's [`Node::members`] shows N − 1
+//!    members `Up` (polled every [`POLL`]), then from one node's
+//!    `join_group` until every node's `GroupRef::members` lists it;
+//!    `CLUSTER_MESH_ROUNDS` (default [`DEFAULT_MESH_ROUNDS`]) interleaved
+//!    rounds of the three sizes, medians;
+//! 9. `cluster_whereis` (criterion): `Node::whereis` from the local view
+//!    for a name held on the other node (one of [`WHEREIS_NAMES`]) vs a
+//!    plain `HashMap<String, String>` of as many names (`get`, and `get`
+//!    cloning the holder's name, as `whereis` returns it);
+//! 10. `cluster_group_cast` (custom, printed): a `GroupRef` routed cast
+//!    (round robin) to one member on another node vs a `RemoteRef` cast to
+//!    the same actor, and a group with members on 2 remote nodes vs the two
+//!    `RemoteRef`s taken in turn, as interleaved pairs of rounds of
+//!    [`CASTS`] casts (as `cluster_cast_paired`), with the process's CPU per
+//!    message;
+//! 11. `cluster_heartbeat_cpu` (custom, printed): the process's CPU time
+//!    (`getrusage`) over `CLUSTER_HEARTBEAT_SECS` (default
+//!    [`DEFAULT_HEARTBEAT_SECS`]) of idling with no node (the baseline)
+//!    and with N = 2, 8, 16 idle nodes in a full mesh, interleaved
+//!    [`HEARTBEAT_ROUNDS`] times; per node and per heartbeat.
+//!
 //! Every bench runs on one multi-thread tokio runtime with 2 workers, and the
 //! measured code runs as a task on that runtime (not on the bench thread),
 //! baselines included; both nodes live on that runtime.
@@ -69,6 +93,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use common::{on_runtime, runtime};
 use std::future::Future;
+use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,7 +104,9 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 #[cfg(feature = "tls")]
 use ractor_otp::cluster::TlsConfig;
-use ractor_otp::cluster::{DownReason, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply};
+use ractor_otp::cluster::{
+    DownReason, GroupRouting, MemberStatus, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -1453,6 +1480,411 @@ fn tls_benches(c: &mut Criterion, rt: &Runtime, how: &Invocation, plain: &Pair) 
     assert_eq!(downs, 0, "a TLS node went down during the benches");
 }
 
+// ---------------------------------------------------------------------------
+// 8. Membership, cluster-wide names and groups (issue 10)
+
+/// Interleaved rounds of each cluster size in the mesh part, when
+/// `CLUSTER_MESH_ROUNDS` is not set.
+const DEFAULT_MESH_ROUNDS: usize = 10;
+/// Interleaved rounds of each cluster size in the heartbeat CPU part.
+const HEARTBEAT_ROUNDS: usize = 5;
+/// Seconds of idling measured per round of the heartbeat CPU part, when
+/// `CLUSTER_HEARTBEAT_SECS` is not set.
+const DEFAULT_HEARTBEAT_SECS: u64 = 3;
+/// The cluster sizes of the mesh and heartbeat parts.
+const MESH_SIZES: [usize; 3] = [2, 8, 16];
+/// Names registered on the holder node of the `whereis` bench (and keys of
+/// its `HashMap` baseline).
+const WHEREIS_NAMES: usize = 1_000;
+/// The benches of the `cluster_whereis` group.
+const WHEREIS_IDS: [&str; 3] = ["hashmap_get", "hashmap_get_clone", "whereis"];
+/// How often the mesh part looks at every node's view.
+const POLL: Duration = Duration::from_millis(1);
+
+/// Counts [`Tick`]s into a [`Progress`] it may share with other counters
+/// (on other nodes of this process): the round is complete when all of
+/// them together have received its casts.
+struct SharedCounter {
+    /// Shared with the bench and the other counters.
+    progress: Progress,
+}
+
+impl Actor for SharedCounter {
+    type Msg = Tick;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Tick>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Tick>,
+        _: Tick,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let p = &self.progress;
+        let n = p.received.fetch_add(1, Ordering::AcqRel) + 1;
+        if n == p.target.load(Ordering::Acquire) {
+            p.done.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// A [`SharedCounter`] spawned locally on `progress`.
+async fn spawn_shared_counter(progress: &Progress) -> ActorRef<Tick> {
+    let (actor, _) = Actor::spawn(
+        None,
+        SharedCounter {
+            progress: progress.clone(),
+        },
+        (),
+    )
+    .await
+    .expect("shared counter");
+    actor
+}
+
+/// Polls `done` every [`POLL`] until it holds, at most [`WAIT`].
+async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within {WAIT:?}"));
+}
+
+/// Whether `node` sees `n - 1` members, all `Up`.
+fn sees_full_mesh(node: &Node, n: usize) -> bool {
+    let members = node.members();
+    members.len() == n - 1 && members.iter().all(|m| m.status == MemberStatus::Up)
+}
+
+/// `n` in-process nodes joined through one seed (`n00`).
+struct Mesh {
+    /// The nodes, the seed first.
+    nodes: Vec<Node>,
+    /// From starting the seed until each node first saw a full mesh.
+    full: Vec<Duration>,
+}
+
+impl Mesh {
+    /// Starts the seed and `n - 1` nodes with it as their only seed, one
+    /// after another, and polls every node's [`Node::members`] until each
+    /// shows `n - 1` members `Up`.
+    async fn start(n: usize) -> Mesh {
+        let start = Instant::now();
+        let seed = node("n00").await;
+        let addr = seed.local_addr();
+        let mut nodes = vec![seed];
+        for i in 1..n {
+            nodes.push(start_node(NodeConfig::new(format!("n{i:02}")).seeds([addr])).await);
+        }
+        let mut full: Vec<Option<Duration>> = vec![None; n];
+        poll_until("every node sees a full mesh", || {
+            for (node, seen) in nodes.iter().zip(&mut full) {
+                if seen.is_none() && sees_full_mesh(node, n) {
+                    *seen = Some(start.elapsed());
+                }
+            }
+            full.iter().all(Option::is_some)
+        })
+        .await;
+        Mesh {
+            nodes,
+            full: full.into_iter().flatten().collect(),
+        }
+    }
+
+    /// When the first and the last node saw a full mesh.
+    fn first_last(&self) -> (Duration, Duration) {
+        let first = self.full.iter().min().copied().unwrap_or_default();
+        let last = self.full.iter().max().copied().unwrap_or_default();
+        (first, last)
+    }
+
+    /// Every node leaves (planned: nobody redials anybody).
+    async fn leave(self) {
+        for node in &self.nodes {
+            node.leave().await;
+        }
+    }
+}
+
+/// One mesh run: the full-mesh times (first, last node), then the time
+/// from the last node's `join_group` until every node lists the member.
+async fn mesh_run(n: usize) -> (Duration, Duration, Duration) {
+    let mesh = Mesh::start(n).await;
+    let (first, last) = mesh.first_last();
+    let (counter, _) = spawn_counter(0).await;
+    let groups: Vec<_> = mesh
+        .nodes
+        .iter()
+        .map(|node| node.group::<Tick>("mesh-group"))
+        .collect();
+    let joined = Instant::now();
+    mesh.nodes[n - 1]
+        .join_group("mesh-group", counter.clone())
+        .expect("join_group");
+    poll_until("every node lists the group member", || {
+        groups.iter().all(|g| g.members().len() == 1)
+    })
+    .await;
+    let visible = joined.elapsed();
+    mesh.leave().await;
+    counter.stop(None);
+    (first, last, visible)
+}
+
+/// Bench 8 (`cluster_mesh`): `rounds` rounds, each one [`mesh_run`] per
+/// cluster size in [`MESH_SIZES`] (interleaved); prints the medians.
+async fn mesh(rounds: usize) {
+    let mut times: Vec<[Vec<f64>; 3]> = MESH_SIZES.iter().map(|_| Default::default()).collect();
+    for _ in 0..rounds {
+        for (i, &n) in MESH_SIZES.iter().enumerate() {
+            let (first, last, visible) = mesh_run(n).await;
+            for (v, d) in times[i].iter_mut().zip([first, last, visible]) {
+                v.push(d.as_secs_f64());
+            }
+            // Let the nodes that left finish closing.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for (n, [first, last, visible]) in MESH_SIZES.iter().zip(&mut times) {
+        let mut sorted = last.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "cluster_mesh: {n} nodes joined through one seed, {rounds} round(s): full mesh seen by the first node after {}, by every node (the last one) after {} (median; range {}-{}) (target for 16: 1 s); a join_group visible on every node after {} (median; max {}) (target: 50 ms; polled every {})",
+            fmt_secs(median(first)),
+            fmt_secs(median(last)),
+            fmt_secs(sorted[0]),
+            fmt_secs(sorted[sorted.len() - 1]),
+            fmt_secs(median(visible)),
+            fmt_secs(visible.iter().copied().fold(0.0, f64::max)),
+            fmt_secs(POLL.as_secs_f64()),
+        );
+    }
+}
+
+/// Bench 9 (`cluster_whereis`, criterion): `whereis` on node `b` for a
+/// name held on node `a` (one of [`WHEREIS_NAMES`] registered there), vs
+/// a `HashMap<String, String>` of as many names: a plain `get`, and a
+/// `get` that clones the holder's name (what `whereis` returns).
+fn bench_whereis(c: &mut Criterion, rt: &Runtime) {
+    let (a, b, actor) = rt.block_on(async {
+        let a = node("a").await;
+        let b = start_node(NodeConfig::new("b").seeds([a.local_addr()])).await;
+        let (actor, _) = spawn_counter(0).await;
+        for i in 0..WHEREIS_NAMES {
+            a.register(&format!("name-{i:04}"), actor.clone())
+                .expect("register");
+        }
+        let last = format!("name-{:04}", WHEREIS_NAMES - 1);
+        poll_until("b sees a's names", || b.whereis(&last).is_some()).await;
+        (a, b, actor)
+    });
+    let map: std::collections::HashMap<String, String> = (0..WHEREIS_NAMES)
+        .map(|i| (format!("name-{i:04}"), "a".to_string()))
+        .collect();
+    let name = format!("name-{:04}", WHEREIS_NAMES / 2);
+    let mut group = c.benchmark_group("cluster_whereis");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    group.bench_function(WHEREIS_IDS[0], |bench| {
+        bench.iter(|| map.get(black_box(name.as_str())).map(String::len))
+    });
+    group.bench_function(WHEREIS_IDS[1], |bench| {
+        bench.iter(|| map.get(black_box(name.as_str())).cloned())
+    });
+    group.bench_function(WHEREIS_IDS[2], |bench| {
+        bench.iter(|| b.whereis(black_box(name.as_str())))
+    });
+    group.finish();
+    assert_eq!(b.whereis(&name).as_deref(), Some("a"));
+    rt.block_on(async {
+        b.leave().await;
+        a.leave().await;
+    });
+    actor.stop(None);
+}
+
+/// [`PAIRS`] pairs of rounds, `direct` and `routed` back to back
+/// (alternating which goes first), with the process's CPU in each round;
+/// returns the medians as (direct, routed) round time, routed / direct
+/// throughput (median of per-pair ratios), (direct, routed) CPU per cast.
+async fn routed_vs_direct<D: Fn(Tick), R: Fn(Tick)>(
+    progress: &Progress,
+    direct: &D,
+    routed: &R,
+    pairs: usize,
+) -> ((f64, f64), f64, (f64, f64)) {
+    for _ in 0..3 {
+        cast_round(progress, direct).await;
+        cast_round(progress, routed).await;
+    }
+    let (mut d, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut d_cpu, mut r_cpu) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let ((dt, dc), (rt, rc)) = if i % 2 == 0 {
+            let dt = cpu_round(progress, direct).await;
+            (dt, cpu_round(progress, routed).await)
+        } else {
+            let rt = cpu_round(progress, routed).await;
+            (cpu_round(progress, direct).await, rt)
+        };
+        d.push(dt.as_secs_f64());
+        r.push(rt.as_secs_f64());
+        d_cpu.push(dc.as_secs_f64());
+        r_cpu.push(rc.as_secs_f64());
+        ratio.push(dt.as_secs_f64() / rt.as_secs_f64());
+    }
+    let ns_per_cast = |v: &mut Vec<f64>| median(v) * 1e9 / CASTS as f64;
+    (
+        (median(&mut d), median(&mut r)),
+        median(&mut ratio),
+        (ns_per_cast(&mut d_cpu), ns_per_cast(&mut r_cpu)),
+    )
+}
+
+/// Prints one comparison of [`routed_vs_direct`].
+fn print_routed(what: &str, pairs: usize, m: ((f64, f64), f64, (f64, f64))) {
+    let ((dm, rm), ratio, (dc, rc)) = m;
+    println!(
+        "cluster_group_cast: {what}, {pairs} pairs of {CASTS} casts ({}): median round direct {} ({:.3} M msg/s), group {} ({:.3} M msg/s); group = {ratio:.3}x direct throughput (median of per-pair ratios; target 0.8x); process CPU per message (median of rounds): direct {dc:.0} ns, group {rc:.0} ns",
+        allocator(),
+        fmt_secs(dm),
+        CASTS as f64 / dm / 1e6,
+        fmt_secs(rm),
+        CASTS as f64 / rm / 1e6,
+    );
+}
+
+/// Bench 10 (`cluster_group_cast`): nodes `a` and `c` each run a counter
+/// (one shared progress), `b` casts. A `GroupRef` (round robin) over one
+/// member (`a`'s counter) vs `b`'s `RemoteRef` to the same actor; then a
+/// group of both counters vs the two `RemoteRef`s taken in turn.
+async fn group_cast(pairs: usize) {
+    let a = node("a").await;
+    let c = start_node(NodeConfig::new("c").seeds([a.local_addr()])).await;
+    let b = start_node(NodeConfig::new("b").seeds([a.local_addr()])).await;
+    let mut events = b.subscribe();
+    poll_until("b sees a full mesh", || sees_full_mesh(&b, 3)).await;
+    let progress = Progress::default();
+    let on_a = spawn_shared_counter(&progress).await;
+    let on_c = spawn_shared_counter(&progress).await;
+    a.export("counter", on_a.clone()).expect("export");
+    c.export("counter", on_c.clone()).expect("export");
+    a.join_group("one", on_a.clone()).expect("join_group");
+    a.join_group("two", on_a.clone()).expect("join_group");
+    c.join_group("two", on_c.clone()).expect("join_group");
+    let one = b.group::<Tick>("one").routing(GroupRouting::RoundRobin);
+    let two = b.group::<Tick>("two").routing(GroupRouting::RoundRobin);
+    poll_until("b lists the groups", || {
+        one.members().len() == 1 && two.members().len() == 2
+    })
+    .await;
+    let to_a = b.lookup::<Tick>("a", "counter").await.expect("lookup");
+    let to_c = b.lookup::<Tick>("c", "counter").await.expect("lookup");
+
+    let direct = remote_cast(&to_a);
+    let routed = |t| one.cast(t).expect("group cast");
+    let m = routed_vs_direct(&progress, &direct, &routed, pairs).await;
+    print_routed("one remote member", pairs, m);
+
+    let turn = AtomicU64::new(0);
+    let direct = |t| {
+        let to = if turn.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+            &to_a
+        } else {
+            &to_c
+        };
+        to.cast(t).expect("remote cast")
+    };
+    let routed = |t| two.cast(t).expect("group cast");
+    let m = routed_vs_direct(&progress, &direct, &routed, pairs).await;
+    print_routed(
+        "members on 2 remote nodes (direct: the two RemoteRefs in turn)",
+        pairs,
+        m,
+    );
+
+    let mut downs = 0;
+    while let Some(event) = events.try_recv() {
+        if let NodeEvent::Down { peer, reason } = event {
+            eprintln!("unexpected Down of {peer} during the group casts: {reason}");
+            downs += 1;
+        }
+    }
+    for n in [&b, &c, &a] {
+        n.leave().await;
+    }
+    on_a.stop(None);
+    on_c.stop(None);
+    assert_eq!(downs, 0, "a node went down during the group casts");
+}
+
+/// Bench 11 (`cluster_heartbeat_cpu`): `rounds` rounds, each idling for
+/// `idle` with no node (the baseline: the bench process itself) and then
+/// with each cluster size of [`MESH_SIZES`] in a full mesh (interleaved,
+/// fresh nodes every time, 1 s after the mesh formed); prints the process
+/// CPU (`getrusage`) per second of idling, per node and per heartbeat.
+async fn heartbeat_cpu(rounds: usize, idle: Duration) {
+    /// Process CPU per second of idling with `n` nodes (0: none).
+    async fn idle_cpu(n: usize, idle: Duration) -> f64 {
+        let mesh = if n == 0 {
+            None
+        } else {
+            Some(Mesh::start(n).await)
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cpu = self_cpu();
+        tokio::time::sleep(idle).await;
+        let used = self_cpu().saturating_sub(cpu);
+        if let Some(mesh) = mesh {
+            mesh.leave().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        used.as_secs_f64() / idle.as_secs_f64()
+    }
+    let sizes: Vec<usize> = std::iter::once(0).chain(MESH_SIZES).collect();
+    let mut per_sec: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for _ in 0..rounds {
+        for (v, &n) in per_sec.iter_mut().zip(&sizes) {
+            v.push(idle_cpu(n, idle).await);
+        }
+    }
+    let base = median(&mut per_sec[0]);
+    println!(
+        "cluster_heartbeat_cpu: {rounds} rounds of {:.1} s idling: no node (baseline) {:.3} ms of process CPU per s",
+        idle.as_secs_f64(),
+        base * 1e3,
+    );
+    // The default heartbeat interval: 5 per second to each peer.
+    let beats_per_peer = 1.0 / 0.2;
+    let mut per_node_2 = None;
+    for (v, &n) in per_sec.iter_mut().zip(&sizes).skip(1) {
+        let total = median(v);
+        let per_node = (total - base).max(0.0) / n as f64;
+        let base_2 = *per_node_2.get_or_insert(per_node);
+        // Each node sends and receives `n - 1` heartbeat streams.
+        let beats = beats_per_peer * (n - 1) as f64;
+        println!(
+            "cluster_heartbeat_cpu: {n} idle nodes in a full mesh: process {:.3} ms CPU per s (median); per node {:.1} µs CPU per s ({:.4}% of a core; {:.2}x the per-node cost at 2 nodes), {:.1} µs per heartbeat sent and received ({beats:.0} each way per node per s)",
+            total * 1e3,
+            per_node * 1e6,
+            per_node * 100.0,
+            per_node / base_2,
+            per_node * 1e6 / beats,
+        );
+    }
+}
+
 /// How this process was invoked: criterion's mode and the name filter, as
 /// far as the custom measurements need them.
 struct Invocation {
@@ -1522,6 +1954,43 @@ impl Invocation {
     }
 }
 
+/// The parts of issue 10 (membership, names, groups): `cluster_mesh`,
+/// `cluster_whereis` (criterion), `cluster_group_cast` and
+/// `cluster_heartbeat_cpu`, each briefly under `cargo test --benches`.
+fn issue_10_benches(c: &mut Criterion, rt: &Runtime, how: &Invocation) {
+    if how.runs("cluster_mesh") {
+        let rounds = match std::env::var("CLUSTER_MESH_ROUNDS") {
+            Ok(s) => s.parse().expect("CLUSTER_MESH_ROUNDS: a number"),
+            Err(_) if how.test => 1,
+            Err(_) => DEFAULT_MESH_ROUNDS,
+        };
+        run(rt, mesh(rounds));
+    }
+    // The nodes and names are set up only when criterion will run (or
+    // list) one of the group's benches.
+    let whereis_ids = WHEREIS_IDS.map(|id| format!("cluster_whereis/{id}"));
+    if how.list
+        || how
+            .filter
+            .as_deref()
+            .is_none_or(|f| whereis_ids.iter().any(|id| id.contains(f)))
+    {
+        bench_whereis(c, rt);
+    }
+    if how.runs("cluster_group_cast") {
+        run(rt, group_cast(if how.test { 2 } else { PAIRS }));
+    }
+    if how.runs("cluster_heartbeat_cpu") {
+        let rounds = if how.test { 1 } else { HEARTBEAT_ROUNDS };
+        let idle = match std::env::var("CLUSTER_HEARTBEAT_SECS") {
+            Ok(s) => Duration::from_secs(s.parse().expect("CLUSTER_HEARTBEAT_SECS: whole seconds")),
+            Err(_) if how.test => Duration::from_millis(500),
+            Err(_) => Duration::from_secs(DEFAULT_HEARTBEAT_SECS),
+        };
+        run(rt, heartbeat_cpu(rounds, idle));
+    }
+}
+
 /// Runs the criterion groups, then the custom measurements (or, started
 /// by the two-process part, the receiver).
 fn main() {
@@ -1586,5 +2055,6 @@ fn main() {
         };
         run(&rt, soak(secs));
     }
+    issue_10_benches(&mut c, &rt, &how);
     c.final_summary();
 }
