@@ -51,8 +51,9 @@
 //!    nodes, `n01`… each with `n00` as its only seed
 //!    ([`NodeConfig::seeds`]), started one after another; timed from
 //!    starting the seed until every node's [`Node::members`] shows N − 1
-//!    members `Up` (polled every [`POLL`]), then from one node's
-//!    `join_group` until every node's `GroupRef::members` lists it;
+//!    members `Up` (looked at after each node event and every [`POLL`]), then from one node's
+//!    `join_group` until every node's `GroupRef::members` lists it (polled
+//!    between yields to the runtime);
 //!    `CLUSTER_MESH_ROUNDS` (default [`DEFAULT_MESH_ROUNDS`]) interleaved
 //!    rounds of the three sizes, medians;
 //! 9. `cluster_whereis` (criterion): `Node::whereis` from the local view
@@ -67,8 +68,8 @@
 //!    message;
 //! 11. `cluster_heartbeat_cpu` (custom, printed): the process's CPU time
 //!    (`getrusage`) over `CLUSTER_HEARTBEAT_SECS` (default
-//!    [`DEFAULT_HEARTBEAT_SECS`]) of idling with no node (the baseline)
-//!    and with N = 2, 8, 16 idle nodes in a full mesh, interleaved
+//!    [`DEFAULT_HEARTBEAT_SECS`]) of idling with no node (the baseline),
+//!    one node alone, and N = 2, 8, 16 idle nodes in a full mesh, interleaved
 //!    [`HEARTBEAT_ROUNDS`] times; per node and per heartbeat.
 //!
 //! Every bench runs on one multi-thread tokio runtime with 2 workers, and the
@@ -389,6 +390,12 @@ async fn cast_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> Duration {
     for i in 0..CASTS {
         cast(Tick(i));
     }
+    wait_for(progress, target).await;
+    start.elapsed()
+}
+
+/// Waits until the counter has received `target` casts in all.
+async fn wait_for(progress: &Progress, target: u64) {
     tokio::time::timeout(WAIT, async {
         while progress.received.load(Ordering::Acquire) < target {
             progress.done.notified().await;
@@ -396,7 +403,6 @@ async fn cast_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> Duration {
     })
     .await
     .expect("every cast of the round arrives");
-    start.elapsed()
 }
 
 /// Casts to the local `ActorRef`.
@@ -1548,10 +1554,27 @@ async fn spawn_shared_counter(progress: &Progress) -> ActorRef<Tick> {
 }
 
 /// Polls `done` every [`POLL`] until it holds, at most [`WAIT`].
-async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+async fn poll_until(what: &str, done: impl FnMut() -> bool) {
+    poll_with(what, done, || tokio::time::sleep(POLL)).await
+}
+
+/// Polls `done` until it holds, at most [`WAIT`], yielding to the runtime
+/// between two looks (a resolution of microseconds, where a sleep rounds
+/// up to the timer's 1 ms; for waits of a few milliseconds only).
+async fn spin_until(what: &str, done: impl FnMut() -> bool) {
+    poll_with(what, done, tokio::task::yield_now).await
+}
+
+/// Polls `done` until it holds, at most [`WAIT`], awaiting `pause()`
+/// between two looks.
+async fn poll_with<F: Future<Output = ()>>(
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    pause: impl Fn() -> F,
+) {
     tokio::time::timeout(WAIT, async {
         while !done() {
-            tokio::time::sleep(POLL).await;
+            pause().await;
         }
     })
     .await
@@ -1574,26 +1597,50 @@ struct Mesh {
 
 impl Mesh {
     /// Starts the seed and `n - 1` nodes with it as their only seed, one
-    /// after another, and polls every node's [`Node::members`] until each
-    /// shows `n - 1` members `Up`.
+    /// after another, and looks at every node's [`Node::members`] until
+    /// each shows `n - 1` members `Up`: after every event of any node, and
+    /// every [`POLL`] (for what happened before a node's subscription).
     async fn start(n: usize) -> Mesh {
         let start = Instant::now();
+        let event = Arc::new(Notify::new());
+        let watch = |node: &Node| {
+            let mut events = node.subscribe();
+            let event = event.clone();
+            // Ends when the node shuts down.
+            tokio::spawn(async move {
+                while events.recv().await.is_some() {
+                    event.notify_one();
+                }
+            });
+        };
         let seed = node("n00").await;
+        watch(&seed);
         let addr = seed.local_addr();
         let mut nodes = vec![seed];
         for i in 1..n {
-            nodes.push(start_node(NodeConfig::new(format!("n{i:02}")).seeds([addr])).await);
+            let node = start_node(NodeConfig::new(format!("n{i:02}")).seeds([addr])).await;
+            watch(&node);
+            nodes.push(node);
         }
         let mut full: Vec<Option<Duration>> = vec![None; n];
-        poll_until("every node sees a full mesh", || {
+        let look = || {
             for (node, seen) in nodes.iter().zip(&mut full) {
                 if seen.is_none() && sees_full_mesh(node, n) {
                     *seen = Some(start.elapsed());
                 }
             }
             full.iter().all(Option::is_some)
-        })
-        .await;
+        };
+        let next_event = || {
+            let event = event.clone();
+            async move {
+                tokio::select! {
+                    _ = event.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+        };
+        poll_with("every node sees a full mesh", look, next_event).await;
         Mesh {
             nodes,
             full: full.into_iter().flatten().collect(),
@@ -1630,7 +1677,7 @@ async fn mesh_run(n: usize) -> (Duration, Duration, Duration) {
     mesh.nodes[n - 1]
         .join_group("mesh-group", counter.clone())
         .expect("join_group");
-    poll_until("every node lists the group member", || {
+    spin_until("every node lists the group member", || {
         groups.iter().all(|g| g.members().len() == 1)
     })
     .await;
@@ -1658,14 +1705,13 @@ async fn mesh(rounds: usize) {
         let mut sorted = last.clone();
         sorted.sort_by(f64::total_cmp);
         println!(
-            "cluster_mesh: {n} nodes joined through one seed, {rounds} round(s): full mesh seen by the first node after {}, by every node (the last one) after {} (median; range {}-{}) (target for 16: 1 s); a join_group visible on every node after {} (median; max {}) (target: 50 ms; polled every {})",
+            "cluster_mesh: {n} nodes joined through one seed, {rounds} round(s): full mesh seen by the first node after {}, by every node (the last one) after {} (median; range {}-{}) (target for 16: 1 s); a join_group visible on every node after {} (median; max {}) (target: 50 ms)",
             fmt_secs(median(first)),
             fmt_secs(median(last)),
             fmt_secs(sorted[0]),
             fmt_secs(sorted[sorted.len() - 1]),
             fmt_secs(median(visible)),
             fmt_secs(visible.iter().copied().fold(0.0, f64::max)),
-            fmt_secs(POLL.as_secs_f64()),
         );
     }
 }
@@ -1714,54 +1760,86 @@ fn bench_whereis(c: &mut Criterion, rt: &Runtime) {
     actor.stop(None);
 }
 
-/// [`PAIRS`] pairs of rounds, `direct` and `routed` back to back
-/// (alternating which goes first), with the process's CPU in each round;
-/// returns the medians as (direct, routed) round time, routed / direct
-/// throughput (median of per-pair ratios), (direct, routed) CPU per cast.
+/// What one round of [`split_round`] measured, in seconds.
+#[derive(Clone, Copy)]
+struct Split {
+    /// The whole round, until the last cast arrived.
+    round: f64,
+    /// The casting loop alone: the sender's own cost, routing included.
+    sending: f64,
+    /// The process's CPU time during the round.
+    cpu: f64,
+}
+
+/// [`cast_round`], also timing the casting loop alone and the process's
+/// CPU.
+async fn split_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> Split {
+    let cpu = self_cpu();
+    let start = Instant::now();
+    let target = progress.received.load(Ordering::Acquire) + CASTS;
+    progress.target.store(target, Ordering::Release);
+    for i in 0..CASTS {
+        cast(Tick(i));
+    }
+    let sending = start.elapsed().as_secs_f64();
+    wait_for(progress, target).await;
+    Split {
+        round: start.elapsed().as_secs_f64(),
+        sending,
+        cpu: self_cpu().saturating_sub(cpu).as_secs_f64(),
+    }
+}
+
+/// `pairs` pairs of [`split_round`]s, `direct` and `routed` back to back
+/// (alternating which goes first), after 3 warm-up pairs.
 async fn routed_vs_direct<D: Fn(Tick), R: Fn(Tick)>(
     progress: &Progress,
     direct: &D,
     routed: &R,
     pairs: usize,
-) -> ((f64, f64), f64, (f64, f64)) {
+) -> (Vec<Split>, Vec<Split>) {
     for _ in 0..3 {
         cast_round(progress, direct).await;
         cast_round(progress, routed).await;
     }
-    let (mut d, mut r, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut d_cpu, mut r_cpu) = (Vec::new(), Vec::new());
+    let (mut d, mut r) = (Vec::new(), Vec::new());
     for i in 0..pairs {
-        let ((dt, dc), (rt, rc)) = if i % 2 == 0 {
-            let dt = cpu_round(progress, direct).await;
-            (dt, cpu_round(progress, routed).await)
+        if i % 2 == 0 {
+            d.push(split_round(progress, direct).await);
+            r.push(split_round(progress, routed).await);
         } else {
-            let rt = cpu_round(progress, routed).await;
-            (cpu_round(progress, direct).await, rt)
-        };
-        d.push(dt.as_secs_f64());
-        r.push(rt.as_secs_f64());
-        d_cpu.push(dc.as_secs_f64());
-        r_cpu.push(rc.as_secs_f64());
-        ratio.push(dt.as_secs_f64() / rt.as_secs_f64());
+            r.push(split_round(progress, routed).await);
+            d.push(split_round(progress, direct).await);
+        }
     }
-    let ns_per_cast = |v: &mut Vec<f64>| median(v) * 1e9 / CASTS as f64;
-    (
-        (median(&mut d), median(&mut r)),
-        median(&mut ratio),
-        (ns_per_cast(&mut d_cpu), ns_per_cast(&mut r_cpu)),
-    )
+    (d, r)
 }
 
-/// Prints one comparison of [`routed_vs_direct`].
-fn print_routed(what: &str, pairs: usize, m: ((f64, f64), f64, (f64, f64))) {
-    let ((dm, rm), ratio, (dc, rc)) = m;
+/// Prints one comparison of [`routed_vs_direct`]: medians of the rounds,
+/// and of the per-pair throughput ratios.
+fn print_routed(what: &str, (direct, routed): (Vec<Split>, Vec<Split>)) {
+    let pairs = direct.len();
+    // Throughput ratio routed / direct = time direct / time routed.
+    let mut ratio: Vec<f64> = direct
+        .iter()
+        .zip(&routed)
+        .map(|(d, r)| d.round / r.round)
+        .collect();
+    let med = |v: &[Split], f: fn(&Split) -> f64| median(&mut v.iter().map(f).collect::<Vec<_>>());
+    let ns = |v: &[Split], f: fn(&Split) -> f64| med(v, f) * 1e9 / CASTS as f64;
+    let (dm, rm) = (med(&direct, |s| s.round), med(&routed, |s| s.round));
     println!(
-        "cluster_group_cast: {what}, {pairs} pairs of {CASTS} casts ({}): median round direct {} ({:.3} M msg/s), group {} ({:.3} M msg/s); group = {ratio:.3}x direct throughput (median of per-pair ratios; target 0.8x); process CPU per message (median of rounds): direct {dc:.0} ns, group {rc:.0} ns",
+        "cluster_group_cast: {what}, {pairs} pairs of {CASTS} casts ({}): median round direct {} ({:.3} M msg/s), group {} ({:.3} M msg/s); group = {:.3}x direct throughput (median of per-pair ratios; target 0.8x); casting loop per message (median of rounds): direct {:.0} ns, group {:.0} ns; process CPU per message: direct {:.0} ns, group {:.0} ns",
         allocator(),
         fmt_secs(dm),
         CASTS as f64 / dm / 1e6,
         fmt_secs(rm),
         CASTS as f64 / rm / 1e6,
+        median(&mut ratio),
+        ns(&direct, |s| s.sending),
+        ns(&routed, |s| s.sending),
+        ns(&direct, |s| s.cpu),
+        ns(&routed, |s| s.cpu),
     );
 }
 
@@ -1794,8 +1872,10 @@ async fn group_cast(pairs: usize) {
 
     let direct = remote_cast(&to_a);
     let routed = |t| one.cast(t).expect("group cast");
-    let m = routed_vs_direct(&progress, &direct, &routed, pairs).await;
-    print_routed("one remote member", pairs, m);
+    print_routed(
+        "one remote member",
+        routed_vs_direct(&progress, &direct, &routed, pairs).await,
+    );
 
     let turn = AtomicU64::new(0);
     let direct = |t| {
@@ -1807,11 +1887,9 @@ async fn group_cast(pairs: usize) {
         to.cast(t).expect("remote cast")
     };
     let routed = |t| two.cast(t).expect("group cast");
-    let m = routed_vs_direct(&progress, &direct, &routed, pairs).await;
     print_routed(
         "members on 2 remote nodes (direct: the two RemoteRefs in turn)",
-        pairs,
-        m,
+        routed_vs_direct(&progress, &direct, &routed, pairs).await,
     );
 
     let mut downs = 0;
@@ -1830,8 +1908,8 @@ async fn group_cast(pairs: usize) {
 }
 
 /// Bench 11 (`cluster_heartbeat_cpu`): `rounds` rounds, each idling for
-/// `idle` with no node (the baseline: the bench process itself) and then
-/// with each cluster size of [`MESH_SIZES`] in a full mesh (interleaved,
+/// `idle` with no node (the baseline: the bench process itself), with one
+/// node alone, and with each cluster size of [`MESH_SIZES`] in a full mesh (interleaved,
 /// fresh nodes every time, 1 s after the mesh formed); prints the process
 /// CPU (`getrusage`) per second of idling, per node and per heartbeat.
 async fn heartbeat_cpu(rounds: usize, idle: Duration) {
@@ -1852,35 +1930,39 @@ async fn heartbeat_cpu(rounds: usize, idle: Duration) {
         }
         used.as_secs_f64() / idle.as_secs_f64()
     }
-    let sizes: Vec<usize> = std::iter::once(0).chain(MESH_SIZES).collect();
+    // No node (the baseline), one node alone (no peer), then the meshes.
+    let sizes: Vec<usize> = [0, 1].into_iter().chain(MESH_SIZES).collect();
     let mut per_sec: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
     for _ in 0..rounds {
         for (v, &n) in per_sec.iter_mut().zip(&sizes) {
             v.push(idle_cpu(n, idle).await);
         }
     }
-    let base = median(&mut per_sec[0]);
+    let medians: Vec<f64> = per_sec.iter_mut().map(|v| median(v)).collect();
+    let base = medians[0];
+    let alone = (medians[1] - base).max(0.0);
     println!(
-        "cluster_heartbeat_cpu: {rounds} rounds of {:.1} s idling: no node (baseline) {:.3} ms of process CPU per s",
+        "cluster_heartbeat_cpu: {rounds} rounds of {:.1} s idling: no node (baseline) {:.3} ms of process CPU per s; one node alone (no peer) {:.1} µs per s above it",
         idle.as_secs_f64(),
         base * 1e3,
+        alone * 1e6,
     );
-    // The default heartbeat interval: 5 per second to each peer.
-    let beats_per_peer = 1.0 / 0.2;
-    let mut per_node_2 = None;
-    for (v, &n) in per_sec.iter_mut().zip(&sizes).skip(1) {
-        let total = median(v);
-        let per_node = (total - base).max(0.0) / n as f64;
-        let base_2 = *per_node_2.get_or_insert(per_node);
-        // Each node sends and receives `n - 1` heartbeat streams.
+    // The default heartbeat interval, 200 ms: 5 a second to each peer.
+    let beats_per_peer = 5.0;
+    let per_node = |total: f64, n: usize| (total - base).max(0.0) / n as f64;
+    let at_2 = per_node(medians[2], 2);
+    for (&total, &n) in medians.iter().zip(&sizes).skip(2) {
+        let node = per_node(total, n);
+        // Each node sends `n - 1` heartbeat streams and receives as many.
         let beats = beats_per_peer * (n - 1) as f64;
         println!(
-            "cluster_heartbeat_cpu: {n} idle nodes in a full mesh: process {:.3} ms CPU per s (median); per node {:.1} µs CPU per s ({:.4}% of a core; {:.2}x the per-node cost at 2 nodes), {:.1} µs per heartbeat sent and received ({beats:.0} each way per node per s)",
+            "cluster_heartbeat_cpu: {n} idle nodes in a full mesh: process {:.3} ms CPU per s (median of rounds, {:.1} µs above the baseline); per node {:.1} µs CPU per s ({:.4}% of a core; {:.2}x the per-node cost at 2 nodes); above a lone node's cost, {:.1} µs per heartbeat sent and received ({beats:.0} each way per node per s)",
             total * 1e3,
-            per_node * 1e6,
-            per_node * 100.0,
-            per_node / base_2,
-            per_node * 1e6 / beats,
+            (total - base) * 1e6,
+            node * 1e6,
+            node * 100.0,
+            node / at_2,
+            (node - alone) * 1e6 / beats,
         );
     }
 }
