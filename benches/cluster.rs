@@ -61,16 +61,17 @@
 //!    plain `HashMap<String, String>` of as many names (`get`, and `get`
 //!    cloning the holder's name, as `whereis` returns it);
 //! 10. `cluster_group_cast` (custom, printed): a `GroupRef` routed cast
-//!    (round robin) to one member on another node vs a `RemoteRef` cast to
-//!    the same actor, and a group with members on 2 remote nodes vs the two
-//!    `RemoteRef`s taken in turn, as interleaved pairs of rounds of
-//!    [`CASTS`] casts (as `cluster_cast_paired`), with the process's CPU per
-//!    message;
+//!     (round robin) to one member on another node vs a `RemoteRef` cast to
+//!     the same actor, and a group with members on 2 remote nodes vs the two
+//!     `RemoteRef`s taken in turn, as interleaved pairs of rounds of
+//!     [`CASTS`] casts (as `cluster_cast_paired`), with the time of the
+//!     casting loop alone (the sender's cost, routing included) and the
+//!     process's CPU per message;
 //! 11. `cluster_heartbeat_cpu` (custom, printed): the process's CPU time
-//!    (`getrusage`) over `CLUSTER_HEARTBEAT_SECS` (default
-//!    [`DEFAULT_HEARTBEAT_SECS`]) of idling with no node (the baseline),
-//!    one node alone, and N = 2, 8, 16 idle nodes in a full mesh, interleaved
-//!    [`HEARTBEAT_ROUNDS`] times; per node and per heartbeat.
+//!     (`getrusage`) over `CLUSTER_HEARTBEAT_SECS` (default
+//!     [`DEFAULT_HEARTBEAT_SECS`]) of idling with no node (the baseline),
+//!     one node alone, and N = 2, 8, 16 idle nodes in a full mesh, interleaved
+//!     [`HEARTBEAT_ROUNDS`] times; per node and per heartbeat.
 //!
 //! Every bench runs on one multi-thread tokio runtime with 2 workers, and the
 //! measured code runs as a task on that runtime (not on the bench thread),
