@@ -47,6 +47,32 @@
 //!    pairs of rounds (`cargo bench --features tls --bench cluster --
 //!    cluster_tls`).
 //!
+//! 8. `cluster_mesh` (custom, printed; issue 10): N = 2, 8, 16 in-process
+//!    nodes, `n01`… each with `n00` as its only seed
+//!    ([`NodeConfig::seeds`]), started one after another; timed from
+//!    starting the seed until every node's [`Node::members`] shows N − 1
+//!    members `Up` (looked at after each node event and every [`POLL`]), then from one node's
+//!    `join_group` until every node's `GroupRef::members` lists it (polled
+//!    between yields to the runtime);
+//!    `CLUSTER_MESH_ROUNDS` (default [`DEFAULT_MESH_ROUNDS`]) interleaved
+//!    rounds of the three sizes, medians;
+//! 9. `cluster_whereis` (criterion): `Node::whereis` from the local view
+//!    for a name held on the other node (one of [`WHEREIS_NAMES`]) vs a
+//!    plain `HashMap<String, String>` of as many names (`get`, and `get`
+//!    cloning the holder's name, as `whereis` returns it);
+//! 10. `cluster_group_cast` (custom, printed): a `GroupRef` routed cast
+//!     (round robin) to one member on another node vs a `RemoteRef` cast to
+//!     the same actor, and a group with members on 2 remote nodes vs the two
+//!     `RemoteRef`s taken in turn, as interleaved pairs of rounds of
+//!     [`CASTS`] casts (as `cluster_cast_paired`), with the time of the
+//!     casting loop alone (the sender's cost, routing included) and the
+//!     process's CPU per message;
+//! 11. `cluster_heartbeat_cpu` (custom, printed): the process's CPU time
+//!     (`getrusage`) over `CLUSTER_HEARTBEAT_SECS` (default
+//!     [`DEFAULT_HEARTBEAT_SECS`]) of idling with no node (the baseline),
+//!     one node alone, and N = 2, 8, 16 idle nodes in a full mesh, interleaved
+//!     [`HEARTBEAT_ROUNDS`] times; per node and per heartbeat.
+//!
 //! Every bench runs on one multi-thread tokio runtime with 2 workers, and the
 //! measured code runs as a task on that runtime (not on the bench thread),
 //! baselines included; both nodes live on that runtime.
@@ -69,6 +95,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use common::{on_runtime, runtime};
 use std::future::Future;
+use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,7 +106,9 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 #[cfg(feature = "tls")]
 use ractor_otp::cluster::TlsConfig;
-use ractor_otp::cluster::{DownReason, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply};
+use ractor_otp::cluster::{
+    DownReason, GroupRouting, MemberStatus, Node, NodeConfig, NodeEvent, RemoteRef, RemoteReply,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -362,6 +391,12 @@ async fn cast_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> Duration {
     for i in 0..CASTS {
         cast(Tick(i));
     }
+    wait_for(progress, target).await;
+    start.elapsed()
+}
+
+/// Waits until the counter has received `target` casts in all.
+async fn wait_for(progress: &Progress, target: u64) {
     tokio::time::timeout(WAIT, async {
         while progress.received.load(Ordering::Acquire) < target {
             progress.done.notified().await;
@@ -369,7 +404,6 @@ async fn cast_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> Duration {
     })
     .await
     .expect("every cast of the round arrives");
-    start.elapsed()
 }
 
 /// Casts to the local `ActorRef`.
@@ -1453,6 +1487,487 @@ fn tls_benches(c: &mut Criterion, rt: &Runtime, how: &Invocation, plain: &Pair) 
     assert_eq!(downs, 0, "a TLS node went down during the benches");
 }
 
+// ---------------------------------------------------------------------------
+// 8. Membership, cluster-wide names and groups (issue 10)
+
+/// Interleaved rounds of each cluster size in the mesh part, when
+/// `CLUSTER_MESH_ROUNDS` is not set.
+const DEFAULT_MESH_ROUNDS: usize = 10;
+/// Interleaved rounds of each cluster size in the heartbeat CPU part.
+const HEARTBEAT_ROUNDS: usize = 5;
+/// Seconds of idling measured per round of the heartbeat CPU part, when
+/// `CLUSTER_HEARTBEAT_SECS` is not set.
+const DEFAULT_HEARTBEAT_SECS: u64 = 3;
+/// The cluster sizes of the mesh and heartbeat parts.
+const MESH_SIZES: [usize; 3] = [2, 8, 16];
+/// Names registered on the holder node of the `whereis` bench (and keys of
+/// its `HashMap` baseline).
+const WHEREIS_NAMES: usize = 1_000;
+/// The benches of the `cluster_whereis` group.
+const WHEREIS_IDS: [&str; 3] = ["hashmap_get", "hashmap_get_clone", "whereis"];
+/// How often the mesh part looks at every node's view.
+const POLL: Duration = Duration::from_millis(1);
+
+/// Counts [`Tick`]s into a [`Progress`] it may share with other counters
+/// (on other nodes of this process): the round is complete when all of
+/// them together have received its casts.
+struct SharedCounter {
+    /// Shared with the bench and the other counters.
+    progress: Progress,
+}
+
+impl Actor for SharedCounter {
+    type Msg = Tick;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Tick>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Tick>,
+        _: Tick,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let p = &self.progress;
+        let n = p.received.fetch_add(1, Ordering::AcqRel) + 1;
+        if n == p.target.load(Ordering::Acquire) {
+            p.done.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// A [`SharedCounter`] spawned locally on `progress`.
+async fn spawn_shared_counter(progress: &Progress) -> ActorRef<Tick> {
+    let (actor, _) = Actor::spawn(
+        None,
+        SharedCounter {
+            progress: progress.clone(),
+        },
+        (),
+    )
+    .await
+    .expect("shared counter");
+    actor
+}
+
+/// Polls `done` every [`POLL`] until it holds, at most [`WAIT`].
+async fn poll_until(what: &str, done: impl FnMut() -> bool) {
+    poll_with(what, done, || tokio::time::sleep(POLL)).await
+}
+
+/// Polls `done` until it holds, at most [`WAIT`], yielding to the runtime
+/// between two looks (a resolution of microseconds, where a sleep rounds
+/// up to the timer's 1 ms; for waits of a few milliseconds only).
+async fn spin_until(what: &str, done: impl FnMut() -> bool) {
+    poll_with(what, done, tokio::task::yield_now).await
+}
+
+/// Polls `done` until it holds, at most [`WAIT`], awaiting `pause()`
+/// between two looks.
+async fn poll_with<F: Future<Output = ()>>(
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    pause: impl Fn() -> F,
+) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            pause().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within {WAIT:?}"));
+}
+
+/// Whether `node` sees `n - 1` members, all `Up`.
+fn sees_full_mesh(node: &Node, n: usize) -> bool {
+    let members = node.members();
+    members.len() == n - 1 && members.iter().all(|m| m.status == MemberStatus::Up)
+}
+
+/// `n` in-process nodes joined through one seed (`n00`).
+struct Mesh {
+    /// The nodes, the seed first.
+    nodes: Vec<Node>,
+    /// From starting the seed until each node first saw a full mesh.
+    full: Vec<Duration>,
+}
+
+impl Mesh {
+    /// Starts the seed and `n - 1` nodes with it as their only seed, one
+    /// after another, and looks at every node's [`Node::members`] until
+    /// each shows `n - 1` members `Up`: after every event of any node, and
+    /// every [`POLL`] (for what happened before a node's subscription).
+    async fn start(n: usize) -> Mesh {
+        let start = Instant::now();
+        let event = Arc::new(Notify::new());
+        let watch = |node: &Node| {
+            let mut events = node.subscribe();
+            let event = event.clone();
+            // Ends when the node shuts down.
+            tokio::spawn(async move {
+                while events.recv().await.is_some() {
+                    event.notify_one();
+                }
+            });
+        };
+        let seed = node("n00").await;
+        watch(&seed);
+        let addr = seed.local_addr();
+        let mut nodes = vec![seed];
+        for i in 1..n {
+            let node = start_node(NodeConfig::new(format!("n{i:02}")).seeds([addr])).await;
+            watch(&node);
+            nodes.push(node);
+        }
+        let mut full: Vec<Option<Duration>> = vec![None; n];
+        let look = || {
+            for (node, seen) in nodes.iter().zip(&mut full) {
+                if seen.is_none() && sees_full_mesh(node, n) {
+                    *seen = Some(start.elapsed());
+                }
+            }
+            full.iter().all(Option::is_some)
+        };
+        let next_event = || {
+            let event = event.clone();
+            async move {
+                tokio::select! {
+                    _ = event.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+        };
+        poll_with("every node sees a full mesh", look, next_event).await;
+        Mesh {
+            nodes,
+            full: full.into_iter().flatten().collect(),
+        }
+    }
+
+    /// When the first and the last node saw a full mesh.
+    fn first_last(&self) -> (Duration, Duration) {
+        let first = self.full.iter().min().copied().unwrap_or_default();
+        let last = self.full.iter().max().copied().unwrap_or_default();
+        (first, last)
+    }
+
+    /// Every node leaves (planned: nobody redials anybody).
+    async fn leave(self) {
+        for node in &self.nodes {
+            node.leave().await;
+        }
+    }
+}
+
+/// One mesh run: the full-mesh times (first, last node), then the time
+/// from the last node's `join_group` until every node lists the member.
+async fn mesh_run(n: usize) -> (Duration, Duration, Duration) {
+    let mesh = Mesh::start(n).await;
+    let (first, last) = mesh.first_last();
+    let (counter, _) = spawn_counter(0).await;
+    let groups: Vec<_> = mesh
+        .nodes
+        .iter()
+        .map(|node| node.group::<Tick>("mesh-group"))
+        .collect();
+    let joined = Instant::now();
+    mesh.nodes[n - 1]
+        .join_group("mesh-group", counter.clone())
+        .expect("join_group");
+    spin_until("every node lists the group member", || {
+        groups.iter().all(|g| g.members().len() == 1)
+    })
+    .await;
+    let visible = joined.elapsed();
+    mesh.leave().await;
+    counter.stop(None);
+    (first, last, visible)
+}
+
+/// Bench 8 (`cluster_mesh`): `rounds` rounds, each one [`mesh_run`] per
+/// cluster size in [`MESH_SIZES`] (interleaved); prints the medians.
+async fn mesh(rounds: usize) {
+    let mut times: Vec<[Vec<f64>; 3]> = MESH_SIZES.iter().map(|_| Default::default()).collect();
+    for _ in 0..rounds {
+        for (i, &n) in MESH_SIZES.iter().enumerate() {
+            let (first, last, visible) = mesh_run(n).await;
+            for (v, d) in times[i].iter_mut().zip([first, last, visible]) {
+                v.push(d.as_secs_f64());
+            }
+            // Let the nodes that left finish closing.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for (n, [first, last, visible]) in MESH_SIZES.iter().zip(&mut times) {
+        let mut sorted = last.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "cluster_mesh: {n} nodes joined through one seed, {rounds} round(s): full mesh seen by the first node after {}, by every node (the last one) after {} (median; range {}-{}) (target for 16: 1 s); a join_group visible on every node after {} (median; max {}) (target: 50 ms)",
+            fmt_secs(median(first)),
+            fmt_secs(median(last)),
+            fmt_secs(sorted[0]),
+            fmt_secs(sorted[sorted.len() - 1]),
+            fmt_secs(median(visible)),
+            fmt_secs(visible.iter().copied().fold(0.0, f64::max)),
+        );
+    }
+}
+
+/// Bench 9 (`cluster_whereis`, criterion): `whereis` on node `b` for a
+/// name held on node `a` (one of [`WHEREIS_NAMES`] registered there), vs
+/// a `HashMap<String, String>` of as many names: a plain `get`, and a
+/// `get` that clones the holder's name (what `whereis` returns).
+fn bench_whereis(c: &mut Criterion, rt: &Runtime) {
+    let (a, b, actor) = rt.block_on(async {
+        let a = node("a").await;
+        let b = start_node(NodeConfig::new("b").seeds([a.local_addr()])).await;
+        let (actor, _) = spawn_counter(0).await;
+        for i in 0..WHEREIS_NAMES {
+            a.register(&format!("name-{i:04}"), actor.clone())
+                .expect("register");
+        }
+        let last = format!("name-{:04}", WHEREIS_NAMES - 1);
+        poll_until("b sees a's names", || b.whereis(&last).is_some()).await;
+        (a, b, actor)
+    });
+    let map: std::collections::HashMap<String, String> = (0..WHEREIS_NAMES)
+        .map(|i| (format!("name-{i:04}"), "a".to_string()))
+        .collect();
+    let name = format!("name-{:04}", WHEREIS_NAMES / 2);
+    let mut group = c.benchmark_group("cluster_whereis");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    group.bench_function(WHEREIS_IDS[0], |bench| {
+        bench.iter(|| map.get(black_box(name.as_str())).map(String::len))
+    });
+    group.bench_function(WHEREIS_IDS[1], |bench| {
+        bench.iter(|| map.get(black_box(name.as_str())).cloned())
+    });
+    group.bench_function(WHEREIS_IDS[2], |bench| {
+        bench.iter(|| b.whereis(black_box(name.as_str())))
+    });
+    group.finish();
+    assert_eq!(b.whereis(&name).as_deref(), Some("a"));
+    rt.block_on(async {
+        b.leave().await;
+        a.leave().await;
+    });
+    actor.stop(None);
+}
+
+/// What one round of [`split_round`] measured, in seconds.
+#[derive(Clone, Copy)]
+struct Split {
+    /// The whole round, until the last cast arrived.
+    round: f64,
+    /// The casting loop alone: the sender's own cost, routing included.
+    sending: f64,
+    /// The process's CPU time during the round.
+    cpu: f64,
+}
+
+/// [`cast_round`], also timing the casting loop alone and the process's
+/// CPU.
+async fn split_round<C: Fn(Tick)>(progress: &Progress, cast: &C) -> Split {
+    let cpu = self_cpu();
+    let start = Instant::now();
+    let target = progress.received.load(Ordering::Acquire) + CASTS;
+    progress.target.store(target, Ordering::Release);
+    for i in 0..CASTS {
+        cast(Tick(i));
+    }
+    let sending = start.elapsed().as_secs_f64();
+    wait_for(progress, target).await;
+    Split {
+        round: start.elapsed().as_secs_f64(),
+        sending,
+        cpu: self_cpu().saturating_sub(cpu).as_secs_f64(),
+    }
+}
+
+/// `pairs` pairs of [`split_round`]s, `direct` and `routed` back to back
+/// (alternating which goes first), after 3 warm-up pairs.
+async fn routed_vs_direct<D: Fn(Tick), R: Fn(Tick)>(
+    progress: &Progress,
+    direct: &D,
+    routed: &R,
+    pairs: usize,
+) -> (Vec<Split>, Vec<Split>) {
+    for _ in 0..3 {
+        cast_round(progress, direct).await;
+        cast_round(progress, routed).await;
+    }
+    let (mut d, mut r) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        if i % 2 == 0 {
+            d.push(split_round(progress, direct).await);
+            r.push(split_round(progress, routed).await);
+        } else {
+            r.push(split_round(progress, routed).await);
+            d.push(split_round(progress, direct).await);
+        }
+    }
+    (d, r)
+}
+
+/// Prints one comparison of [`routed_vs_direct`]: medians of the rounds,
+/// and of the per-pair throughput ratios.
+fn print_routed(what: &str, (direct, routed): (Vec<Split>, Vec<Split>)) {
+    let pairs = direct.len();
+    // Throughput ratio routed / direct = time direct / time routed.
+    let mut ratio: Vec<f64> = direct
+        .iter()
+        .zip(&routed)
+        .map(|(d, r)| d.round / r.round)
+        .collect();
+    let med = |v: &[Split], f: fn(&Split) -> f64| median(&mut v.iter().map(f).collect::<Vec<_>>());
+    let ns = |v: &[Split], f: fn(&Split) -> f64| med(v, f) * 1e9 / CASTS as f64;
+    let (dm, rm) = (med(&direct, |s| s.round), med(&routed, |s| s.round));
+    println!(
+        "cluster_group_cast: {what}, {pairs} pairs of {CASTS} casts ({}): median round direct {} ({:.3} M msg/s), group {} ({:.3} M msg/s); group = {:.3}x direct throughput (median of per-pair ratios; target 0.8x); casting loop per message (median of rounds): direct {:.0} ns, group {:.0} ns; process CPU per message: direct {:.0} ns, group {:.0} ns",
+        allocator(),
+        fmt_secs(dm),
+        CASTS as f64 / dm / 1e6,
+        fmt_secs(rm),
+        CASTS as f64 / rm / 1e6,
+        median(&mut ratio),
+        ns(&direct, |s| s.sending),
+        ns(&routed, |s| s.sending),
+        ns(&direct, |s| s.cpu),
+        ns(&routed, |s| s.cpu),
+    );
+}
+
+/// Bench 10 (`cluster_group_cast`): nodes `a` and `c` each run a counter
+/// (one shared progress), `b` casts. A `GroupRef` (round robin) over one
+/// member (`a`'s counter) vs `b`'s `RemoteRef` to the same actor; then a
+/// group of both counters vs the two `RemoteRef`s taken in turn.
+async fn group_cast(pairs: usize) {
+    let a = node("a").await;
+    let c = start_node(NodeConfig::new("c").seeds([a.local_addr()])).await;
+    let b = start_node(NodeConfig::new("b").seeds([a.local_addr()])).await;
+    let mut events = b.subscribe();
+    poll_until("b sees a full mesh", || sees_full_mesh(&b, 3)).await;
+    let progress = Progress::default();
+    let on_a = spawn_shared_counter(&progress).await;
+    let on_c = spawn_shared_counter(&progress).await;
+    a.export("counter", on_a.clone()).expect("export");
+    c.export("counter", on_c.clone()).expect("export");
+    a.join_group("one", on_a.clone()).expect("join_group");
+    a.join_group("two", on_a.clone()).expect("join_group");
+    c.join_group("two", on_c.clone()).expect("join_group");
+    let one = b.group::<Tick>("one").routing(GroupRouting::RoundRobin);
+    let two = b.group::<Tick>("two").routing(GroupRouting::RoundRobin);
+    poll_until("b lists the groups", || {
+        one.members().len() == 1 && two.members().len() == 2
+    })
+    .await;
+    let to_a = b.lookup::<Tick>("a", "counter").await.expect("lookup");
+    let to_c = b.lookup::<Tick>("c", "counter").await.expect("lookup");
+
+    let direct = remote_cast(&to_a);
+    let routed = |t| one.cast(t).expect("group cast");
+    print_routed(
+        "one remote member",
+        routed_vs_direct(&progress, &direct, &routed, pairs).await,
+    );
+
+    let turn = AtomicU64::new(0);
+    let direct = |t| {
+        let to = if turn.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+            &to_a
+        } else {
+            &to_c
+        };
+        to.cast(t).expect("remote cast")
+    };
+    let routed = |t| two.cast(t).expect("group cast");
+    print_routed(
+        "members on 2 remote nodes (direct: the two RemoteRefs in turn)",
+        routed_vs_direct(&progress, &direct, &routed, pairs).await,
+    );
+
+    let mut downs = 0;
+    while let Some(event) = events.try_recv() {
+        if let NodeEvent::Down { peer, reason } = event {
+            eprintln!("unexpected Down of {peer} during the group casts: {reason}");
+            downs += 1;
+        }
+    }
+    for n in [&b, &c, &a] {
+        n.leave().await;
+    }
+    on_a.stop(None);
+    on_c.stop(None);
+    assert_eq!(downs, 0, "a node went down during the group casts");
+}
+
+/// Bench 11 (`cluster_heartbeat_cpu`): `rounds` rounds, each idling for
+/// `idle` with no node (the baseline: the bench process itself), with one
+/// node alone, and with each cluster size of [`MESH_SIZES`] in a full mesh (interleaved,
+/// fresh nodes every time, 1 s after the mesh formed); prints the process
+/// CPU (`getrusage`) per second of idling, per node and per heartbeat.
+async fn heartbeat_cpu(rounds: usize, idle: Duration) {
+    /// Process CPU per second of idling with `n` nodes (0: none).
+    async fn idle_cpu(n: usize, idle: Duration) -> f64 {
+        let mesh = if n == 0 {
+            None
+        } else {
+            Some(Mesh::start(n).await)
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cpu = self_cpu();
+        tokio::time::sleep(idle).await;
+        let used = self_cpu().saturating_sub(cpu);
+        if let Some(mesh) = mesh {
+            mesh.leave().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        used.as_secs_f64() / idle.as_secs_f64()
+    }
+    // No node (the baseline), one node alone (no peer), then the meshes.
+    let sizes: Vec<usize> = [0, 1].into_iter().chain(MESH_SIZES).collect();
+    let mut per_sec: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for _ in 0..rounds {
+        for (v, &n) in per_sec.iter_mut().zip(&sizes) {
+            v.push(idle_cpu(n, idle).await);
+        }
+    }
+    let medians: Vec<f64> = per_sec.iter_mut().map(|v| median(v)).collect();
+    let base = medians[0];
+    let alone = (medians[1] - base).max(0.0);
+    println!(
+        "cluster_heartbeat_cpu: {rounds} rounds of {:.1} s idling: no node (baseline) {:.3} ms of process CPU per s; one node alone (no peer) {:.1} µs per s above it",
+        idle.as_secs_f64(),
+        base * 1e3,
+        alone * 1e6,
+    );
+    // The default heartbeat interval, 200 ms: 5 a second to each peer.
+    let beats_per_peer = 5.0;
+    let per_node = |total: f64, n: usize| (total - base).max(0.0) / n as f64;
+    let at_2 = per_node(medians[2], 2);
+    for (&total, &n) in medians.iter().zip(&sizes).skip(2) {
+        let node = per_node(total, n);
+        // Each node sends `n - 1` heartbeat streams and receives as many.
+        let beats = beats_per_peer * (n - 1) as f64;
+        println!(
+            "cluster_heartbeat_cpu: {n} idle nodes in a full mesh: process {:.3} ms CPU per s (median of rounds, {:.1} µs above the baseline); per node {:.1} µs CPU per s ({:.4}% of a core; {:.2}x the per-node cost at 2 nodes); above a lone node's cost, {:.1} µs per heartbeat sent and received ({beats:.0} each way per node per s)",
+            total * 1e3,
+            (total - base) * 1e6,
+            node * 1e6,
+            node * 100.0,
+            node / at_2,
+            (node - alone) * 1e6 / beats,
+        );
+    }
+}
+
 /// How this process was invoked: criterion's mode and the name filter, as
 /// far as the custom measurements need them.
 struct Invocation {
@@ -1522,6 +2037,43 @@ impl Invocation {
     }
 }
 
+/// The parts of issue 10 (membership, names, groups): `cluster_mesh`,
+/// `cluster_whereis` (criterion), `cluster_group_cast` and
+/// `cluster_heartbeat_cpu`, each briefly under `cargo test --benches`.
+fn issue_10_benches(c: &mut Criterion, rt: &Runtime, how: &Invocation) {
+    if how.runs("cluster_mesh") {
+        let rounds = match std::env::var("CLUSTER_MESH_ROUNDS") {
+            Ok(s) => s.parse().expect("CLUSTER_MESH_ROUNDS: a number"),
+            Err(_) if how.test => 1,
+            Err(_) => DEFAULT_MESH_ROUNDS,
+        };
+        run(rt, mesh(rounds));
+    }
+    // The nodes and names are set up only when criterion will run (or
+    // list) one of the group's benches.
+    let whereis_ids = WHEREIS_IDS.map(|id| format!("cluster_whereis/{id}"));
+    if how.list
+        || how
+            .filter
+            .as_deref()
+            .is_none_or(|f| whereis_ids.iter().any(|id| id.contains(f)))
+    {
+        bench_whereis(c, rt);
+    }
+    if how.runs("cluster_group_cast") {
+        run(rt, group_cast(if how.test { 2 } else { PAIRS }));
+    }
+    if how.runs("cluster_heartbeat_cpu") {
+        let rounds = if how.test { 1 } else { HEARTBEAT_ROUNDS };
+        let idle = match std::env::var("CLUSTER_HEARTBEAT_SECS") {
+            Ok(s) => Duration::from_secs(s.parse().expect("CLUSTER_HEARTBEAT_SECS: whole seconds")),
+            Err(_) if how.test => Duration::from_millis(500),
+            Err(_) => Duration::from_secs(DEFAULT_HEARTBEAT_SECS),
+        };
+        run(rt, heartbeat_cpu(rounds, idle));
+    }
+}
+
 /// Runs the criterion groups, then the custom measurements (or, started
 /// by the two-process part, the receiver).
 fn main() {
@@ -1586,5 +2138,6 @@ fn main() {
         };
         run(&rt, soak(secs));
     }
+    issue_10_benches(&mut c, &rt, &how);
     c.final_summary();
 }
