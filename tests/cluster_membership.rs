@@ -297,3 +297,27 @@ async fn a_member_list_naming_an_unreachable_node_never_blocks_the_join() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_another_form_of_a_connected_peers_address_returns_the_session() {
+    let a = Node::start(fast_config("a").listen("0.0.0.0:0".parse().expect("an address")))
+        .await
+        .expect("a on the wildcard address");
+    let b = start("b").await;
+    let mut on_b = b.subscribe();
+    a.connect(b.local_addr()).await.expect("a dials b");
+    until_up_members(&b, 1).await;
+    // b reaches a by 127.0.0.1, while a advertises 0.0.0.0: the session a
+    // dialed is kept and b's connect returns it.
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], a.local_addr().port()));
+    let info = b.connect(loopback).await.expect("the session is returned");
+    assert_eq!(info.name, "a");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let downs: Vec<NodeEvent> = drain(&mut on_b)
+        .into_iter()
+        .filter(|e| matches!(e, NodeEvent::Down { .. }))
+        .collect();
+    assert_eq!(downs, vec![], "no flap");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -1430,12 +1430,12 @@ async fn invalid_configurations_are_refused_before_anything_starts() {
         matches!(empty, Err(ClusterError::InvalidConfig(_))),
         "{empty:?}"
     );
-    let small = Node::start(config("x").max_frame_size(1023)).await;
+    let small = Node::start(config("x").max_frame_size(4095)).await;
     assert!(
         matches!(small, Err(ClusterError::InvalidConfig(_))),
         "{small:?}"
     );
-    let smallest = start_with(config("x").max_frame_size(1024)).await;
+    let smallest = start_with(config("x").max_frame_size(4096)).await;
     smallest.shutdown().await;
 
     let taken = start("taken").await;

@@ -151,7 +151,7 @@ impl NodeConfig {
     }
 
     /// The largest frame this node accepts (default 8 MiB, at least
-    /// 1 KiB). Both sides tell each other their limit in the handshake, and
+    /// 4 KiB, so that any one name or group entry fits). Both sides tell each other their limit in the handshake, and
     /// a message that would exceed the receiver's limit fails at the sender.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;

@@ -130,13 +130,21 @@ pub(crate) struct LocalEntries {
 /// registrations frame: well under the frame header limit.
 const CHUNK_BYTES: usize = 16 * 1024;
 
-/// Splits a full state into frames of at most about [`CHUNK_BYTES`] each;
-/// always at least one (an empty state still replaces the old one).
-fn chunks(names: Vec<NameWire>, groups: Vec<GroupWire>) -> Vec<(Vec<NameWire>, Vec<GroupWire>)> {
+/// Splits a full state into frames of at most about [`CHUNK_BYTES`] each,
+/// and under half the peer's frame limit `max_frame` (so that any entry,
+/// names and tags being at most 1 KiB each and frames at least 4 KiB, fits
+/// in one); always at least one (an empty state still replaces the old
+/// one).
+fn chunks(
+    names: Vec<NameWire>,
+    groups: Vec<GroupWire>,
+    max_frame: usize,
+) -> Vec<(Vec<NameWire>, Vec<GroupWire>)> {
+    let limit = CHUNK_BYTES.min(max_frame / 2);
     let mut out = vec![(Vec::new(), Vec::new())];
     let mut size = 0;
     let mut room = |n: usize, out: &mut Vec<(Vec<NameWire>, Vec<GroupWire>)>| {
-        if size + n > CHUNK_BYTES && size > 0 {
+        if size + n > limit && size > 0 {
             out.push((Vec::new(), Vec::new()));
             size = 0;
         }
@@ -378,13 +386,22 @@ impl NodeInner {
                 Ok(())
             }
             Ok(()) => {
-                // The actor ended while it was exported: its hook released
-                // the name already.
-                Err(ClusterError::Refused {
-                    peer: self.name.clone(),
-                    actor: name.to_string(),
-                    refusal: Refusal::ActorStopped,
-                })
+                // Lost while it was exported: the actor ended (its hook
+                // released the name), or a peer's earlier registration won
+                // the name. Either way the export we made must go.
+                drop(locals);
+                self.registry.unexport(&name_export(name));
+                match view.whereis(name) {
+                    Some(h) if h.node != self.name => Err(ClusterError::NameTaken {
+                        name: name.to_string(),
+                        node: h.node.clone(),
+                    }),
+                    _ => Err(ClusterError::Refused {
+                        peer: self.name.clone(),
+                        actor: name.to_string(),
+                        refusal: Refusal::ActorStopped,
+                    }),
+                }
             }
             Err(e) => {
                 if still_ours {
@@ -392,6 +409,10 @@ impl NodeInner {
                     drop(locals);
                     let mut view = view;
                     view.unregister(&self.name, name);
+                    // A full state sent meanwhile may have listed it.
+                    self.broadcast(&Frame::NameRemoved {
+                        name: name.to_string(),
+                    });
                 }
                 Err(e)
             }
@@ -425,6 +446,11 @@ impl NodeInner {
         let id = {
             let _view = lock!(self.view.lock());
             let mut locals = lock!(self.locals.lock());
+            if locals.next_id == 0 {
+                // Ids differ between incarnations, so that a peer's stale
+                // view of an old incarnation's member never reaches another.
+                locals.next_id = rand::random::<u64>() >> 16;
+            }
             locals.next_id += 1;
             let id = locals.next_id;
             locals.members.insert(id, (group.to_string(), local));
@@ -487,7 +513,7 @@ impl NodeInner {
         let view = lock!(self.view.lock());
         let (names, groups) = view.own();
         let mut first = true;
-        for (names, groups) in chunks(names, groups) {
+        for (names, groups) in chunks(names, groups, link.max_frame) {
             link.send_plain(&Frame::Registrations {
                 first,
                 names,
@@ -599,11 +625,15 @@ where
         return Err(refused(Refusal::ActorStopped));
     }
     match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(Ok(bytes))) => wire::decode_payload(&bytes).map_err(|reason| ClusterError::Decode {
-            peer: node.name.clone(),
-            actor: what.to_string(),
-            reason,
-        }),
+        Ok(Ok(Ok(bytes))) => {
+            wire::decode_payload_with(&bytes, &node.config.decode_limits).map_err(|reason| {
+                ClusterError::Decode {
+                    peer: node.name.clone(),
+                    actor: what.to_string(),
+                    reason,
+                }
+            })
+        }
         Ok(Ok(Err(refusal))) => Err(refused(refusal)),
         Ok(Err(_)) => Err(refused(Refusal::ReplyDropped)),
         Err(_) => Err(ClusterError::Timeout {
@@ -715,16 +745,18 @@ impl<M: RemoteMessage> NamedRef<M> {
                     name: self.name.clone(),
                 });
         }
+        if let Some(r) = self.remotes.get(&holder.node) {
+            return Ok(Target::Remote(r.clone()));
+        }
         let peer = self
             .node
             .peer(&holder.node)
             .ok_or_else(|| ClusterError::NotConnected {
                 peer: holder.node.clone(),
             })?;
-        Ok(Target::Remote(RemoteRef::new(
-            peer,
-            &name_export(&self.name),
-        )))
+        let remote = RemoteRef::new(peer, &name_export(&self.name));
+        self.remotes.insert(holder.node, remote.clone());
+        Ok(Target::Remote(remote))
     }
 
     /// Sends `msg` to the name's current holder.
@@ -952,6 +984,9 @@ impl<M: RemoteMessage> GroupRef<M> {
                 msg,
             ));
         };
+        if let Some(remote) = self.remotes.get(&members[i]) {
+            return remote.cast(msg);
+        }
         match self.target(&members[i]) {
             Ok(t) => t.cast(&self.node, &self.group, msg),
             Err(e) => Err(RemoteCastError::new(e, msg)),

@@ -266,8 +266,11 @@ pub enum HandshakeError {
     /// Both nodes dialed each other at once and the other connection won
     /// (the one dialed by the node with the smaller name); it carries the
     /// session.
-    #[error("both nodes dialed each other at once; the other connection carries the session")]
-    SimultaneousConnect,
+    #[error("both nodes dialed each other at once (or a session with `{peer}` is up already); the other connection carries the session")]
+    SimultaneousConnect {
+        /// The other node's name.
+        peer: String,
+    },
     /// TLS could not be set up: one side uses TLS and the other does not,
     /// or a certificate was refused (the reason says which, and what to
     /// do).
@@ -408,7 +411,9 @@ async fn expect_frame(conn: &mut Conn, expected: &'static str) -> Result<Frame, 
         Some((Frame::NameTaken { name, live }, _)) => {
             Err(HandshakeError::DuplicateName { name, live })
         }
-        Some((Frame::Duplicate, _)) => Err(HandshakeError::SimultaneousConnect),
+        Some((Frame::Duplicate, _)) => Err(HandshakeError::SimultaneousConnect {
+            peer: String::new(),
+        }),
         Some((frame, _)) => {
             if frame.kind() == expected {
                 Ok(frame)
@@ -430,7 +435,7 @@ async fn reject(conn: &mut Conn, err: HandshakeError) -> HandshakeError {
             | HandshakeError::Closed
             | HandshakeError::Rejected(_)
             | HandshakeError::DuplicateName { .. }
-            | HandshakeError::SimultaneousConnect
+            | HandshakeError::SimultaneousConnect { .. }
             | HandshakeError::Tls(_)
     ) {
         let _ = conn
@@ -491,7 +496,13 @@ async fn dial_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, Han
     }
     let proof_d = proof(me.cookie, Role::Dialer, me.name, &name, &nonce_d, &nonce_a);
     conn.send(&Frame::Response { proof: proof_d }).await?;
-    expect_frame(conn, "Welcome").await?;
+    expect_frame(conn, "Welcome").await.map_err(|e| match e {
+        // The answer names no one: it is the node we just authenticated.
+        HandshakeError::SimultaneousConnect { .. } => {
+            HandshakeError::SimultaneousConnect { peer: name.clone() }
+        }
+        other => other,
+    })?;
     Ok(PeerHello {
         name,
         incarnation,
@@ -573,9 +584,9 @@ async fn accept_steps(conn: &mut Conn, me: &Identity<'_>) -> Result<PeerHello, H
                     .await;
                 return Err(HandshakeError::DuplicateName { name, live });
             }
-            Err(HandshakeError::SimultaneousConnect) => {
+            Err(HandshakeError::SimultaneousConnect { peer }) => {
                 let _ = conn.send(&Frame::Duplicate).await;
-                return Err(HandshakeError::SimultaneousConnect);
+                return Err(HandshakeError::SimultaneousConnect { peer });
             }
             Err(other) => return Err(other),
         }

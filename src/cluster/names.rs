@@ -92,7 +92,7 @@ pub(crate) struct View {
     /// (group, tag) → its members and their weights, built on the first
     /// read after a change (routing reads it on every send; groups change
     /// rarely).
-    snapshots: HashMap<(String, String), Snapshot>,
+    snapshots: HashMap<String, HashMap<String, Snapshot>>,
 }
 
 impl View {
@@ -239,8 +239,8 @@ impl View {
 
     /// The members of `group` whose tag is `tag` and their weights.
     pub(crate) fn snapshot(&mut self, group: &str, tag: &str) -> Snapshot {
-        let key = (group.to_string(), tag.to_string());
-        if let Some(snapshot) = self.snapshots.get(&key) {
+        // Looked up by `&str` (no allocation: this runs on every send).
+        if let Some(snapshot) = self.snapshots.get(group).and_then(|t| t.get(tag)) {
             return snapshot.clone();
         }
         let taking: Vec<(GroupMember, u32)> = self
@@ -257,7 +257,10 @@ impl View {
             taking.iter().map(|(m, _)| m.clone()).collect(),
             taking.iter().map(|(_, w)| *w).collect(),
         );
-        self.snapshots.insert(key, snapshot.clone());
+        self.snapshots
+            .entry(group.to_string())
+            .or_default()
+            .insert(tag.to_string(), snapshot.clone());
         snapshot
     }
 

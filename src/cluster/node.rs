@@ -29,9 +29,13 @@ use super::tls;
 use super::wire::{self, Frame, MemberWire};
 use crate::supervisor::ChildRef;
 
-/// Members per member-list frame (names are at most 255 bytes, so a frame
-/// stays well under the header limit).
-const GOSSIP_CHUNK: usize = 50;
+/// Members per member-list frame for a peer that takes frames of up to
+/// `max_frame` bytes: an entry is at most about 300 bytes (a 255-byte name,
+/// an address, an incarnation), and a frame stays under half the limit and
+/// under the header limit.
+fn gossip_chunk(max_frame: usize) -> usize {
+    (max_frame.min(wire::MAX_HEADER_SIZE) / 2 / 300).clamp(1, 50)
+}
 
 /// How long a dial of ours that reached the handshake keeps the right to
 /// win a simultaneous connect; an older one (stuck in a one-way partition,
@@ -499,7 +503,9 @@ impl NodeInner {
                 && st.incarnation == hello.incarnation
                 && st.we_dialed
             {
-                return Err(HandshakeError::SimultaneousConnect);
+                return Err(HandshakeError::SimultaneousConnect {
+                    peer: hello.name.clone(),
+                });
             }
         }
         // Both dialed at once: the connection dialed by the smaller name
@@ -515,7 +521,9 @@ impl NodeInner {
             fresh(DialKey::Addr(hello.listen)) || fresh(DialKey::Name(hello.name.clone()))
         };
         if we_dial_it && self.name < hello.name {
-            return Err(HandshakeError::SimultaneousConnect);
+            return Err(HandshakeError::SimultaneousConnect {
+                peer: hello.name.clone(),
+            });
         }
         Ok(())
     }
@@ -580,10 +588,13 @@ impl NodeInner {
     /// changed).
     fn gossip_all(&self) {
         let list = lock!(self.members.lock()).gossip();
-        for members in list.chunks(GOSSIP_CHUNK) {
-            self.broadcast(&Frame::Members {
-                members: members.to_vec(),
-            });
+        let peers: Vec<Arc<Peer>> = lock!(self.peers.lock()).values().cloned().collect();
+        for link in peers.iter().filter_map(|p| p.link().ok()) {
+            for members in list.chunks(gossip_chunk(link.max_frame)) {
+                link.send_plain(&Frame::Members {
+                    members: members.to_vec(),
+                });
+            }
         }
     }
 
@@ -690,6 +701,10 @@ impl NodeInner {
             peer.install(&mut st, link.clone());
             replaced.map(|(session, reason)| (session, old, reason))
         };
+        if let Some((_, _, DownReason::PeerRestarted)) = &replaced {
+            // The old incarnation's names and groups are not the new one's.
+            self.forget_entries_of(&hello.name);
+        }
         if let Some((old_session, old_link, reason)) = replaced {
             tracing::info!(node = %self.name, peer = %hello.name, %reason, "session replaced");
             if let Some(l) = old_link {
@@ -726,7 +741,7 @@ impl NodeInner {
                 joined = members.up(&hello.name, hello.listen, hello.incarnation);
                 members.gossip()
             };
-            for members in list.chunks(GOSSIP_CHUNK) {
+            for members in list.chunks(gossip_chunk(link.max_frame)) {
                 link.send_plain(&Frame::Members {
                     members: members.to_vec(),
                 });
@@ -758,6 +773,15 @@ impl NodeInner {
         let reason = link.reason();
         self.registry.drop_session(link.session);
         if !peer.end_session(link.session, &reason) {
+            return;
+        }
+        // A newer session may have been installed since `end_session`:
+        // then its state is not ours to undo.
+        let still_current = {
+            let st = lock!(peer.state.lock());
+            st.session == link.session && st.status == super::PeerStatus::Down
+        };
+        if !still_current {
             return;
         }
         self.forget_entries_of(peer.name());
@@ -796,19 +820,21 @@ async fn dial(
     }
     match dial_once(node, addr, expect).await {
         Err(ClusterError::Handshake {
-            reason: HandshakeError::SimultaneousConnect,
+            reason: HandshakeError::SimultaneousConnect { peer },
             ..
         }) => {
+            // The other connection carries the session: wait for it, by the
+            // name the handshake told us (the address may be another form
+            // of the one the peer listens at).
             let deadline = Instant::now() + node.config.handshake_timeout;
             loop {
-                let by_name = expect.and_then(|n| node.peer(n)).filter(|p| p.is_up());
-                if let Some(peer) = by_name.or_else(|| node.live_peer_at(addr)) {
-                    return Ok(peer);
+                if let Some(p) = node.peer(&peer).filter(|p| p.is_up()) {
+                    return Ok(p);
                 }
                 if Instant::now() >= deadline || node.shutdown.is_cancelled() {
                     return Err(ClusterError::Handshake {
                         addr,
-                        reason: HandshakeError::SimultaneousConnect,
+                        reason: HandshakeError::SimultaneousConnect { peer },
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -975,7 +1001,7 @@ async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: SocketAddr) {
             }
             return;
         }
-        Ok(Err(HandshakeError::SimultaneousConnect)) => {
+        Ok(Err(HandshakeError::SimultaneousConnect { .. })) => {
             // Routine: our own dial to that node carries the session.
             tracing::debug!(node = %node.name, %addr, "simultaneous connect: our own dial wins");
             return;
@@ -1021,10 +1047,9 @@ async fn reconnect(node: Arc<NodeInner>, peer: Arc<Peer>, at_once: bool) {
             && attempt > FORGET_UNREACHED
             && lock!(node.members.lock()).forget_unreached(peer.name())
         {
-            let mut peers = lock!(node.peers.lock());
-            if peers.get(peer.name()).is_some_and(|p| !p.is_up()) {
-                peers.remove(peer.name());
-            }
+            // The `Peer` stays: handles to it keep working if the member
+            // is heard of again.
+            *lock!(peer.dial_addr.lock()) = None;
             tracing::info!(node = %node.name, member = peer.name(), attempts = attempt - 1, "a member heard of but never reached is forgotten");
             return;
         }

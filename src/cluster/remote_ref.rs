@@ -201,19 +201,27 @@ impl<M: RemoteMessage> RemoteRef<M> {
         let pushed = match &self.cast_header {
             // The buffer is busy only if a `Serialize` impl casts from
             // inside a cast: then encode into a fresh one.
-            Some(header) => SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-                Ok(mut buf) => {
-                    let pushed =
-                        wire::encode_with_header_into(&mut buf, header, &msg, link.max_frame)
-                            .map(|()| link.send_data(&buf));
-                    if buf.capacity() > KEEP {
-                        *buf = Vec::new();
+            // `try_with`: a cast from a thread-local's destructor still
+            // works, through a fresh buffer.
+            Some(header) => SCRATCH
+                .try_with(|scratch| match scratch.try_borrow_mut() {
+                    Ok(mut buf) => {
+                        let pushed =
+                            wire::encode_with_header_into(&mut buf, header, &msg, link.max_frame)
+                                .map(|()| link.send_data(&buf));
+                        if buf.capacity() > KEEP {
+                            *buf = Vec::new();
+                        }
+                        Some(pushed)
                     }
-                    pushed
-                }
-                Err(_) => wire::encode_with_header(header, &msg, link.max_frame)
-                    .map(|bytes| link.send_data(&bytes)),
-            }),
+                    Err(_) => None,
+                })
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| {
+                    wire::encode_with_header(header, &msg, link.max_frame)
+                        .map(|bytes| link.send_data(&bytes))
+                }),
             None => wire::encode(&self.send_frame(None), Some(&msg), link.max_frame)
                 .map(|bytes| link.send_data(&bytes)),
         };

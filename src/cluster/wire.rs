@@ -60,7 +60,7 @@ pub const PROTOCOL_VERSION: u8 = 2;
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 8 * 1024 * 1024;
 
 /// The smallest maximum frame size a node accepts: the handshake must fit.
-pub const MIN_MAX_FRAME_SIZE: usize = 1024;
+pub const MIN_MAX_FRAME_SIZE: usize = 4096;
 
 /// Bytes of the length prefix in front of every frame.
 pub(crate) const LENGTH_PREFIX: usize = 4;
