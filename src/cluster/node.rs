@@ -37,9 +37,9 @@ fn gossip_chunk(max_frame: usize) -> usize {
     (max_frame.min(wire::MAX_HEADER_SIZE) / 2 / 300).clamp(1, 50)
 }
 
-/// How long a dial of ours that reached the handshake keeps the right to
-/// win a simultaneous connect; an older one (stuck in a one-way partition,
-/// say) must not lock the peer's own dials out.
+/// How long a dial of ours keeps the right to win a simultaneous connect;
+/// an older one (stuck in a one-way partition, say) must not lock the
+/// peer's own dials out.
 const FRESH_DIAL: Duration = Duration::from_secs(1);
 
 /// Attempts at a member learned from a list and never reached before it
@@ -818,7 +818,15 @@ async fn dial(
     if node.shutdown.is_cancelled() {
         return Err(ClusterError::Shutdown);
     }
-    match dial_once(node, addr, expect).await {
+    // From the start of the dial (before the TCP connect, so that a
+    // crossing dial from that node, however fast, meets it), a
+    // simultaneous dial by that node may lose to this one; only for
+    // `FRESH_DIAL` (see `admit_peer`).
+    let dialed = {
+        let _dialing = Dialing::new(node, addr, expect);
+        dial_once(node, addr, expect).await
+    };
+    match dialed {
         Err(ClusterError::Handshake {
             reason: HandshakeError::SimultaneousConnect { peer },
             ..
@@ -844,7 +852,7 @@ async fn dial(
     }
 }
 
-/// Registers a dial of ours that reached the handshake, until dropped.
+/// Registers a dial of ours in progress, until dropped.
 struct Dialing<'a>(&'a NodeInner, Vec<DialKey>);
 
 impl<'a> Dialing<'a> {
@@ -900,8 +908,6 @@ async fn dial_once(
             })
         }
     };
-    // From here a simultaneous dial by that node may lose to this one.
-    let _dialing = Dialing::new(node, addr, expect);
     let _ = stream.set_nodelay(true);
     let started = Instant::now();
     let handshake = async {
