@@ -67,6 +67,7 @@ enum NodeMsg {
     Echo(String, RemoteReply<String>),
     Whoami(RemoteReply<String>),
     Job(u64),
+    Slow(u64, String, RemoteReply<String>),
 }
 
 /// How long a silent peer takes to be declared down, from phi: about
@@ -863,6 +864,11 @@ async fn processes_detect_a_frozen_then_a_killed_peer_process() {
 /// How many calls are written to a frozen process's socket in the test
 /// below.
 const IN_FLIGHT: usize = 5;
+/// How long the one slow call among them keeps the resumed actor busy
+/// before it answers: far longer than the resumed process takes to read
+/// the end of the old connection, so that answer always finds its caller
+/// gone, however the process's tasks are scheduled.
+const SLOW_REPLY: Duration = Duration::from_millis(500);
 
 /// `REPLIES sent=<n> gone=<n> unencodable=<n>` from the node program.
 fn reply_counts(line: &str) -> (u64, u64, u64) {
@@ -897,10 +903,22 @@ async fn calls_that_waited_in_a_frozen_process_do_not_stop_its_exported_actor() 
     // Frozen with calls in flight: the session is still up on s's side,
     // so they are written to p's socket, where they wait.
     p.stop();
+    // One of them slow: whether a quick answer finds the old session
+    // still open on p's side depends on which of p's tasks runs first on
+    // resume; the slow one's answer, given after SLOW_REPLY, never does.
     let calls: Vec<_> = (0..IN_FLIGHT)
         .map(|i| {
             let to_p = to_p.clone();
-            tokio::spawn(async move { echo(&to_p, &format!("in flight {i}")).await })
+            tokio::spawn(async move {
+                let text = format!("in flight {i}");
+                if i == 0 {
+                    let ms = SLOW_REPLY.as_millis() as u64;
+                    to_p.call(|reply| NodeMsg::Slow(ms, text, reply), CALL)
+                        .await
+                } else {
+                    echo(&to_p, &text).await
+                }
+            })
         })
         .collect();
     watch.until("Down p", detection_bound(), is_down("p")).await;

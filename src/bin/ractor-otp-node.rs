@@ -18,8 +18,8 @@
 //! be repeated.
 //!
 //! The node exports one actor, `echo`, taking [`NodeMsg`]: `Echo` answers
-//! with its text, `Whoami` with the node's name, and `Job` (a cast) is only
-//! counted (see `received`). It is deliberately not supervised: if anything
+//! with its text, `Whoami` with the node's name, `Slow` with its text after
+//! a wait, and `Job` (a cast) is only counted (see `received`). It is deliberately not supervised: if anything
 //! ever stopped it (answering a caller that has gone away, say), its export
 //! would disappear and the tests would see it. It counts what became of its
 //! answers (see `replies`). The same actor is what `register` puts under a
@@ -105,6 +105,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// The name the echo actor is exported under.
 const ECHO: &str = "echo";
 
+/// The longest a `Slow` message keeps the `echo` actor busy.
+const MAX_SLOW: Duration = Duration::from_secs(10);
+
 /// The most `Job`s one `group-cast` sends: enough for any test, and a typo
 /// cannot flood the cluster.
 const MAX_CAST: u64 = 1_000_000;
@@ -126,6 +129,9 @@ enum NodeMsg {
     /// A job routed over a group: only counted (see `received`). The number
     /// is its place in the `group-cast` that sent it.
     Job(u64),
+    /// Answers with the text after waiting the milliseconds given (at most
+    /// [`MAX_SLOW`]): keeps the actor busy, as a slow handler would.
+    Slow(u64, String, RemoteReply<String>),
 }
 
 /// What the `echo` actor did: what became of its answers, for the
@@ -187,6 +193,10 @@ impl Actor for EchoActor {
         let outcome = match msg {
             NodeMsg::Echo(text, reply) => reply.send(text),
             NodeMsg::Whoami(reply) => reply.send(name.clone()),
+            NodeMsg::Slow(ms, text, reply) => {
+                tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLOW)).await;
+                reply.send(text)
+            }
             NodeMsg::Job(_) => {
                 counts.jobs.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
