@@ -68,7 +68,7 @@
 //! | `whereis <name>` | `WHEREIS <name> <node>`, or `WHEREIS <name> -` when nobody holds it, from this node's replicated view ([`Node::whereis`]) |
 //! | `join-group <group>` | adds `echo` to `<group>` ([`Node::join_group`]): `JOINED <group> <id>`, or `ERROR <msg>` |
 //! | `group-members <group>` | `GROUP <group> <n>`, then `n` lines `GROUP-MEMBER <node> <id>`, in the group's order (the same on every node) |
-//! | `group-cast <group> <n>` | casts `n` `Job`s to `<group>`, routed round robin over its members as this node sees them when each is sent: `CAST <group> sent=<n> failed=<n>`, then the first failure's message if any failed |
+//! | `group-cast <group> <n>` | casts `n` `Job`s to `<group>`, routed round robin over its members as this node sees them when each is sent, starting from the first member at each command: `CAST <group> sent=<n> failed=<n>`, then the first failure's message if any failed |
 //! | `received` | `RECEIVED <n>`: how many `Job`s this node's `echo` actor has handled |
 //! | `quit` | shuts the node down (peers get a goodbye), prints `BYE`, exits with 0 |
 //!
