@@ -1,6 +1,10 @@
 //! Nodes in separate processes: a frozen process (SIGSTOP) is detected by
 //! the heartbeats and comes back after SIGCONT, a killed one (SIGKILL) by
 //! its closed socket at once, and the survivors keep serving each other.
+//! Three processes joined through one seed form a cluster that routes a
+//! process group; when one is killed, its group members and cluster-wide
+//! names vanish on the survivors, which keep routing the group and can take
+//! the name over.
 //!
 //! The processes run the `ractor-otp-node` program (`src/bin/`), driven
 //! through its stdin and read through its stdout, one line per event. The
@@ -46,6 +50,14 @@ const CLOSED_SOCKET_BOUND: Duration = Duration::from_millis(1500);
 const START: Duration = Duration::from_secs(10);
 const RECONNECT: Duration = Duration::from_secs(6);
 const CALL: Duration = Duration::from_secs(2);
+/// Three processes joined through one seed reach a full mesh; a group
+/// change or a registration reaches every node (milliseconds on an idle
+/// machine, loaded two-core machines are slower).
+const CONVERGE: Duration = Duration::from_secs(5);
+/// Jobs cast to a group are all handled.
+const DELIVERY: Duration = Duration::from_secs(5);
+/// Between two polls of a node's state.
+const POLL: Duration = Duration::from_millis(20);
 
 /// The node program's message type, declared again here: same variants,
 /// same order, same tag, as a program talking to it would.
@@ -54,6 +66,8 @@ const CALL: Duration = Duration::from_secs(2);
 enum NodeMsg {
     Echo(String, RemoteReply<String>),
     Whoami(RemoteReply<String>),
+    Job(u64),
+    Slow(u64, String, RemoteReply<String>),
 }
 
 /// How long a silent peer takes to be declared down, from phi: about
@@ -127,14 +141,28 @@ impl NodeProcess {
     /// Starts the node `name` with the test's detector settings, dialing
     /// `connect`, and waits until it is ready for commands.
     async fn start(name: &str, connect: &[SocketAddr]) -> NodeProcess {
+        let dials: Vec<_> = connect.iter().map(|a| ("--connect", *a)).collect();
+        NodeProcess::launch(name, &dials).await
+    }
+
+    /// Starts the node `name` joining the cluster through `seed`, and waits
+    /// until it is ready for commands (not until it has joined: poll
+    /// [`members`](Self::members) for that).
+    async fn join(name: &str, seed: SocketAddr) -> NodeProcess {
+        NodeProcess::launch(name, &[("--seed", seed)]).await
+    }
+
+    /// Starts the node `name` with the test's detector settings and the
+    /// address options `dials` (`--connect` or `--seed`).
+    async fn launch(name: &str, dials: &[(&str, SocketAddr)]) -> NodeProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ractor-otp-node"));
         cmd.args(["--name", name, "--cookie", COOKIE])
             .args(["--listen", "127.0.0.1:0"])
             .args(["--heartbeat-ms", &HEARTBEAT.as_millis().to_string()])
             .args(["--pause-ms", &PAUSE.as_millis().to_string()])
             .args(["--min-std-ms", &MIN_STD.as_millis().to_string()]);
-        for addr in connect {
-            cmd.args(["--connect", &addr.to_string()]);
+        for (option, addr) in dials {
+            cmd.args([*option, &addr.to_string()]);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -241,6 +269,174 @@ impl NodeProcess {
             l.starts_with("REPLY ") || l.starts_with("ERROR ")
         })
         .await
+    }
+
+    /// Sends a command and returns its answer: the line starting with
+    /// `head` (then a space), and when `item` is given, the `<n>` lines
+    /// starting with `item` that follow a head line ending in `<n>`. An
+    /// `ERROR` answer fails the test.
+    async fn query(
+        &mut self,
+        command: &str,
+        head: &str,
+        item: Option<&str>,
+    ) -> (String, Vec<String>) {
+        self.send(command);
+        let what = format!("the answer to {command:?}");
+        let head_prefix = format!("{head} ");
+        let line = self
+            .expect(&what, CALL, |l| {
+                l.starts_with(&head_prefix) || l.starts_with("ERROR ")
+            })
+            .await;
+        assert!(
+            line.starts_with(&head_prefix),
+            "{}: {command:?} failed: {line}",
+            self.name
+        );
+        let Some(item) = item else {
+            return (line, Vec::new());
+        };
+        let n: usize = line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{}: {line:?} ends with a count", self.name));
+        let item_prefix = format!("{item} ");
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            let what = format!("{item} lines after {line:?}");
+            items.push(
+                self.expect(&what, CALL, |l| l.starts_with(&item_prefix))
+                    .await,
+            );
+        }
+        (line, items)
+    }
+
+    /// Asks the same question until `done` holds of the answer, for up to
+    /// `within`; returns that answer.
+    async fn poll<T: std::fmt::Debug>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        ask: impl AsyncFn(&mut NodeProcess) -> T,
+        done: impl Fn(&T) -> bool,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            let answer = ask(self).await;
+            if done(&answer) {
+                return answer;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: not {what} within {within:?}; last answer: {answer:?}; its output: {:#?}",
+                    self.name, self.seen
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The membership view: each member's name and status.
+    async fn members(&mut self) -> Vec<(String, String)> {
+        let (_, items) = self.query("members", "MEMBERS", Some("MEMBER")).await;
+        items
+            .iter()
+            .map(|l| {
+                let mut words = l.split(' ').skip(1);
+                let name = words.next().unwrap_or_default().to_string();
+                let status = words.next().unwrap_or_default().to_string();
+                (name, status)
+            })
+            .collect()
+    }
+
+    /// Waits until the membership view is exactly `want` (name, status).
+    async fn await_members(&mut self, want: &[(&str, &str)], within: Duration) {
+        let what = format!("members {want:?}");
+        self.poll(&what, within, NodeProcess::members, |got| {
+            got.len() == want.len()
+                && got
+                    .iter()
+                    .zip(want)
+                    .all(|((n, s), (wn, ws))| n == wn && s == ws)
+        })
+        .await;
+    }
+
+    /// The members of `group`, as `<node> <id>`, in the group's order.
+    async fn group_members(&mut self, group: &str) -> Vec<String> {
+        let command = format!("group-members {group}");
+        let (_, items) = self.query(&command, "GROUP", Some("GROUP-MEMBER")).await;
+        items
+            .iter()
+            .map(|l| l["GROUP-MEMBER ".len()..].to_string())
+            .collect()
+    }
+
+    /// Waits until `group` has `n` members; returns them.
+    async fn await_group(&mut self, group: &str, n: usize, within: Duration) -> Vec<String> {
+        let what = format!("{n} members in {group}");
+        let group = group.to_string();
+        self.poll(
+            &what,
+            within,
+            async move |p: &mut NodeProcess| p.group_members(&group).await,
+            |got| got.len() == n,
+        )
+        .await
+    }
+
+    /// Who holds `name` in this node's view.
+    async fn whereis(&mut self, name: &str) -> Option<String> {
+        let (line, _) = self
+            .query(&format!("whereis {name}"), &format!("WHEREIS {name}"), None)
+            .await;
+        match line.rsplit(' ').next() {
+            Some("-") | None => None,
+            Some(node) => Some(node.to_string()),
+        }
+    }
+
+    /// Waits until this node's view says `holder` holds `name`.
+    async fn await_holder(&mut self, name: &str, holder: Option<&str>, within: Duration) {
+        let what = format!("{name} held by {holder:?}");
+        let name = name.to_string();
+        self.poll(
+            &what,
+            within,
+            async move |p: &mut NodeProcess| p.whereis(&name).await,
+            |got| got.as_deref() == holder,
+        )
+        .await;
+    }
+
+    /// How many jobs this node's `echo` actor has handled.
+    async fn received(&mut self) -> u64 {
+        let (line, _) = self.query("received", "RECEIVED", None).await;
+        line["RECEIVED ".len()..]
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: RECEIVED is followed by a count: {line}", self.name))
+    }
+
+    /// Casts `n` jobs to `group` from this node; all of them must go.
+    async fn group_cast(&mut self, group: &str, n: u64) {
+        let (line, _) = self
+            .query(&format!("group-cast {group} {n}"), "CAST", None)
+            .await;
+        assert_eq!(
+            line,
+            format!("CAST {group} sent={n} failed=0"),
+            "{}: every job was cast",
+            self.name
+        );
+    }
+
+    /// Sends a command whose answer is one line starting with `head`.
+    async fn answer(&mut self, command: &str, head: &str) -> String {
+        self.query(command, head, None).await.0
     }
 
     /// Freezes the process (SIGSTOP).
@@ -668,6 +864,11 @@ async fn processes_detect_a_frozen_then_a_killed_peer_process() {
 /// How many calls are written to a frozen process's socket in the test
 /// below.
 const IN_FLIGHT: usize = 5;
+/// How long the one slow call among them keeps the resumed actor busy
+/// before it answers: far longer than the resumed process takes to read
+/// the end of the old connection, so that answer always finds its caller
+/// gone, however the process's tasks are scheduled.
+const SLOW_REPLY: Duration = Duration::from_millis(500);
 
 /// `REPLIES sent=<n> gone=<n> unencodable=<n>` from the node program.
 fn reply_counts(line: &str) -> (u64, u64, u64) {
@@ -702,10 +903,22 @@ async fn calls_that_waited_in_a_frozen_process_do_not_stop_its_exported_actor() 
     // Frozen with calls in flight: the session is still up on s's side,
     // so they are written to p's socket, where they wait.
     p.stop();
+    // One of them slow: whether a quick answer finds the old session
+    // still open on p's side depends on which of p's tasks runs first on
+    // resume; the slow one's answer, given after SLOW_REPLY, never does.
     let calls: Vec<_> = (0..IN_FLIGHT)
         .map(|i| {
             let to_p = to_p.clone();
-            tokio::spawn(async move { echo(&to_p, &format!("in flight {i}")).await })
+            tokio::spawn(async move {
+                let text = format!("in flight {i}");
+                if i == 0 {
+                    let ms = SLOW_REPLY.as_millis() as u64;
+                    to_p.call(|reply| NodeMsg::Slow(ms, text, reply), CALL)
+                        .await
+                } else {
+                    echo(&to_p, &text).await
+                }
+            })
         })
         .collect();
     watch.until("Down p", detection_bound(), is_down("p")).await;
@@ -751,4 +964,201 @@ async fn calls_that_waited_in_a_frozen_process_do_not_stop_its_exported_actor() 
     timeout(START, s.shutdown())
         .await
         .expect("shutdown is bounded");
+}
+
+/// Starts `n1`, then `n2` and `n3` joining through it as their only seed,
+/// and waits until each sees the other two `Up` (`n2` and `n3` find each
+/// other through `n1`'s member list).
+async fn three_joined_through_one_seed() -> [NodeProcess; 3] {
+    let n1 = NodeProcess::start("n1", &[]).await;
+    let n2 = NodeProcess::join("n2", n1.addr).await;
+    let n3 = NodeProcess::join("n3", n1.addr).await;
+    let mut nodes = [n1, n2, n3];
+    let names = ["n1", "n2", "n3"];
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let others: Vec<(&str, &str)> = names
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, name)| (*name, "Up"))
+            .collect();
+        node.await_members(&others, CONVERGE).await;
+    }
+    nodes
+}
+
+/// What each node's `echo` actor has received, waiting until they add up
+/// to `total`.
+async fn received_adding_up_to(nodes: &mut [&mut NodeProcess], total: u64) -> Vec<u64> {
+    let deadline = Instant::now() + DELIVERY;
+    loop {
+        let mut counts = Vec::with_capacity(nodes.len());
+        for node in nodes.iter_mut() {
+            counts.push(node.received().await);
+        }
+        let sum: u64 = counts.iter().sum();
+        assert!(sum <= total, "more jobs received than cast: {counts:?}");
+        if sum == total {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs lost: {counts:?} received, {total} cast, after {DELIVERY:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The survivors' view of `killed` after a SIGKILL: its session ends at once
+/// (closed socket), and it is a `Down` member.
+async fn sees_killed(node: &mut NodeProcess, killed: &str, others: &[(&str, &str)]) {
+    let prefix = format!("DOWN {killed} ");
+    let down = node
+        .expect(&format!("DOWN {killed}"), CLOSED_SOCKET_BOUND, |l| {
+            l.starts_with(&prefix)
+        })
+        .await;
+    let (kind, _) = down_line(&down);
+    assert!(
+        kind == "ConnectionClosed" || kind == "ConnectionError",
+        "{}: a killed process is detected by its closed socket: {down}",
+        node.name
+    );
+    node.await_members(others, CLOSED_SOCKET_BOUND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_route_a_group_and_the_two_left_keep_routing_it_after_a_sigkill() {
+    let mut nodes = three_joined_through_one_seed().await;
+    for node in nodes.iter_mut() {
+        let joined = node.answer("join-group g", "JOINED g").await;
+        assert!(joined.split(' ').nth(2).is_some(), "an id: {joined}");
+    }
+    // Every node sees the three members, in the same order.
+    let mut views = Vec::new();
+    for node in nodes.iter_mut() {
+        views.push(node.await_group("g", 3, CONVERGE).await);
+    }
+    assert!(
+        views.iter().all(|v| v == &views[0]),
+        "the group's order is the same on every node: {views:?}"
+    );
+    let holders: Vec<&str> = views[0]
+        .iter()
+        .map(|m| m.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(holders, ["n1", "n2", "n3"], "one member per node");
+
+    // Round robin over a stable list of three: 100 jobs each, counted by
+    // each node's actor (n1's own member is reached locally).
+    nodes[0].group_cast("g", 300).await;
+    let mut all: Vec<&mut NodeProcess> = nodes.iter_mut().collect();
+    let counts = received_adding_up_to(&mut all, 300).await;
+    assert_eq!(counts, [100, 100, 100], "round robin over three members");
+
+    // n3 dies holding a group member.
+    nodes[2].kill();
+    let killed_at = Instant::now();
+    let [n1, n2, n3] = &mut nodes;
+    sees_killed(n1, "n3", &[("n2", "Up"), ("n3", "Down")]).await;
+    sees_killed(n2, "n3", &[("n1", "Up"), ("n3", "Down")]).await;
+    for node in [&mut *n1, &mut *n2] {
+        let left = node.await_group("g", 2, CLOSED_SOCKET_BOUND).await;
+        assert!(
+            left.iter().all(|m| !m.starts_with("n3 ")),
+            "{}: n3's member is gone: {left:?}",
+            node.name
+        );
+    }
+    let took = killed_at.elapsed();
+    assert!(
+        took < CLOSED_SOCKET_BOUND * 2,
+        "the group shrank on both survivors {took:?} after the kill"
+    );
+
+    // Cast once the group shows two members: nothing is lost, and the
+    // two survivors share the jobs evenly, from either of them.
+    n1.group_cast("g", 200).await;
+    let counts = received_adding_up_to(&mut [&mut *n1, &mut *n2], 400).await;
+    assert_eq!(counts, [200, 200], "200 more jobs, half to each survivor");
+    n2.group_cast("g", 100).await;
+    let counts = received_adding_up_to(&mut [&mut *n1, &mut *n2], 500).await;
+    assert_eq!(counts, [250, 250], "100 more jobs from n2, half to each");
+
+    // The survivors never lost each other.
+    assert!(
+        !n1.printed(|l| l.starts_with("DOWN n2 ")),
+        "n1 never lost n2: {:#?}",
+        n1.seen
+    );
+    assert!(
+        !n2.printed(|l| l.starts_with("DOWN n1 ")),
+        "n2 never lost n1: {:#?}",
+        n2.seen
+    );
+    assert!(!n3.is_running(), "n3 was killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_name_holder_loses_its_name_on_the_survivors_and_another_takes_it() {
+    let mut nodes = three_joined_through_one_seed().await;
+    let [n1, n2, n3] = &mut nodes;
+    assert_eq!(
+        n3.answer("register leader", "REGISTERED").await,
+        "REGISTERED leader"
+    );
+    n3.answer("join-group workers", "JOINED workers").await;
+    n1.answer("join-group workers", "JOINED workers").await;
+    for node in [&mut *n1, &mut *n2, &mut *n3] {
+        node.await_holder("leader", Some("n3"), CONVERGE).await;
+        node.await_group("workers", 2, CONVERGE).await;
+    }
+    // Taken while n3 holds it.
+    n2.send("register leader");
+    let taken = n2
+        .expect("an answer to register", CALL, |l| {
+            l.starts_with("REGISTERED ") || l.starts_with("ERROR ")
+        })
+        .await;
+    assert!(
+        taken.starts_with("ERROR ") && taken.contains("n3"),
+        "a name held on n3 cannot be registered on n2: {taken}"
+    );
+
+    n3.kill();
+    let killed_at = Instant::now();
+    let bound = detection_bound();
+    for node in [&mut *n1, &mut *n2] {
+        node.await_holder("leader", None, bound).await;
+    }
+    let took = killed_at.elapsed();
+    assert!(
+        took < bound,
+        "the name left both survivors' views {took:?} after the kill"
+    );
+    for node in [&mut *n1, &mut *n2] {
+        let left = node.await_group("workers", 1, CLOSED_SOCKET_BOUND).await;
+        assert!(
+            left[0].starts_with("n1 "),
+            "{}: only n1's member is left: {left:?}",
+            node.name
+        );
+    }
+
+    // The name is free: n2 takes it, and n1 sees the new holder.
+    assert_eq!(
+        n2.answer("register leader", "REGISTERED").await,
+        "REGISTERED leader"
+    );
+    n1.await_holder("leader", Some("n2"), CONVERGE).await;
+    n2.await_holder("leader", Some("n2"), CALL).await;
+
+    // The group still routes: n2's jobs reach n1's member, all of them.
+    n2.group_cast("workers", 10).await;
+    let got = n1
+        .poll("given 10 jobs", DELIVERY, NodeProcess::received, |n| {
+            *n >= 10
+        })
+        .await;
+    assert_eq!(got, 10, "every job reached the one member left");
 }

@@ -9,19 +9,28 @@
 //!
 //! ```text
 //! ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...]
-//!                 [--heartbeat-ms N] [--pause-ms N] [--min-std-ms N]
+//!                 [--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N]
+//!                 [--min-std-ms N]
 //! ```
 //!
 //! `--listen` defaults to `127.0.0.1:0`; the heartbeat options default to the
-//! library's defaults (200 ms, 500 ms, 100 ms). `--connect` may be repeated.
+//! library's defaults (200 ms, 500 ms, 100 ms). `--connect` and `--seed` may
+//! be repeated.
 //!
 //! The node exports one actor, `echo`, taking [`NodeMsg`]: `Echo` answers
-//! with its text, `Whoami` with the node's name. It is deliberately not
-//! supervised: if anything ever stopped it (answering a caller that has
-//! gone away, say), its export would disappear and the tests would see it.
-//! It counts what became of its answers (see `replies`). The node then
-//! dials every `--connect` address in order (this node reconnects to them
-//! with backoff whenever the session goes down).
+//! with its text, `Whoami` with the node's name, `Slow` with its text after
+//! a wait, and `Job` (a cast) is only counted (see `received`). It is deliberately not supervised: if anything
+//! ever stopped it (answering a caller that has gone away, say), its export
+//! would disappear and the tests would see it. It counts what became of its
+//! answers (see `replies`). The same actor is what `register` puts under a
+//! cluster-wide name and `join-group` adds to a group.
+//!
+//! The `--seed` addresses become [`NodeConfig::seeds`]: the node joins the
+//! cluster through them in the background (with backoff, until one session
+//! is up) and dials the members it learns of, so `READY` does not wait for
+//! the cluster; poll `members` for that. The node then dials every
+//! `--connect` address in order (this node reconnects to them with backoff
+//! whenever the session goes down).
 //!
 //! # Output
 //!
@@ -54,6 +63,13 @@
 //! | `whoami <peer>` | the same with `Whoami`: `REPLY <peer's name>`, or `ERROR <msg>` |
 //! | `peers` | `PEERS <n>`, then `n` lines `PEER <name> <Up\|Suspect\|Down> <phi> <rtt_ms\|->` |
 //! | `replies` | `REPLIES sent=<n> gone=<n> unencodable=<n>`: what became of the `echo` actor's answers so far ([`Replied`]) |
+//! | `members` | `MEMBERS <n>`, then `n` lines `MEMBER <name> <Joining\|Up\|Suspect\|Down\|Leaving\|Left> <addr> <incarnation>`: the membership view ([`Node::members`]), this node left out |
+//! | `register <name>` | registers `echo` under the cluster-wide `<name>` ([`Node::register`]): `REGISTERED <name>`, or `ERROR <msg>` |
+//! | `whereis <name>` | `WHEREIS <name> <node>`, or `WHEREIS <name> -` when nobody holds it, from this node's replicated view ([`Node::whereis`]) |
+//! | `join-group <group>` | adds `echo` to `<group>` ([`Node::join_group`]): `JOINED <group> <id>`, or `ERROR <msg>` |
+//! | `group-members <group>` | `GROUP <group> <n>`, then `n` lines `GROUP-MEMBER <node> <id>`, in the group's order (the same on every node) |
+//! | `group-cast <group> <n>` | casts `n` `Job`s to `<group>`, routed round robin over its members as this node sees them when each is sent, starting from the first member at each command: `CAST <group> sent=<n> failed=<n>`, then the first failure's message if any failed |
+//! | `received` | `RECEIVED <n>`: how many `Job`s this node's `echo` actor has handled |
 //! | `quit` | shuts the node down (peers get a goodbye), prints `BYE`, exits with 0 |
 //!
 //! Anything else prints `ERROR unknown command ...`. When stdin reaches its
@@ -76,8 +92,8 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_otp::cluster::{
-    ClusterError, DownReason, Node, NodeConfig, NodeEvent, PeerInfo, PeerStatus, RemoteReply,
-    Replied,
+    ClusterError, DownReason, GroupRouting, Member, MemberStatus, Node, NodeConfig, NodeEvent,
+    PeerInfo, PeerStatus, RemoteReply, Replied,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -89,9 +105,16 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// The name the echo actor is exported under.
 const ECHO: &str = "echo";
 
+/// The longest a `Slow` message keeps the `echo` actor busy.
+const MAX_SLOW: Duration = Duration::from_secs(10);
+
+/// The most `Job`s one `group-cast` sends: enough for any test, and a typo
+/// cannot flood the cluster.
+const MAX_CAST: u64 = 1_000_000;
+
 const USAGE: &str =
     "usage: ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...] \
-[--heartbeat-ms N] [--pause-ms N] [--min-std-ms N]";
+[--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N] [--min-std-ms N]";
 
 /// The messages the exported `echo` actor takes. Other programs talking to
 /// it must declare the same enum (same variants in the same order) with the
@@ -103,14 +126,22 @@ enum NodeMsg {
     Echo(String, RemoteReply<String>),
     /// Answers with this node's name.
     Whoami(RemoteReply<String>),
+    /// A job routed over a group: only counted (see `received`). The number
+    /// is its place in the `group-cast` that sent it.
+    Job(u64),
+    /// Answers with the text after waiting the milliseconds given (at most
+    /// [`MAX_SLOW`]): keeps the actor busy, as a slow handler would.
+    Slow(u64, String, RemoteReply<String>),
 }
 
-/// What became of the `echo` actor's answers, for the `replies` command.
+/// What the `echo` actor did: what became of its answers, for the
+/// `replies` command, and how many jobs it handled, for `received`.
 #[derive(Default)]
 struct ReplyCounts {
     sent: AtomicU64,
     gone: AtomicU64,
     unencodable: AtomicU64,
+    jobs: AtomicU64,
 }
 
 impl ReplyCounts {
@@ -162,6 +193,14 @@ impl Actor for EchoActor {
         let outcome = match msg {
             NodeMsg::Echo(text, reply) => reply.send(text),
             NodeMsg::Whoami(reply) => reply.send(name.clone()),
+            NodeMsg::Slow(ms, text, reply) => {
+                tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLOW)).await;
+                reply.send(text)
+            }
+            NodeMsg::Job(_) => {
+                counts.jobs.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
         };
         counts.record(&outcome);
         Ok(())
@@ -175,6 +214,7 @@ struct Args {
     cookie: String,
     listen: Option<SocketAddr>,
     connect: Vec<SocketAddr>,
+    seeds: Vec<SocketAddr>,
     heartbeat: Option<Duration>,
     pause: Option<Duration>,
     min_std: Option<Duration>,
@@ -191,6 +231,7 @@ impl Args {
             cookie: String::new(),
             listen: None,
             connect: Vec::new(),
+            seeds: Vec::new(),
             heartbeat: None,
             pause: None,
             min_std: None,
@@ -205,6 +246,7 @@ impl Args {
                 "--cookie" => cookie = Some(value),
                 "--listen" => parsed.listen = Some(addr(&flag, &value)?),
                 "--connect" => parsed.connect.push(addr(&flag, &value)?),
+                "--seed" => parsed.seeds.push(addr(&flag, &value)?),
                 "--heartbeat-ms" => parsed.heartbeat = Some(millis(&flag, &value)?),
                 "--pause-ms" => parsed.pause = Some(millis(&flag, &value)?),
                 "--min-std-ms" => parsed.min_std = Some(millis(&flag, &value)?),
@@ -220,7 +262,8 @@ impl Args {
     fn config(&self) -> NodeConfig {
         let mut config = NodeConfig::new(self.name.clone())
             .cookie(&self.cookie)
-            .request_timeout(CALL_TIMEOUT);
+            .request_timeout(CALL_TIMEOUT)
+            .seeds(self.seeds.iter().copied());
         if let Some(addr) = self.listen {
             config = config.listen(addr);
         }
@@ -334,43 +377,132 @@ async fn ask(
     echo.call(build, CALL_TIMEOUT).await
 }
 
-/// Runs one command line; returns `false` for `quit`.
-async fn command(node: &Node, counts: &ReplyCounts, line: &str) -> bool {
-    let line = line.trim_end_matches(['\n', '\r']);
-    let mut words = line.splitn(3, ' ');
-    let answer = match (words.next().unwrap_or(""), words.next(), words.next()) {
-        ("call", Some(peer), text) if !peer.is_empty() => {
-            let text = text.unwrap_or("").to_string();
-            ask(node, peer, |reply| NodeMsg::Echo(text, reply)).await
-        }
-        ("whoami", Some(peer), None) if !peer.is_empty() => ask(node, peer, NodeMsg::Whoami).await,
-        ("peers", None, None) => {
-            let peers = node.peers();
-            emit(format!("PEERS {}", peers.len()));
-            for p in &peers {
-                emit(peer_line(p));
-            }
-            return true;
-        }
-        ("replies", None, None) => {
-            emit(counts.line());
-            return true;
-        }
-        ("quit", None, None) => return false,
-        ("", None, None) => return true,
-        _ => {
-            emit(format!(
-                "ERROR unknown command {:?}: use `call <peer> <text>`, `whoami <peer>`, `peers`, `replies` or `quit`",
-                line
-            ));
-            return true;
-        }
+/// The output line for a member, for `members`.
+fn member_line(member: &Member) -> String {
+    let status = match member.status {
+        MemberStatus::Joining => "Joining",
+        MemberStatus::Up => "Up",
+        MemberStatus::Suspect => "Suspect",
+        MemberStatus::Down => "Down",
+        MemberStatus::Leaving => "Leaving",
+        MemberStatus::Left => "Left",
     };
-    match answer {
+    format!(
+        "MEMBER {} {status} {} {}",
+        member.name, member.addr, member.incarnation
+    )
+}
+
+/// What the commands act on: the node, its `echo` actor and the counts.
+struct Program {
+    node: Node,
+    echo: ActorRef<NodeMsg>,
+    counts: Arc<ReplyCounts>,
+}
+
+impl Program {
+    /// Runs one command line; returns `false` for `quit`.
+    async fn command(&self, line: &str) -> bool {
+        let line = line.trim_end_matches(['\n', '\r']);
+        let mut words = line.splitn(3, ' ');
+        match (words.next().unwrap_or(""), words.next(), words.next()) {
+            ("call", Some(peer), text) if !peer.is_empty() => {
+                let text = text.unwrap_or("").to_string();
+                answer(ask(&self.node, peer, |reply| NodeMsg::Echo(text, reply)).await);
+            }
+            ("whoami", Some(peer), None) if !peer.is_empty() => {
+                answer(ask(&self.node, peer, NodeMsg::Whoami).await);
+            }
+            ("peers", None, None) => {
+                let peers = self.node.peers();
+                emit(format!("PEERS {}", peers.len()));
+                for p in &peers {
+                    emit(peer_line(p));
+                }
+            }
+            ("members", None, None) => {
+                let members = self.node.members();
+                emit(format!("MEMBERS {}", members.len()));
+                for m in &members {
+                    emit(member_line(m));
+                }
+            }
+            ("replies", None, None) => emit(self.counts.line()),
+            ("received", None, None) => emit(format!(
+                "RECEIVED {}",
+                self.counts.jobs.load(Ordering::Relaxed)
+            )),
+            ("register", Some(name), None) if !name.is_empty() => {
+                match self.node.register(name, self.echo.clone()) {
+                    Ok(()) => emit(format!("REGISTERED {name}")),
+                    Err(e) => emit(format!("ERROR {}", one_line(e))),
+                }
+            }
+            ("whereis", Some(name), None) if !name.is_empty() => {
+                let holder = self.node.whereis(name);
+                emit(format!("WHEREIS {name} {}", holder.as_deref().unwrap_or("-")));
+            }
+            ("join-group", Some(group), None) if !group.is_empty() => {
+                match self.node.join_group(group, self.echo.clone()) {
+                    Ok(id) => emit(format!("JOINED {group} {id}")),
+                    Err(e) => emit(format!("ERROR {}", one_line(e))),
+                }
+            }
+            ("group-members", Some(group), None) if !group.is_empty() => {
+                let members = self.node.group::<NodeMsg>(group).members();
+                emit(format!("GROUP {group} {}", members.len()));
+                for m in &members {
+                    emit(format!("GROUP-MEMBER {} {}", m.node, m.id));
+                }
+            }
+            ("group-cast", Some(group), Some(n)) if !group.is_empty() => {
+                match n.parse::<u64>() {
+                    Ok(n) if n <= MAX_CAST => self.group_cast(group, n),
+                    _ => emit(format!(
+                        "ERROR group-cast {group} {n:?}: the count must be a number from 0 to {MAX_CAST}"
+                    )),
+                }
+            }
+            ("quit", None, None) => return false,
+            ("", None, None) => {}
+            _ => emit(format!(
+                "ERROR unknown command {line:?}: use `call <peer> <text>`, `whoami <peer>`, \
+                 `peers`, `replies`, `members`, `register <name>`, `whereis <name>`, \
+                 `join-group <group>`, `group-members <group>`, `group-cast <group> <n>`, \
+                 `received` or `quit`"
+            )),
+        }
+        true
+    }
+
+    /// Casts `n` jobs to `group`, round robin, and reports how many went.
+    fn group_cast(&self, group: &str, n: u64) {
+        let to = self
+            .node
+            .group::<NodeMsg>(group)
+            .routing(GroupRouting::RoundRobin);
+        let mut failed = 0u64;
+        let mut first_error = None;
+        for i in 0..n {
+            if let Err(e) = to.cast(NodeMsg::Job(i)) {
+                failed += 1;
+                first_error.get_or_insert_with(|| one_line(e.error()));
+            }
+        }
+        let sent = n - failed;
+        match first_error {
+            None => emit(format!("CAST {group} sent={sent} failed=0")),
+            Some(e) => emit(format!("CAST {group} sent={sent} failed={failed} {e}")),
+        }
+    }
+}
+
+/// Prints a `call`/`whoami` outcome.
+fn answer(outcome: Result<String, ClusterError>) {
+    match outcome {
         Ok(text) => emit(format!("REPLY {}", one_line(text))),
         Err(e) => emit(format!("ERROR {}", one_line(e))),
     }
-    true
 }
 
 /// Reads stdin lines on a plain thread (blocking reads have no place on
@@ -407,14 +539,20 @@ async fn run(args: Args) -> ExitCode {
 
     let counts = Arc::new(ReplyCounts::default());
     let exported = match Actor::spawn(None, EchoActor, (args.name.clone(), counts.clone())).await {
-        Ok((echo, _)) => node.export(ECHO, echo).map_err(|e| e.to_string()),
+        Ok((echo, _)) => node
+            .export(ECHO, echo.clone())
+            .map(|()| echo)
+            .map_err(|e| e.to_string()),
         Err(e) => Err(format!("the echo actor did not start: {e}")),
     };
-    if let Err(e) = exported {
-        emit(format!("ERROR {}", one_line(e)));
-        node.shutdown().await;
-        return ExitCode::FAILURE;
-    }
+    let echo = match exported {
+        Ok(echo) => echo,
+        Err(e) => {
+            emit(format!("ERROR {}", one_line(e)));
+            node.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     for addr in &args.connect {
         match node.connect(*addr).await {
             Ok(peer) => emit(format!("CONNECTED {addr} {}", peer.name)),
@@ -427,10 +565,11 @@ async fn run(args: Args) -> ExitCode {
     }
     emit("READY");
 
+    let program = Program { node, echo, counts };
     let mut lines = stdin_lines();
     while let Some(line) = lines.recv().await {
-        if !command(&node, &counts, &line).await {
-            node.shutdown().await;
+        if !program.command(&line).await {
+            program.node.shutdown().await;
             emit("BYE");
             return ExitCode::SUCCESS;
         }
