@@ -100,6 +100,16 @@
 //! | membership | [`NodeConfig::seeds`] or [`Node::join`]: one live member is a door in. Sessions exchange member lists (name, listen address, incarnation) when they come up and whenever a member joins, and every node dials the members it lacks, so the cluster becomes a full mesh (Erlang's transitive connections). [`Node::members`] shows each member's [`MemberStatus`]; [`NodeEvent::MemberJoined`] and [`NodeEvent::MemberLeft`] report changes (`Up`/`Down` stay the session's health). Every node redials a member that went `Down`, with backoff, not only the side that first dialed. [`Node::leave`] is a planned leave: members mark it `Left` (its `Down` carries [`DownReason::PeerLeft`], not a failure) and never redial it. A node claiming a live member's name from another address is refused ([`HandshakeError::DuplicateName`]) and the live session is untouched; the same address with a new incarnation is a restart. |
 //! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a payload is decoded within [`DecodeLimits`] (nesting depth, elements claimed), so no single frame can overflow the reader's stack or keep it busy; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
 
+//! # Concurrent maps on the send path
+//!
+//! | map | structure | why |
+//! |---|---|---|
+//! | peers (by name) | `Mutex<HashMap>` | not on the send path: a [`RemoteRef`] holds its peer; taken on connect, lookup and membership changes |
+//! | exports (by name) | `RwLock<HashMap>` plus a generation counter | the reader resolves a cast's export once and keeps it while the generation is unchanged, so the lock is not taken per message (issue 13: 2.6–3.1 M casts/s) |
+//! | names and groups (the replicated view) | one `Mutex` over plain maps, group member lists as shared snapshots rebuilt only after a change | a read is one uncontended lock and a lookup: `whereis` measures 27.8 ns against 10.1 ns for a bare `HashMap::get` (`cargo bench --bench cluster -- cluster_whereis`), far under the 1 µs target; writes are rare |
+//! | each [`NamedRef`]'s and [`GroupRef`]'s remote handles | `dashmap` 6 | read on every routed send by many tasks at once; sharded locks keep clones of one handle from contending |
+//! | calls and monitors waiting for answers | `Mutex<HashMap>` per peer | one insert and one remove per call, against a 13 µs round trip |
+//!
 //! # How far a full mesh goes
 //!
 //! Every member holds a session with every other, each with its own
