@@ -135,7 +135,7 @@ impl Pair {
     }
 }
 
-/// A node config with the default failure detector (1.2–1.4 s), quick
+/// A node config with the default failure detector (about 1.4 s), quick
 /// reconnection and a small send buffer.
 fn default_detector(name: &str, send_buffer: usize) -> NodeConfig {
     NodeConfig::new(name)

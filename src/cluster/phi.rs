@@ -70,7 +70,8 @@
 //! // ...two seconds of silence is a failure.
 //! assert!(!detector.is_available(last + Duration::from_secs(2)));
 //!
-//! // With the defaults, a silent peer is detected after about 1.2 s.
+//! // With the defaults, phi crosses the threshold after about 1.22 s of
+//! // silence (a node judges at its next heartbeat tick: about 1.4 s).
 //! let silence = detector.time_to_threshold();
 //! assert!(silence > Duration::from_millis(1200) && silence < Duration::from_millis(1250));
 //! assert!(detector.is_available(last + silence - Duration::from_millis(1)));
@@ -99,8 +100,9 @@ const BISECTION_STEPS: u32 = 64;
 ///
 /// The defaults are Akka's cluster defaults with a faster heartbeat:
 /// threshold 8, heartbeats every 200 ms, minimum standard deviation 100 ms,
-/// acceptable pause 500 ms and a window of 200 intervals. With them a silent
-/// peer is declared unavailable after about 1.2 s.
+/// acceptable pause 500 ms and a window of 200 intervals. With them phi
+/// crosses the threshold after about 1.22 s of silence; a node judges at
+/// its next heartbeat tick, so it declares the peer down at about 1.4 s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhiConfig {
     /// Phi at which the peer counts as unavailable. Higher values mean fewer
