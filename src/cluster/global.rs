@@ -332,6 +332,7 @@ impl Node {
             next: Arc::new(AtomicUsize::new(0)),
             remotes: Arc::new(DashMap::new()),
             in_flight: Arc::new(DashMap::new()),
+            members_cache: Arc::new(std::sync::RwLock::new(None)),
             _msg: PhantomData,
         }
     }
@@ -835,6 +836,10 @@ pub struct GroupRef<M> {
     remotes: Arc<DashMap<GroupMember, RemoteRef<M>>>,
     /// Calls in flight from this handle (and its clones) to each member.
     in_flight: Arc<DashMap<GroupMember, u64>>,
+    /// The group's members as last read, with the view's group generation
+    /// then: reused while the generation is unchanged (no view lock per
+    /// send).
+    members_cache: Arc<std::sync::RwLock<Option<(u64, Snapshot)>>>,
     _msg: PhantomData<fn(M)>,
 }
 
@@ -847,6 +852,7 @@ impl<M> Clone for GroupRef<M> {
             next: self.next.clone(),
             remotes: self.remotes.clone(),
             in_flight: self.in_flight.clone(),
+            members_cache: self.members_cache.clone(),
             _msg: PhantomData,
         }
     }
@@ -890,11 +896,21 @@ impl<M: RemoteMessage> GroupRef<M> {
     }
 
     fn live_snapshot(&self) -> Snapshot {
-        lock!(self.node.view.lock()).snapshot(&self.group, M::TAG)
+        // Read before the view: a change after this read bumps it again, so
+        // a snapshot is never kept under a newer generation than its own.
+        let generation = self.node.groups_generation.load(Ordering::Acquire);
+        if let Some((cached, snapshot)) = lock!(self.members_cache.read()).as_ref() {
+            if *cached == generation {
+                return snapshot.clone();
+            }
+        }
+        let snapshot = lock!(self.node.view.lock()).snapshot(&self.group, M::TAG);
+        *lock!(self.members_cache.write()) = Some((generation, snapshot.clone()));
+        snapshot
     }
 
     fn live_members(&self) -> Arc<[GroupMember]> {
-        lock!(self.node.view.lock()).members(&self.group, M::TAG)
+        self.live_snapshot().0
     }
 
     fn target(&self, m: &GroupMember) -> Result<Target<M>, ClusterError> {

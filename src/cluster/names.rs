@@ -23,6 +23,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,9 @@ pub(crate) struct View {
     /// read after a change (routing reads it on every send; groups change
     /// rarely).
     snapshots: HashMap<String, HashMap<String, Snapshot>>,
+    /// Bumped at every change of `groups`, readable without the view's
+    /// lock: a handle may keep a snapshot while it is unchanged.
+    groups_generation: Arc<AtomicU64>,
 }
 
 impl View {
@@ -102,7 +106,19 @@ impl View {
             names: HashMap::new(),
             groups: HashMap::new(),
             snapshots: HashMap::new(),
+            groups_generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The counter bumped at every change of the groups.
+    pub(crate) fn groups_generation(&self) -> Arc<AtomicU64> {
+        self.groups_generation.clone()
+    }
+
+    /// Drops the snapshots and tells the handles that keep one.
+    fn groups_changed(&mut self) {
+        self.snapshots.clear();
+        self.groups_generation.fetch_add(1, Ordering::Release);
     }
 
     /// Who holds `name`.
@@ -197,7 +213,7 @@ impl View {
     }
 
     fn drop_groups_of(&mut self, node: &str) {
-        self.snapshots.clear();
+        self.groups_changed();
         for members in self.groups.values_mut() {
             members.retain(|m, _| m.node != node);
         }
@@ -206,7 +222,7 @@ impl View {
 
     /// A member `node` added to a group.
     pub(crate) fn joined(&mut self, node: &str, g: &GroupWire) {
-        self.snapshots.clear();
+        self.groups_changed();
         self.groups.entry(g.group.clone()).or_default().insert(
             GroupMember {
                 node: node.to_string(),
@@ -218,7 +234,7 @@ impl View {
 
     /// A member `node` removed from a group.
     pub(crate) fn left_group(&mut self, node: &str, group: &str, id: u64) {
-        self.snapshots.clear();
+        self.groups_changed();
         if let Some(members) = self.groups.get_mut(group) {
             let key = GroupMember {
                 node: node.to_string(),
@@ -233,6 +249,7 @@ impl View {
 
     /// The members of `group` whose tag is `tag`, in the same order on
     /// every node.
+    #[cfg(test)]
     pub(crate) fn members(&mut self, group: &str, tag: &str) -> Arc<[GroupMember]> {
         self.snapshot(group, tag).0
     }

@@ -90,6 +90,8 @@ pub(crate) struct NodeInner {
     pub(crate) events: Arc<EventBus>,
     /// The replicated view of cluster-wide names and groups.
     pub(crate) view: Mutex<View>,
+    /// The view's group generation, read by group handles without the lock.
+    pub(crate) groups_generation: Arc<AtomicU64>,
     /// The local actors behind this node's own names and group members.
     pub(crate) locals: Mutex<LocalEntries>,
     /// Handshakes in progress on incoming connections, and how to cancel
@@ -135,6 +137,7 @@ impl Node {
         let closed_token = CancellationToken::new();
         let advertised = config.advertise.unwrap_or(local_addr);
         let local_name = config.name.clone();
+        let view = View::new(&local_name);
         let incarnation: u64 = rand::random();
         let members = Members::new(MemberWire {
             name: config.name.clone(),
@@ -153,7 +156,8 @@ impl Node {
             registry,
             peers: Mutex::new(HashMap::new()),
             events,
-            view: Mutex::new(View::new(&local_name)),
+            groups_generation: view.groups_generation(),
+            view: Mutex::new(view),
             locals: Mutex::new(LocalEntries::default()),
             gate: Mutex::new((Gate::default(), HashMap::new())),
             shutdown: CancellationToken::new(),
