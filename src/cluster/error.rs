@@ -154,10 +154,6 @@ pub enum ClusterError {
     /// A name is already exported on this node.
     #[error("an actor is already exported as `{0}`: unexport it first or pick another name")]
     AlreadyExported(String),
-    /// The reply port cannot answer: the message did not come over a
-    /// session, or the session has ended.
-    #[error("this reply port is not connected to a caller (the session ended, or the message was not received from a node)")]
-    ReplyUnroutable,
     /// The node has been shut down.
     #[error("the node has shut down; start a new Node")]
     Shutdown,

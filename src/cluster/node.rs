@@ -315,8 +315,9 @@ impl Node {
     /// Fails with [`ClusterError::Refused`] if nothing is exported under
     /// that name or it takes another message type (the refusal says which),
     /// [`ClusterError::NotConnected`] or [`ClusterError::NodeDown`] if there
-    /// is no session with `peer`, and [`ClusterError::Timeout`] after the
-    /// configured request timeout.
+    /// is no session with `peer`, [`ClusterError::Busy`] if the session's
+    /// send buffer is full (retry later), and [`ClusterError::Timeout`]
+    /// after the configured request timeout.
     pub async fn lookup<M: RemoteMessage>(
         &self,
         peer: &str,

@@ -302,8 +302,10 @@ impl<M: RemoteMessage> RemoteRef<M> {
     ///
     /// Fails with [`ClusterError::NodeDown`] if the peer goes down first,
     /// [`ClusterError::Refused`] if the peer cannot deliver the message or
-    /// the handler drops the port without answering, and
-    /// [`ClusterError::Timeout`] otherwise (the handler may still run).
+    /// the handler drops the port without answering,
+    /// [`ClusterError::Busy`] at once if the session's send buffer is full
+    /// (nothing was sent; retry later), and [`ClusterError::Timeout`]
+    /// otherwise (the handler may still run).
     pub async fn call<T, F>(&self, build: F, timeout: Duration) -> Result<T, ClusterError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
