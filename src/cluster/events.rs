@@ -1,6 +1,7 @@
 //! What a node reports about its peers: events and per-peer state.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,12 +62,16 @@ pub struct PeerInfo {
 /// Something that happened to this node's peers. Subscribe with
 /// [`Node::subscribe`](super::Node::subscribe).
 ///
-/// Every subscriber gets every event, in order, none dropped: `Up` and
-/// `Down` are never lost behind a flood. Floods are coalesced before they
+/// Every subscriber gets every lifecycle event (`Up`, `Down`, members,
+/// name conflicts), in order, none dropped: they are never lost behind a
+/// flood. Floods are coalesced before they
 /// reach the stream: of the dead letters for one peer and reason, and of
 /// the rejected connections from one address for one reason, the first in
 /// each one-second window is an event at once (`count: 1`), and the rest
-/// of that window come as one event with their `count` when it closes.
+/// of that window come as one event with their `count` when it closes. A
+/// subscriber that leaves 4,096 events unread stops getting these reports
+/// (a warning is logged) until it catches up, so a flood of connections
+/// from many addresses cannot grow a forgotten subscription without bound.
 /// Each undelivered message itself goes to the dead-letter handler
 /// ([`NodeConfig::on_dead_letter`](super::NodeConfig::on_dead_letter)).
 #[derive(Debug, Clone, PartialEq)]
@@ -205,7 +210,9 @@ pub(crate) type DeadLetterHandler = Arc<dyn Fn(RemoteDeadLetter) + Send + Sync>;
 /// [`Node::subscribe`](super::Node::subscribe).
 #[derive(Debug)]
 pub struct NodeEvents {
-    pub(crate) rx: mpsc::UnboundedReceiver<NodeEvent>,
+    rx: mpsc::UnboundedReceiver<NodeEvent>,
+    /// Events queued and not read yet (shared with the bus).
+    queued: Arc<AtomicUsize>,
 }
 
 impl NodeEvents {
@@ -216,13 +223,35 @@ impl NodeEvents {
     ///
     /// Cancel safe: an event is never lost when the future is dropped.
     pub async fn recv(&mut self) -> Option<NodeEvent> {
-        self.rx.recv().await
+        let event = self.rx.recv().await;
+        self.took(event)
     }
 
     /// The next event if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<NodeEvent> {
-        self.rx.try_recv().ok()
+        let event = self.rx.try_recv().ok();
+        self.took(event)
     }
+
+    fn took(&self, event: Option<NodeEvent>) -> Option<NodeEvent> {
+        if event.is_some() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        event
+    }
+}
+
+/// The most events a subscriber may leave unread before reports (dead
+/// letters, rejections) are no longer queued for it; lifecycle events
+/// (`Up`, `Down`, members, name conflicts) are always queued.
+pub(crate) const REPORT_BACKLOG: usize = 4096;
+
+/// One subscription, as the bus holds it.
+struct Subscriber {
+    tx: mpsc::UnboundedSender<NodeEvent>,
+    queued: Arc<AtomicUsize>,
+    /// Whether skipping a report was logged already.
+    warned: bool,
 }
 
 /// How long a coalescing window of dead letters and rejections lasts.
@@ -257,14 +286,15 @@ impl Report {
     }
 }
 
-/// Where a node's events go: every subscriber's own unbounded queue (so
-/// none is ever dropped), after floods are coalesced; and the dead-letter
-/// handler.
+/// Where a node's events go: every subscriber's own queue (lifecycle
+/// events are never dropped; reports stop being queued for a subscriber
+/// that leaves [`REPORT_BACKLOG`] events unread), after floods are
+/// coalesced; and the dead-letter handler.
 pub(crate) struct EventBus {
     node: String,
     /// Open subscriptions; closed ones are dropped on the next publish.
     /// `None` once the node has shut down.
-    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<NodeEvent>>>>,
+    subscribers: Mutex<Option<Vec<Subscriber>>>,
     tally: Mutex<Tally<ReportKey, Report>>,
     on_dead_letter: Option<DeadLetterHandler>,
 }
@@ -282,16 +312,41 @@ impl EventBus {
     /// A new subscription (already ended if the node has shut down).
     pub(crate) fn subscribe(&self) -> NodeEvents {
         let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         if let Some(subs) = lock!(self.subscribers.lock()).as_mut() {
-            subs.push(tx);
+            subs.push(Subscriber {
+                tx,
+                queued: queued.clone(),
+                warned: false,
+            });
         }
-        NodeEvents { rx }
+        NodeEvents { rx, queued }
     }
 
     /// Publishes an event to every subscriber.
     pub(crate) fn emit(&self, event: NodeEvent) {
+        // Reports come at most once per key and second, but keys can be
+        // many (one per address a flood comes from): a subscriber that does
+        // not read stops getting them past a backlog. Lifecycle events are
+        // few (one per session change, paced by authentication and the
+        // reconnection backoff) and always queued.
+        let report = matches!(
+            event,
+            NodeEvent::DeadLetter { .. } | NodeEvent::Rejected { .. }
+        );
         if let Some(subs) = lock!(self.subscribers.lock()).as_mut() {
-            subs.retain(|s| s.send(event.clone()).is_ok());
+            subs.retain_mut(|s| {
+                if report && s.queued.load(Ordering::Relaxed) >= REPORT_BACKLOG {
+                    if !s.warned {
+                        s.warned = true;
+                        tracing::warn!(node = %self.node, backlog = REPORT_BACKLOG, "a NodeEvents subscriber does not read: dead-letter and rejection reports are no longer queued for it until it catches up");
+                    }
+                    return !s.tx.is_closed();
+                }
+                s.warned = false;
+                s.queued.fetch_add(1, Ordering::Relaxed);
+                s.tx.send(event.clone()).is_ok()
+            });
         }
     }
 
@@ -365,5 +420,43 @@ pub(crate) async fn flush_loop(bus: Arc<EventBus>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => bus.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(n: u8) -> NodeEvent {
+        NodeEvent::Rejected {
+            addr: SocketAddr::from(([127, 0, 0, n], 1)),
+            reason: "x".into(),
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn an_unread_subscriber_keeps_every_lifecycle_event_and_a_bounded_backlog_of_reports() {
+        let bus = EventBus::new("n", None);
+        let mut events = bus.subscribe();
+        for i in 0..(REPORT_BACKLOG + 100) {
+            bus.emit(rejected((i % 200) as u8));
+        }
+        bus.emit(NodeEvent::Down {
+            peer: "p".into(),
+            reason: DownReason::ConnectionClosed,
+        });
+        bus.emit(NodeEvent::Up { peer: "p".into() });
+        let seen: Vec<NodeEvent> = std::iter::from_fn(|| events.try_recv()).collect();
+        assert_eq!(
+            seen.len(),
+            REPORT_BACKLOG + 2,
+            "reports stop at the backlog"
+        );
+        assert!(matches!(seen[REPORT_BACKLOG], NodeEvent::Down { .. }));
+        assert!(matches!(seen[REPORT_BACKLOG + 1], NodeEvent::Up { .. }));
+        // Caught up: reports are queued again.
+        bus.emit(rejected(1));
+        assert_eq!(events.try_recv(), Some(rejected(1)));
     }
 }

@@ -380,10 +380,11 @@ impl Node {
     }
 
     /// Subscribes to this node's events: peers up and down (with the
-    /// reason), rejected connections, dead letters (counted). Every
-    /// subscriber gets every event from now on, in order; none is dropped
-    /// (floods are coalesced first; see [`NodeEvent`]). The subscription
-    /// ends after the node has shut down.
+    /// reason), members, rejected connections, dead letters (counted).
+    /// Every subscriber gets every lifecycle event from now on, in order,
+    /// none dropped; floods of reports are coalesced, and not queued for a
+    /// subscriber that leaves thousands unread (see [`NodeEvent`]). The
+    /// subscription ends after the node has shut down.
     pub fn subscribe(&self) -> NodeEvents {
         self.inner.events.subscribe()
     }
