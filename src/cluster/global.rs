@@ -721,12 +721,22 @@ impl<M: RemoteMessage> NamedRef<M> {
     }
 
     fn resolve(&self) -> Result<Target<M>, ClusterError> {
-        let holder = lock!(self.node.view.lock())
-            .whereis(&self.name)
-            .cloned()
-            .ok_or_else(|| ClusterError::NotRegistered {
-                name: self.name.clone(),
-            })?;
+        // The common case (a holder met before) reads the view without
+        // copying anything out of it: this runs on every send.
+        let holder = {
+            let view = lock!(self.node.view.lock());
+            let held = view
+                .whereis(&self.name)
+                .ok_or_else(|| ClusterError::NotRegistered {
+                    name: self.name.clone(),
+                })?;
+            if held.tag == M::TAG && held.node != self.node.name {
+                if let Some(r) = self.remotes.get(held.node.as_str()) {
+                    return Ok(Target::Remote(r.clone()));
+                }
+            }
+            held.clone()
+        };
         if holder.tag != M::TAG {
             return Err(ClusterError::Refused {
                 peer: holder.node,
@@ -745,9 +755,6 @@ impl<M: RemoteMessage> NamedRef<M> {
                 .ok_or_else(|| ClusterError::NotRegistered {
                     name: self.name.clone(),
                 });
-        }
-        if let Some(r) = self.remotes.get(&holder.node) {
-            return Ok(Target::Remote(r.clone()));
         }
         let peer = self
             .node
