@@ -95,6 +95,8 @@ macro_rules! lock {
 extern crate self as ractor_otp;
 
 pub mod application;
+#[cfg(feature = "checkpoint")]
+pub mod checkpoint;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod exit;

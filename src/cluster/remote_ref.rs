@@ -427,10 +427,7 @@ impl<T: Serialize> RemoteReply<T> {
     pub fn send(mut self, value: T) -> Replied {
         if let Some(tx) = self.local.take() {
             return match wire::encode_payload(&value) {
-                Ok(bytes) => match tx.send(Ok(bytes)) {
-                    Ok(()) => Replied::Sent,
-                    Err(_) => Replied::CallerGone,
-                },
+                Ok(bytes) => hold_or_deliver(Held::Local { tx, bytes }),
                 Err(reason) => {
                     let _ = tx.send(Err(Refusal::ReplyEncode(reason.to_string())));
                     Replied::Unencodable(reason)
@@ -449,17 +446,11 @@ impl<T: Serialize> RemoteReply<T> {
             result: Ok(()),
         };
         match wire::encode(&frame, Some(&value), link.max_frame) {
-            Ok(bytes) => match link.send(bytes) {
-                Ok(()) => Replied::Sent,
-                Err(()) => {
-                    tracing::debug!(
-                        call = self.id,
-                        session = link.session,
-                        "reply not sent: the caller's session has ended (its call failed with NodeDown)"
-                    );
-                    Replied::CallerGone
-                }
-            },
+            Ok(bytes) => hold_or_deliver(Held::Remote {
+                link,
+                id: self.id,
+                bytes,
+            }),
             Err(reason) => {
                 tracing::warn!(
                     call = self.id,
@@ -474,6 +465,69 @@ impl<T: Serialize> RemoteReply<T> {
     }
 }
 
+/// An encoded answer, sent at once or held for a checkpoint.
+enum Held {
+    Local {
+        tx: oneshot::Sender<Result<Bytes, Refusal>>,
+        bytes: Bytes,
+    },
+    Remote {
+        link: Arc<Link>,
+        id: u64,
+        bytes: Bytes,
+    },
+}
+
+impl Held {
+    fn deliver(self) -> Replied {
+        match self {
+            Held::Local { tx, bytes } => match tx.send(Ok(bytes)) {
+                Ok(()) => Replied::Sent,
+                Err(_) => Replied::CallerGone,
+            },
+            Held::Remote { link, id, bytes } => match link.send(bytes) {
+                Ok(()) => Replied::Sent,
+                Err(()) => {
+                    tracing::debug!(
+                        call = id,
+                        session = link.session,
+                        "reply not sent: the caller's session has ended (its call failed with NodeDown)"
+                    );
+                    Replied::CallerGone
+                }
+            },
+        }
+    }
+}
+
+impl crate::checkpoint::HeldReply for Held {
+    fn release(self: Box<Self>, saved: Result<(), &crate::checkpoint::CheckpointError>) {
+        match saved {
+            Ok(()) => {
+                self.deliver();
+            }
+            Err(e) => {
+                let refusal = Refusal::NotSaved(e.to_string());
+                match *self {
+                    Held::Local { tx, .. } => {
+                        let _ = tx.send(Err(refusal));
+                    }
+                    Held::Remote { link, id, .. } => link.refuse(id, refusal),
+                }
+            }
+        }
+    }
+}
+
+/// Holds `held` when the handler runs inside a [`Checkpointed`](crate::checkpoint::Checkpointed)
+/// actor that acknowledges after its save; sends it otherwise.
+fn hold_or_deliver(held: Held) -> Replied {
+    match crate::checkpoint::defer_reply(held) {
+        Ok(()) => Replied::Held,
+        Err(held) => held.deliver(),
+    }
+}
+
 /// What became of an answer given with [`RemoteReply::send`].
 ///
 /// Deliberately not a `Result`: answering a caller that has gone away is
@@ -485,6 +539,11 @@ impl<T: Serialize> RemoteReply<T> {
 pub enum Replied {
     /// The answer is queued on the live session to the caller.
     Sent,
+    /// The handler runs in a [`Checkpointed`](crate::checkpoint::Checkpointed)
+    /// actor that acknowledges after saving: the answer is sent once the
+    /// checkpoint of this message is saved, or refused with
+    /// [`Refusal::NotSaved`] if the save fails.
+    Held,
     /// The caller cannot be answered: the session its call came over has
     /// ended (the call already failed on its side with
     /// [`ClusterError::NodeDown`]), or the port was never received from a
@@ -498,7 +557,7 @@ pub enum Replied {
 impl Replied {
     /// Whether the answer is on its way to the caller.
     pub fn is_sent(&self) -> bool {
-        matches!(self, Replied::Sent)
+        matches!(self, Replied::Sent | Replied::Held)
     }
 }
 
@@ -506,6 +565,7 @@ impl fmt::Display for Replied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Replied::Sent => f.write_str("sent"),
+            Replied::Held => f.write_str("held until the checkpoint is saved"),
             Replied::CallerGone => f.write_str("not sent: the caller has gone away"),
             Replied::Unencodable(e) => write!(f, "not sent: {e}"),
         }

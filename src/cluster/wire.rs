@@ -122,6 +122,11 @@ pub enum Refusal {
     /// The handler's reply value failed to encode or did not fit in a frame.
     #[error("the reply could not be sent: {0}; keep replies under the caller's max_frame_size")]
     ReplyEncode(String),
+    /// The handler answered, but the checkpoint of the state its answer
+    /// reports was not saved (the actor then failed and restarts from its
+    /// last saved state): treat the call as not done, and retry.
+    #[error("the answer was withheld: its state was not saved ({0}); treat the call as not done and retry")]
+    NotSaved(String),
 }
 
 /// One frame. The handshake frames come first; after `Welcome` only session
