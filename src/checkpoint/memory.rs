@@ -52,6 +52,14 @@ impl MemoryStore {
         lock!(self.map.lock()).get(id).cloned()
     }
 
+    /// Every id with its checkpoint.
+    pub(crate) fn entries(&self) -> Vec<(String, Checkpoint)> {
+        lock!(self.map.lock())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Forgets `id`.
     pub(crate) fn delete(&self, id: &str) {
         lock!(self.map.lock()).remove(id);

@@ -26,6 +26,10 @@ pub enum UndeliveredReason {
     /// It was still queued on this node when the session closed.
     #[error("still queued when the session closed: {0}")]
     SessionClosed(DownReason),
+    /// It was held for an entity or singleton that could not be started
+    /// (the text says why: minority side, lost checkpoint, too many held).
+    #[error("its entity could not be started: {0}")]
+    EntityUnavailable(String),
 }
 
 /// A peer's state as this node sees it.

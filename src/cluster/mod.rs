@@ -127,6 +127,7 @@
 //! every member.
 
 mod config;
+mod entities;
 mod error;
 mod events;
 mod gate;
@@ -139,9 +140,11 @@ mod node;
 mod outbox;
 mod peer;
 pub mod phi;
+mod placement;
 mod registry;
 mod remote_child;
 mod remote_ref;
+mod replica;
 mod session;
 mod tally;
 pub mod tls;
@@ -149,6 +152,7 @@ pub mod wire;
 mod wire_limits;
 
 pub use config::{NodeConfig, DEFAULT_SEND_BUFFER};
+pub use entities::{EntityRef, EntitySpec, SingletonSpec};
 pub use error::{ClusterError, DownReason, RemoteCastError};
 pub use events::{
     NodeEvent, NodeEvents, PeerInfo, PeerStatus, RemoteDeadLetter, UndeliveredReason,

@@ -111,6 +111,10 @@ pub(crate) struct NodeInner {
     dialing: Mutex<HashMap<DialKey, (usize, Instant)>>,
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     watcher: ActorCell,
+    /// Kinds and entity hosts (see [`entities`](super::entities)).
+    pub(crate) migration: Mutex<super::entities::Migration>,
+    /// This node, for code that holds only `&NodeInner`.
+    this: std::sync::Weak<NodeInner>,
 }
 
 impl Node {
@@ -138,7 +142,10 @@ impl Node {
         let advertised = config.advertise.unwrap_or(local_addr);
         let local_name = config.name.clone();
         let view = View::new(&local_name);
-        let incarnation: u64 = rand::random();
+        // A start time (microseconds) with random low bits: unique per
+        // start, and ordered by age, so every node agrees on which member
+        // is the oldest (a singleton's place).
+        let incarnation: u64 = start_incarnation();
         let members = Members::new(MemberWire {
             name: config.name.clone(),
             addr: advertised,
@@ -147,7 +154,7 @@ impl Node {
         let watcher = registry.start_watcher().await?;
         let events = Arc::new(EventBus::new(&config.name, config.on_dead_letter.clone()));
         tokio::spawn(events::flush_loop(events.clone(), closed_token.clone()));
-        let inner = Arc::new(NodeInner {
+        let inner = Arc::new_cyclic(|this| NodeInner {
             name: config.name.clone(),
             incarnation,
             key,
@@ -168,6 +175,8 @@ impl Node {
             dialing: Mutex::new(HashMap::new()),
             writers: Mutex::new(Vec::new()),
             watcher,
+            migration: Mutex::new(Default::default()),
+            this: this.clone(),
         });
         let weak = Arc::downgrade(&inner);
         inner.registry.on_ended(Box::new(move |export: &str| {
@@ -239,6 +248,9 @@ impl Node {
     /// shuts down as [`shutdown`](Self::shutdown) does.
     pub async fn leave(&self) {
         if !self.inner.shutdown.is_cancelled() {
+            // Entities and singletons first: they finish their mailboxes and
+            // save while the sessions are still up; the keys move on.
+            self.inner.stop_hosts().await;
             let peers: Vec<Arc<Peer>> = lock!(self.inner.peers.lock()).values().cloned().collect();
             for link in peers.iter().filter_map(|p| p.link().ok()) {
                 link.send_plain(&Frame::Leaving);
@@ -406,6 +418,9 @@ impl Node {
             inner.closed.cancelled().await;
             return;
         }
+        // Entities and singletons finish their mailboxes and save while the
+        // sessions are still up.
+        inner.stop_hosts().await;
         inner.shutdown.cancel();
         // The rest runs in its own task, so that dropping this future (a
         // timeout around it, say) cannot leave the node half shut down.
@@ -468,7 +483,30 @@ async fn shut_down(inner: Arc<NodeInner>) {
     tracing::info!(node = %inner.name, "node shut down");
 }
 
+/// A new incarnation: microseconds since the Unix epoch in the high bits,
+/// 8 random bits below (two starts in the same microsecond still differ).
+fn start_incarnation() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    (micros << 8) | u64::from(rand::random::<u8>())
+}
+
 impl NodeInner {
+    /// This node's incarnation (a start time, see [`start_incarnation`]).
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// This node as an `Arc` (it is always held in one).
+    pub(crate) fn arc(&self) -> Arc<NodeInner> {
+        // Upgrading cannot fail while `&self` is borrowed from the Arc.
+        self.this
+            .upgrade()
+            .unwrap_or_else(|| unreachable!("NodeInner lives in an Arc"))
+    }
+
     pub(crate) fn peer(&self, name: &str) -> Option<Arc<Peer>> {
         lock!(self.peers.lock()).get(name).cloned()
     }
