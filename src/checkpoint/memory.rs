@@ -60,6 +60,22 @@ impl MemoryStore {
             .collect()
     }
 
+    /// Puts back `previous` under `id` if `id` still holds checkpoint
+    /// number `seq` (undoing a put that turned out not to count).
+    pub(crate) fn undo(&self, id: &str, seq: u64, previous: Option<Checkpoint>) {
+        let mut map = lock!(self.map.lock());
+        if map.get(id).is_some_and(|c| c.seq == seq) {
+            match previous {
+                Some(p) => {
+                    map.insert(id.to_owned(), p);
+                }
+                None => {
+                    map.remove(id);
+                }
+            }
+        }
+    }
+
     /// Forgets `id`.
     pub(crate) fn delete(&self, id: &str) {
         lock!(self.map.lock()).remove(id);

@@ -953,10 +953,28 @@ impl<M: RemoteMessage> Host<M> {
             .map(|m| m.node.clone())
             .collect();
         now_seen.sort();
-        if now_seen != st.seen && majority {
+        if majority && now_seen != st.seen {
             use std::sync::atomic::Ordering;
+            // Hosts came or went: keys that belong elsewhere now are handed
+            // over (their owner starts them on its next message), and our
+            // checkpoints follow the new replica order. Retried at the
+            // next tick while a previous re-replication runs.
             if !st.replicating.swap(true, Ordering::AcqRel) {
                 st.seen = now_seen;
+                let me = node.name.clone();
+                let moved: Vec<(String, String)> = st
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Slot::Active { .. }))
+                    .filter_map(|(k, _)| {
+                        let owner = self.hosts.owner(k, self.spec.placement)?;
+                        (owner.node != me).then(|| (k.clone(), owner.node))
+                    })
+                    .collect();
+                for (key, to) in moved {
+                    tracing::debug!(ty = %self.spec.ty, %key, %to, "owner changed: handing over");
+                    self.release(myself, st, &key, Some(to), None);
+                }
                 let store = self.store.clone();
                 let flag = st.replicating.clone();
                 tokio::spawn(async move {

@@ -22,6 +22,9 @@ use super::message::RemoteMessage;
 use super::node::NodeInner;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, MemoryStore};
 
+/// Room left in a frame for the header and the key around a checkpoint.
+const FRAME_OVERHEAD: usize = 2048;
+
 /// One entity type's replicated store on one node.
 pub(crate) struct ReplicaStore<M: RemoteMessage> {
     node: Weak<NodeInner>,
@@ -63,6 +66,18 @@ impl<M: RemoteMessage> ReplicaStore<M> {
     }
 
     async fn save_inner(&self, key: &str, cp: Checkpoint) -> Result<(), CheckpointError> {
+        let previous = self.local.get(key);
+        let seq = cp.seq;
+        let saved = self.save_replicated(key, cp).await;
+        if saved.is_err() {
+            // Not saved: our copy must not outrank a copy that was (two
+            // checkpoints with one number would make loads ambiguous).
+            self.local.undo(key, seq, previous);
+        }
+        saved
+    }
+
+    async fn save_replicated(&self, key: &str, cp: Checkpoint) -> Result<(), CheckpointError> {
         let node = self
             .node
             .upgrade()
@@ -71,6 +86,15 @@ impl<M: RemoteMessage> ReplicaStore<M> {
             return Err(self.unavailable(
                 "this node is on the minority side of a partition and acknowledges nothing",
             ));
+        }
+        // A checkpoint must fit in a frame to reach its replicas.
+        let limit = node.config.max_frame_size.saturating_sub(FRAME_OVERHEAD);
+        if cp.bytes.len() > limit {
+            return Err(CheckpointError::TooLarge {
+                id: key.to_owned(),
+                size: cp.bytes.len(),
+                limit,
+            });
         }
         self.local.put(key, cp.clone())?;
         self.remember(key, cp.seq);
