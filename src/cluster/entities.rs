@@ -617,6 +617,10 @@ pub(crate) enum Internal<M> {
         key: String,
     },
     Tick,
+    /// The session with `peer` went down.
+    PeerDown {
+        peer: String,
+    },
 }
 
 /// Why an activation failed, and whether to try again.
@@ -872,6 +876,21 @@ impl<M: RemoteMessage> Host<M> {
                     }
                 }
                 let loaded = store.load_everywhere(&key).await;
+                if let Err(CheckpointError::Lost { last_seq, .. }) = &loaded {
+                    if !spec.fresh_when_lost {
+                        node.events.emit(super::events::NodeEvent::CheckpointLost {
+                            ty: spec.ty.clone(),
+                            key: key.clone(),
+                            last_seq: *last_seq,
+                        });
+                        return Err(Failure {
+                            reason: format!(
+                                "checkpoint lost: #{last_seq} was saved but every copy is gone"
+                            ),
+                            retry: false,
+                        });
+                    }
+                }
                 if let Err(CheckpointError::Unavailable { reason, .. }) = &loaded {
                     return Err(Failure {
                         reason: reason.clone(),
@@ -926,6 +945,48 @@ impl<M: RemoteMessage> Host<M> {
             }
             let _ = myself.cast(HostMsg::Internal(Internal::Released { key }));
         });
+    }
+
+    /// The session with `peer` ended: `peer` may now start, in its own
+    /// view without us, keys that run here. It can only if every host
+    /// ranked above it for the key is unreachable to it and it still has
+    /// a majority, i.e. when fewer than half the hosts rank above it. Those
+    /// keys stop here at once (finishing their mailboxes and saving if they
+    /// can), so that when the two sides meet again no key runs on both.
+    fn fence(&self, myself: &ActorRef<HostMsg<M>>, st: &mut HostState<M>, peer: &str) {
+        let me = self.me();
+        let mut nodes: Vec<String> = self
+            .hosts
+            .snapshot()
+            .iter()
+            .map(|m| m.node.clone())
+            .collect();
+        if !nodes.iter().any(|n| n == peer) {
+            nodes.push(peer.to_owned());
+        }
+        let n = nodes.len();
+        let at_risk: Vec<String> = st
+            .slots
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Active { .. }))
+            .filter(|(key, _)| match self.spec.placement {
+                Placement::Rendezvous => {
+                    let order = placement::rank(&self.spec.ty, key, &nodes);
+                    let pos = order.iter().position(|&i| nodes[i] == peer);
+                    let mine = order.iter().position(|&i| nodes[i] == me);
+                    // Ranked below us, with fewer than half the hosts above.
+                    matches!((pos, mine), (Some(p), Some(m)) if p > m && 2 * p < n)
+                }
+                // A singleton: the peer may start it whenever it is next
+                // in age after the hosts it lost; be conservative.
+                Placement::Oldest => true,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in at_risk {
+            tracing::debug!(ty = %self.spec.ty, %key, %peer, "session lost with a possible taker: stopping it here");
+            self.release(myself, st, &key, None, None);
+        }
     }
 
     fn tick(&self, myself: &ActorRef<HostMsg<M>>, st: &mut HostState<M>) {
@@ -1012,6 +1073,22 @@ impl<M: RemoteMessage> Actor for Host<M> {
         myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
+        if let Some(node) = self.node.upgrade() {
+            let mut events = node.events.subscribe();
+            let me = myself.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    if let super::events::NodeEvent::Down { peer, .. } = event {
+                        if me
+                            .cast(HostMsg::Internal(Internal::PeerDown { peer }))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
         let weak = myself.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
@@ -1165,6 +1242,7 @@ impl<M: RemoteMessage> Actor for Host<M> {
                 }
             }
             HostMsg::Internal(Internal::Tick) => self.tick(&myself, st),
+            HostMsg::Internal(Internal::PeerDown { peer }) => self.fence(&myself, st, &peer),
         }
         Ok(())
     }

@@ -117,6 +117,19 @@ pub enum NodeEvent {
         /// The node that gave it up.
         loser: String,
     },
+    /// An entity or singleton could not be started because every copy of
+    /// its checkpoint is gone (its owner and the replicas holding it died
+    /// together). It is not started from scratch unless its spec allows
+    /// ([`EntitySpec::fresh_when_lost`](super::EntitySpec::fresh_when_lost));
+    /// its messages are dead letters.
+    CheckpointLost {
+        /// The entity type (or `\u{1}singleton:<name>`).
+        ty: String,
+        /// The key.
+        key: String,
+        /// The last checkpoint number known to have been saved.
+        last_seq: u64,
+    },
     /// Connections from `addr` failed the handshake and were closed.
     Rejected {
         /// Where it came from (the latest, for a summary).
