@@ -1244,12 +1244,13 @@ fn copies(process: &str, node: &NodeProcess, end: std::time::Instant) -> Vec<Cop
 /// (a replicated checkpoint after every message, replies only once it is
 /// replicated); clients send increments, each with an id the counter
 /// applies at most once, retried until acknowledged. Meanwhile one process
-/// is killed (SIGKILL) and started again, and another frozen (SIGSTOP) and
-/// resumed. At the end every counter equals the number of increments
+/// is killed (SIGKILL) and started again, killed again while its keys are
+/// being handed back to it, and started again; another is frozen (SIGSTOP)
+/// and resumed. At the end every counter equals the number of increments
 /// acknowledged for it (none lost, none doubled), and no key ever had two
 /// live copies on healthy processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_increments_survive_a_kill_and_a_freeze_with_one_copy_per_key() {
+async fn acknowledged_increments_survive_kills_mid_handover_and_a_freeze_with_one_copy_per_key() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     const KEYS: u64 = 8;
     const WRITERS: u64 = 4;
@@ -1335,8 +1336,18 @@ async fn acknowledged_increments_survive_a_kill_and_a_freeze_with_one_copy_per_k
     let killed_at = std::time::Instant::now();
     let c_old = copies("c", &c, killed_at);
     tokio::time::sleep(Duration::from_millis(800)).await;
+    // The restarted c takes its keys back (hand-overs from a and b) and is
+    // killed again while those are under way, then comes back for good.
     let mut c2 = NodeProcess::launch_with("c", &[("--seed", a.addr)], &ENTITIES).await;
     c2.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], CONVERGE)
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c2.kill();
+    let c2_killed_at = std::time::Instant::now();
+    let c2_copies = copies("c2", &c2, c2_killed_at);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c3 = NodeProcess::launch_with("c", &[("--seed", a.addr)], &ENTITIES).await;
+    c3.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], CONVERGE)
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -1382,7 +1393,8 @@ async fn acknowledged_increments_survive_a_kill_and_a_freeze_with_one_copy_per_k
     let mut all = c_old;
     all.extend(copies("a", &a, end));
     all.extend(copies("b", &b, end));
-    all.extend(copies("c2", &c2, end));
+    all.extend(c2_copies);
+    all.extend(copies("c3", &c3, end));
     let tolerance = Duration::from_millis(150);
     for x in &all {
         for y in &all {
@@ -1412,5 +1424,94 @@ async fn acknowledged_increments_survive_a_kill_and_a_freeze_with_one_copy_per_k
         "consistency: {total} increments acknowledged over {KEYS} keys, {retries} retries, {} copies seen",
         all.len()
     );
+    client.shutdown().await;
+}
+
+/// The owner of a key and the only replica of its checkpoint are killed
+/// together: the survivors report the checkpoint lost and do not start the
+/// key from scratch; a key that kept a replica carries on with its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_owner_and_replica_die_together_is_reported_lost_not_restarted_empty() {
+    const ENTITIES: [&str; 2] = ["--entities", "counters"];
+    let mut a = NodeProcess::launch_with("a", &[], &ENTITIES).await;
+    let mut b = NodeProcess::launch_with("b", &[("--seed", a.addr)], &ENTITIES).await;
+    let mut c = NodeProcess::launch_with("c", &[("--seed", a.addr)], &ENTITIES).await;
+    let mut d = NodeProcess::launch_with("d", &[("--seed", a.addr)], &ENTITIES).await;
+    a.await_members(&[("b", "Up"), ("c", "Up"), ("d", "Up")], CONVERGE)
+        .await;
+    let client = Node::start(survivor_config("client").seeds([a.addr]))
+        .await
+        .expect("client");
+    let deadline = Instant::now() + CONVERGE;
+    let order = |key: &str| client.entity::<Counter>("counters", key).hosts_in_order();
+    while order("probe").len() != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the client never saw the four hosts"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let on = |first: &[&str]| -> String {
+        (0..10_000)
+            .map(|k| format!("key{k}"))
+            .find(|k| {
+                let o = order(k);
+                o.len() == 4 && first.contains(&o[0].as_str()) && first.contains(&o[1].as_str())
+            })
+            .expect("such a key")
+    };
+    let doomed = on(&["c", "d"]);
+    let kept = (0..10_000)
+        .map(|k| format!("key{k}"))
+        .find(|k| {
+            let o = order(k);
+            o.len() == 4 && o[0] == "c" && (o[1] == "a" || o[1] == "b")
+        })
+        .expect("a key on c with its replica on a or b");
+    for key in [&doomed, &kept] {
+        let v = client
+            .entity::<Counter>("counters", key)
+            .call(|r| Counter::Add(1, r), CALL)
+            .await
+            .expect("first increment");
+        assert_eq!(v, 1);
+    }
+    c.kill();
+    d.kill();
+    a.await_members(
+        &[("b", "Up"), ("c", "Down"), ("client", "Up"), ("d", "Down")],
+        CLOSED_SOCKET_BOUND * 2,
+    )
+    .await;
+    let deadline = Instant::now() + RECONNECT;
+    loop {
+        let o = order(&kept);
+        if !o.iter().any(|n| n == "c" || n == "d") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c and d still hosts in the client's view: {o:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let v = client
+        .entity::<Counter>("counters", &kept)
+        .call(|r| Counter::Add(2, r), CALL)
+        .await
+        .expect("the key with a surviving replica carries on");
+    assert_eq!(v, 2);
+    let lost = client
+        .entity::<Counter>("counters", &doomed)
+        .call(|r| Counter::Add(2, r), CALL)
+        .await;
+    assert!(
+        lost.is_err(),
+        "a lost key must not start from scratch: {lost:?}"
+    );
+    let new_owner = order(&doomed)[0].clone();
+    let reporter = if new_owner == "a" { &mut a } else { &mut b };
+    let line = format!("CHECKPOINT-LOST counters {doomed} 1");
+    reporter.expect(&line, CALL, |l| l == line).await;
     client.shutdown().await;
 }

@@ -397,9 +397,8 @@ impl Node {
     /// A handle to the entity `key` of type `ty`, wherever it runs.
     pub fn entity<M: RemoteMessage>(&self, ty: &str, key: &str) -> EntityRef<M> {
         EntityRef {
-            hosts: Hosts::new(self.clone(), ty),
+            hosts: Hosts::new(self.clone(), ty, Placement::Rendezvous),
             key: key.to_owned(),
-            placement: Placement::Rendezvous,
             _msg: PhantomData,
         }
     }
@@ -407,9 +406,8 @@ impl Node {
     /// A handle to the singleton `name`, wherever it runs.
     pub fn singleton_ref<M: RemoteMessage>(&self, name: &str) -> EntityRef<M> {
         EntityRef {
-            hosts: Hosts::new(self.clone(), &singleton_type(name)),
+            hosts: Hosts::new(self.clone(), &singleton_type(name), Placement::Oldest),
             key: name.to_owned(),
-            placement: Placement::Oldest,
             _msg: PhantomData,
         }
     }
@@ -460,6 +458,7 @@ impl NodeInner {
 pub(crate) struct Hosts<M: RemoteMessage> {
     node: Node,
     ty: String,
+    placement: Placement,
     group: GroupRef<HostMsg<M>>,
 }
 
@@ -468,17 +467,19 @@ impl<M: RemoteMessage> Clone for Hosts<M> {
         Hosts {
             node: self.node.clone(),
             ty: self.ty.clone(),
+            placement: self.placement,
             group: self.group.clone(),
         }
     }
 }
 
 impl<M: RemoteMessage> Hosts<M> {
-    fn new(node: Node, ty: &str) -> Self {
+    fn new(node: Node, ty: &str, placement: Placement) -> Self {
         let group = node.group::<HostMsg<M>>(&host_group(ty));
         Hosts {
             node,
             ty: ty.to_owned(),
+            placement,
             group,
         }
     }
@@ -493,14 +494,14 @@ impl<M: RemoteMessage> Hosts<M> {
     }
 
     /// The host owning `key`, by `placement`.
-    fn owner(&self, key: &str, placement: Placement) -> Option<GroupMember> {
+    /// The reachable hosts in `key`'s order: the owner first, then the
+    /// hosts its checkpoint replicas go to.
+    pub(crate) fn order(&self, key: &str) -> Vec<GroupMember> {
         let hosts = self.snapshot();
-        match placement {
+        let order = match self.placement {
             Placement::Rendezvous => {
                 let nodes: Vec<&str> = hosts.iter().map(|m| m.node.as_str()).collect();
                 placement::rank(&self.ty, key, &nodes)
-                    .first()
-                    .map(|&i| hosts[i].clone())
             }
             Placement::Oldest => {
                 let members = self.node.members();
@@ -519,9 +520,15 @@ impl<M: RemoteMessage> Hosts<M> {
                         (h.node.as_str(), inc)
                     })
                     .collect();
-                placement::oldest(&aged).first().map(|&i| hosts[i].clone())
+                placement::oldest(&aged)
             }
-        }
+        };
+        order.into_iter().map(|i| hosts[i].clone()).collect()
+    }
+
+    /// The host owning `key`.
+    fn owner(&self, key: &str) -> Option<GroupMember> {
+        self.order(key).into_iter().next()
     }
 
     // The error hands the message back, as every cast here does.
@@ -683,6 +690,7 @@ async fn start_host<M: RemoteMessage>(
             inner: node.clone(),
         },
         &spec.ty,
+        spec.placement,
     );
     let store = Arc::new(ReplicaStore::new(
         Arc::downgrade(&node),
@@ -780,7 +788,7 @@ impl<M: RemoteMessage> Host<M> {
                 let me = self.me();
                 let mut msg = msg;
                 if hops < 2 {
-                    if let Some(owner) = self.hosts.owner(&key, self.spec.placement) {
+                    if let Some(owner) = self.hosts.owner(&key) {
                         if owner.node != me {
                             let forwarded = self.hosts.cast(
                                 &owner,
@@ -1028,7 +1036,7 @@ impl<M: RemoteMessage> Host<M> {
                     .iter()
                     .filter(|(_, s)| matches!(s, Slot::Active { .. }))
                     .filter_map(|(k, _)| {
-                        let owner = self.hosts.owner(k, self.spec.placement)?;
+                        let owner = self.hosts.owner(k)?;
                         (owner.node != me).then(|| (k.clone(), owner.node))
                     })
                     .collect();
@@ -1313,7 +1321,6 @@ impl<M: RemoteMessage> Actor for Host<M> {
 pub struct EntityRef<M: RemoteMessage> {
     hosts: Hosts<M>,
     key: String,
-    placement: Placement,
     _msg: PhantomData<fn(M)>,
 }
 
@@ -1322,7 +1329,6 @@ impl<M: RemoteMessage> Clone for EntityRef<M> {
         EntityRef {
             hosts: self.hosts.clone(),
             key: self.key.clone(),
-            placement: self.placement,
             _msg: PhantomData,
         }
     }
@@ -1346,7 +1352,18 @@ impl<M: RemoteMessage> EntityRef<M> {
     /// The node that owns the key in this node's view (where the next
     /// message goes), if any host is reachable.
     pub fn owner(&self) -> Option<String> {
-        self.hosts.owner(&self.key, self.placement).map(|m| m.node)
+        self.hosts.owner(&self.key).map(|m| m.node)
+    }
+
+    /// The reachable hosts in the key's order as this node sees them: the
+    /// owner first, then the nodes that keep its checkpoint (the first `k`
+    /// after the owner) and would take it over, in turn.
+    pub fn hosts_in_order(&self) -> Vec<String> {
+        self.hosts
+            .order(&self.key)
+            .into_iter()
+            .map(|m| m.node)
+            .collect()
     }
 
     fn unavailable(&self, reason: &str) -> ClusterError {
@@ -1366,7 +1383,7 @@ impl<M: RemoteMessage> EntityRef<M> {
     /// owner (down, busy). Once the owner has it, a message that cannot be
     /// delivered is a dead letter there.
     pub fn cast(&self, msg: M) -> Result<(), RemoteCastError<M>> {
-        let Some(owner) = self.hosts.owner(&self.key, self.placement) else {
+        let Some(owner) = self.hosts.owner(&self.key) else {
             return Err(RemoteCastError::new(
                 self.unavailable("no host of this type is reachable; call entities() on some node"),
                 msg,
@@ -1408,7 +1425,7 @@ impl<M: RemoteMessage> EntityRef<M> {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(RemoteReply<T>) -> M,
     {
-        let owner = self.hosts.owner(&self.key, self.placement).ok_or_else(|| {
+        let owner = self.hosts.owner(&self.key).ok_or_else(|| {
             self.unavailable("no host of this type is reachable; call entities() on some node")
         })?;
         let key = self.key.clone();

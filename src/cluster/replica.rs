@@ -100,14 +100,13 @@ impl<M: RemoteMessage> ReplicaStore<M> {
         self.remember(key, cp.seq);
         let hosts = self.hosts.snapshot();
         let me = node.name.clone();
-        let nodes: Vec<&str> = hosts.iter().map(|m| m.node.as_str()).collect();
-        let order = super::placement::rank(self.hosts.ty(), key, &nodes);
         // Candidates in the key's order; one that turns out to be gone is
         // replaced by the next, so k replicas are reached when k are up.
-        let mut candidates: std::collections::VecDeque<_> = order
+        let mut candidates: std::collections::VecDeque<_> = self
+            .hosts
+            .order(key)
             .into_iter()
-            .filter(|&i| nodes[i] != me)
-            .map(|i| hosts[i].clone())
+            .filter(|m| m.node != me)
             .collect();
         if cp.seq == 1 {
             // Announce the key once, so that a loss of every copy is
@@ -190,18 +189,16 @@ impl<M: RemoteMessage> ReplicaStore<M> {
         if !node.has_majority() {
             return;
         }
-        let hosts = self.hosts.snapshot();
-        let nodes: Vec<&str> = hosts.iter().map(|m| m.node.as_str()).collect();
         let mut puts = Vec::new();
         for (key, cp) in self.local.entries() {
-            let order = super::placement::rank(self.hosts.ty(), &key, &nodes);
-            if order.first().map(|&i| nodes[i]) != Some(node.name.as_str()) {
+            let order = self.hosts.order(&key);
+            if order.first().map(|m| m.node.as_str()) != Some(node.name.as_str()) {
                 continue;
             }
             // Leaving: the next owner and its k replicas; staying: our k.
             let take = if leaving { self.k + 1 } else { self.k };
-            for &i in order.iter().skip(1).take(take) {
-                let (key, cp, target) = (key.clone(), cp.clone(), hosts[i].clone());
+            for target in order.into_iter().skip(1).take(take) {
+                let (key, cp) = (key.clone(), cp.clone());
                 puts.push(async move {
                     // Best effort; a stale answer means it holds newer already.
                     let _ = self
