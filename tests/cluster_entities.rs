@@ -426,3 +426,62 @@ async fn other_checkpoint_policies_save_on_handover() {
     assert_eq!(add(&a, &on_b, 1).await.expect("add after b left"), 7);
     a.shutdown().await;
 }
+
+/// An entity whose state grows on request.
+#[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
+enum Blob {
+    Grow(usize, RemoteReply<usize>),
+}
+
+struct BlobActor;
+
+impl Actor for BlobActor {
+    type Msg = Blob;
+    type State = Vec<u8>;
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<Blob>, _: ()) -> Result<Vec<u8>, ActorProcessingErr> {
+        Ok(Vec::new())
+    }
+    async fn handle(
+        &self,
+        _: ActorRef<Blob>,
+        msg: Blob,
+        state: &mut Vec<u8>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Blob::Grow(n, reply) = msg;
+        state.resize(state.len() + n, 7);
+        reply.send(state.len());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_larger_than_a_frame_is_refused_and_the_entity_keeps_its_saved_state() {
+    let a = Node::start(fast_config("a").max_frame_size(64 * 1024))
+        .await
+        .expect("start");
+    a.register_kind("blob", |_: &str| BlobActor).expect("kind");
+    a.entities(EntitySpec::new("blobs", "blob"))
+        .await
+        .expect("entities");
+    let blob = a.entity::<Blob>("blobs", "x");
+    assert_eq!(
+        blob.call(|r| Blob::Grow(10, r), CALL).await.expect("grow"),
+        10
+    );
+    let err = blob
+        .call(|r| Blob::Grow(100_000, r), CALL)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, ClusterError::Refused { refusal: ractor_otp::cluster::Refusal::NotSaved(why), .. } if why.contains("over the store's limit")),
+        "{text}"
+    );
+    // The failed entity starts again from its last saved state.
+    assert_eq!(
+        blob.call(|r| Blob::Grow(5, r), CALL).await.expect("grow"),
+        15
+    );
+    a.shutdown().await;
+}
