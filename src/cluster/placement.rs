@@ -10,9 +10,8 @@
 //!   by incarnation (a start timestamp) then name.
 //! - [`has_majority`]: keep-majority downing (Akka's split-brain resolver).
 //!
-//! ```
-//! # // The module is internal; its behaviour is tested below.
-//! ```
+//! Internal: the entity layer ([`entities`](super::entities)) is its only
+//! user; its unit tests below pin the hash values and the rules.
 
 /// FNV-1a over `parts`, each followed by a 0xff separator (never a byte
 /// of UTF-8), so `("ab", "c")` and `("a", "bc")` differ.
