@@ -23,20 +23,23 @@
 //! is applied twice; if not, it is applied now. Refusals are recorded too,
 //! so a retry always gets the first answer.
 //!
-//! A transfer is three such steps, run by the teller (the node where it
-//! is typed) with ids derived from the transfer's id: withdraw from the
-//! payer (`ID/debit`), deposit to the payee (`ID/credit`) and, only if the
-//! payee declines (no such account), deposit back to the payer
-//! (`ID/refund`). Each step is retried with its own id until it is
+//! A transfer is three such steps, run by the teller (the node where the
+//! command is typed) with ids derived from the transfer's id: withdraw
+//! from the payer (`ID/debit`), deposit to the payee (`ID/credit`) and,
+//! only if the payee declines (no such account), deposit back to the
+//! payer (`ID/refund`). Each step is retried with its own id until it is
 //! answered, so a step is applied once however often it is sent, and a
 //! transfer interrupted midway (the teller dies, or the cluster is
 //! unreachable for longer than the retries last) is finished by running
 //! it again with the same id (`transfer FROM TO AMOUNT ID`). We chose this
-//! over a two-phase commit or a transfer actor because every step is one
-//! account's own decision, checkpointed before it is acknowledged: there
-//! is no lock to hold across nodes and nothing to recover but the retry.
-//! The money of a transfer between its debit and its credit is in flight:
-//! an audit taken meanwhile sees it missing from the total.
+//! over a two-phase commit because every step is one account's own
+//! decision, checkpointed before it is acknowledged: no lock is held
+//! across nodes, and recovery is only ever the same retry. The cost: the
+//! money of a transfer is in flight between its debit and its credit (an
+//! audit taken meanwhile misses it), and if the teller dies there it stays
+//! in flight until someone runs the transfer again. A checkpointed
+//! transfer entity driving the same steps would finish by itself; the
+//! teller keeps this example short.
 //!
 //! A cluster singleton, the `auditor` (`node.singleton`), keeps the list
 //! of open accounts and totals their balances on request. It runs on the
@@ -56,11 +59,21 @@
 //! them. `kill -9` one of them (the pid it printed): the others keep
 //! answering for every account, those it held included.
 //!
+//! With three nodes, one may die: the two others still hold the majority
+//! of the members they know. After a second loss (even a `quit`), the
+//! last one is on the minority side and serves no account until another
+//! node is back (keep-majority downing: it cannot tell a dead node from a
+//! partition that runs the same accounts).
+//!
 //! `cargo run --example bank -- --demo` starts the three nodes as separate
-//! processes (this program, run again), joins them as a fourth member that
-//! hosts nothing, moves money, kills one node with SIGKILL, checks that
-//! its accounts answer from the other nodes with the same balances and
-//! that no money was made or lost, and exits 0 if everything checked out.
+//! processes (this program, run again) and joins them as a fourth member,
+//! the teller, which hosts nothing. It opens accounts and moves money,
+//! kills the node running the auditor with SIGKILL and checks that its
+//! accounts answer from the other nodes with the same balances; starts it
+//! again (it takes its accounts back); kills another node while four
+//! streams of transfers run, and checks that every balance is what the
+//! answered transfers imply and that no money was made or lost. It exits
+//! 0 only if every check passed, in about a second.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::error::Error;
@@ -96,7 +109,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a step is retried (with the same id) before the teller gives
 /// up and reports it unfinished.
 const RETRY_FOR: Duration = Duration::from_secs(10);
-/// An audit asks every account in turn.
+/// An audit reads every account (each read retried as a call is).
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------
@@ -115,7 +128,9 @@ enum Op {
 enum Declined {
     NoSuchAccount,
     AlreadyOpen,
-    InsufficientFunds { balance: u64 },
+    InsufficientFunds {
+        balance: u64,
+    },
     ZeroAmount,
     /// The balance would pass `u64::MAX`.
     Overflow,
@@ -408,6 +423,8 @@ struct Teller {
     next: Arc<AtomicU64>,
     /// Calls sent again after a failure (for the demo's narration).
     retries: Arc<AtomicU64>,
+    /// Operations answered from an account's record (sent before).
+    replays: Arc<AtomicU64>,
 }
 
 impl Teller {
@@ -420,12 +437,17 @@ impl Teller {
             prefix: format!("{}-{started}", node.name()).into(),
             next: Arc::new(AtomicU64::new(1)),
             retries: Arc::new(AtomicU64::new(0)),
+            replays: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// A fresh operation or transfer id.
     fn new_id(&self) -> String {
-        format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     fn account(&self, name: &str) -> EntityRef<Account> {
@@ -464,12 +486,17 @@ impl Teller {
     /// Applies `op` to the account `name` under the operation id `id`.
     async fn apply(&self, name: &str, id: impl Into<String>, op: Op) -> Result<Answer, String> {
         let id = id.into();
-        self.call(&self.account(name), CALL_TIMEOUT, |reply| Account::Apply {
-            id: id.clone(),
-            op,
-            reply,
-        })
-        .await
+        let answer = self
+            .call(&self.account(name), CALL_TIMEOUT, |reply| Account::Apply {
+                id: id.clone(),
+                op,
+                reply,
+            })
+            .await?;
+        if answer.replayed {
+            self.replays.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(answer)
     }
 
     async fn statement(&self, name: &str) -> Result<Statement, String> {
@@ -501,7 +528,13 @@ impl Teller {
     /// credit, and a refund if the credit is declined; each step is
     /// retried with its own id, so running the same transfer again
     /// finishes it without repeating a step.
-    async fn transfer(&self, id: &str, from: &str, to: &str, amount: u64) -> Result<Transfer, String> {
+    async fn transfer(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        amount: u64,
+    ) -> Result<Transfer, String> {
         if from == to {
             return Err(format!("{from} cannot pay itself"));
         }
@@ -713,11 +746,18 @@ async fn command(teller: &Teller, line: &str) -> bool {
         }),
         ["transfer", from, to, n, id @ ..] if id.len() <= 1 => match amount(n) {
             Ok(n) => {
-                let id = id.first().map_or_else(|| teller.new_id(), |i| i.to_string());
-                teller
-                    .transfer(&id, from, to, n)
-                    .await
-                    .map(|t| format!("{} (transfer {id})", show_transfer(from, to, n, &t)))
+                let id = id
+                    .first()
+                    .map_or_else(|| teller.new_id(), |i| i.to_string());
+                let replays = teller.replays.load(Ordering::Relaxed);
+                teller.transfer(&id, from, to, n).await.map(|t| {
+                    let again = teller.replays.load(Ordering::Relaxed) - replays;
+                    let again = match again {
+                        0 => String::new(),
+                        n => format!("; {n} of its steps ran before: their recorded answers, nothing applied again"),
+                    };
+                    format!("{} (transfer {id}{again})", show_transfer(from, to, n, &t))
+                })
             }
             Err(e) => Err(e),
         },
@@ -732,7 +772,10 @@ async fn command(teller: &Teller, line: &str) -> bool {
                 .collect();
             lines.push(match audit.total() {
                 Some(t) => format!("total {t} (audited on {})", audit.node),
-                None => format!("total unknown: some accounts were not read (audited on {})", audit.node),
+                None => format!(
+                    "total unknown: some accounts were not read (audited on {})",
+                    audit.node
+                ),
             });
             lines.join("\n")
         }),
@@ -827,15 +870,17 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts node `name` (joining through `seed`) and waits for the
+    /// Starts node `name` on `listen` (joining through `seed`) and waits for the
     /// address it listens on. Its output is printed as `  [name] ...`.
     async fn spawn(
         name: &str,
+        listen: SocketAddr,
         seed: Option<SocketAddr>,
         cookie: &str,
     ) -> Result<NodeProcess, Box<dyn Error>> {
         let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
-        cmd.args(["--name", name, "--listen", "127.0.0.1:0", "--cookie", cookie]);
+        let listen = listen.to_string();
+        cmd.args(["--name", name, "--listen", &listen, "--cookie", cookie]);
         if let Some(seed) = seed {
             cmd.args(["--seed", &seed.to_string()]);
         }
@@ -916,15 +961,15 @@ async fn eventually(what: &str, check: impl Fn() -> bool) -> Result<(), String> 
     Ok(())
 }
 
-/// What the demo expects of the bank: each account's balance, from the
-/// answers it got.
+/// What the demo expects of the bank: each account's balance, booked
+/// from the answers the teller got.
 struct Books {
     teller: Teller,
     balances: BTreeMap<String, u64>,
 }
 
 impl Books {
-    /// Opens `name` with `amount`.
+    /// Opens `name` with `amount`; returns the node it runs on.
     async fn open(&mut self, name: &str, amount: u64) -> Result<String, Box<dyn Error>> {
         let answer = self.teller.open(name, amount).await?;
         match answer.outcome {
@@ -932,68 +977,123 @@ impl Books {
                 self.balances.insert(name.to_string(), amount);
                 Ok(answer.node)
             }
-            other => Err(format!("opening {name} with {amount}: {other:?}").into()),
-        }
-    }
-
-    /// Runs a transfer, prints it, and books its effect.
-    async fn transfer(
-        &mut self,
-        from: &str,
-        to: &str,
-        amount: u64,
-    ) -> Result<Transfer, Box<dyn Error>> {
-        let t = self
-            .teller
-            .transfer(&self.teller.new_id(), from, to, amount)
-            .await?;
-        println!("  {}", show_transfer(from, to, amount, &t));
-        if let Transfer::Done { from: f, to: t } = t {
-            let payer = self.balances.entry(from.to_string()).or_default();
-            *payer = payer.checked_sub(amount).ok_or("a transfer overdrew")?;
-            *self.balances.entry(to.to_string()).or_default() += amount;
-            if (self.balances[from], self.balances[to]) != (f, t) {
-                return Err(format!("{from} {f} and {to} {t} after a transfer; expected {} and {}", self.balances[from], self.balances[to]).into());
+            Outcome::Done { balance } => {
+                Err(format!("{name} opened with {amount} shows {balance}").into())
             }
+            Outcome::Declined(d) => Err(format!("opening {name}: {d}").into()),
         }
-        Ok(t)
     }
 
     fn total(&self) -> u64 {
         self.balances.values().sum()
     }
 
-    /// Audits the bank: every account as booked, the total unchanged.
-    async fn audit(&self, opened: u64) -> Result<String, Box<dyn Error>> {
+    /// Books the effect of a transfer.
+    fn book(&mut self, from: &str, to: &str, amount: u64, t: &Transfer) -> Result<(), String> {
+        if let Transfer::Done { .. } = t {
+            let payer = self.balances.entry(from.to_string()).or_default();
+            *payer = payer
+                .checked_sub(amount)
+                .ok_or(format!("{from} was overdrawn"))?;
+            *self.balances.entry(to.to_string()).or_default() += amount;
+        }
+        Ok(())
+    }
+
+    /// Runs a transfer alone, prints it, books it, and checks the balances
+    /// it reports.
+    async fn transfer(
+        &mut self,
+        from: &str,
+        to: &str,
+        amount: u64,
+    ) -> Result<Transfer, Box<dyn Error>> {
+        let id = self.teller.new_id();
+        let t = self.teller.transfer(&id, from, to, amount).await?;
+        println!("  {}", show_transfer(from, to, amount, &t));
+        self.book(from, to, amount, &t)?;
+        if let Transfer::Done { from: f, to: t } = t {
+            let booked = (self.balances[from], self.balances[to]);
+            if booked != (f, t) {
+                return Err(format!(
+                    "after a transfer {from} has {f} and {to} {t}; booked {booked:?}"
+                )
+                .into());
+            }
+        }
+        Ok(t)
+    }
+
+    /// Each account's balance as its owner reads it, checked against the
+    /// books; prints the accounts in `names` with the node that answered.
+    async fn check(&self, names: &[String], not_on: &str) -> Result<(), Box<dyn Error>> {
+        for name in names {
+            let s = self.teller.statement(name).await?;
+            println!("  {name}: balance {}, answered by {}", s.balance, s.node);
+            if s.node == not_on || s.balance != self.balances[name] {
+                return Err(format!(
+                    "{name} should hold {} and not run on {not_on}",
+                    self.balances[name]
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Audits the bank: every account as booked, the total as expected;
+    /// returns the node the auditor ran on.
+    async fn audit(&self, total: u64) -> Result<String, Box<dyn Error>> {
         let audit = self.teller.audit().await?;
         let read: BTreeMap<String, u64> = audit
             .balances
             .iter()
             .map(|(n, b)| b.clone().map(|b| (n.clone(), b)))
             .collect::<Result<_, _>>()?;
-        if read != self.balances || audit.total() != Some(opened) {
+        if read != self.balances || audit.total() != Some(total) {
             return Err(format!(
-                "the audit on {} read {read:?}, the books say {:?} (total {opened})",
+                "the audit on {} read {read:?}; the books say {:?} (total {total})",
                 audit.node, self.balances
             )
             .into());
         }
         println!(
-            "  audit by the auditor on {}: {} accounts, total {opened}, every balance as booked",
+            "  audit by the auditor on {}: {} accounts, total {total}, every balance as booked",
             audit.node,
             read.len()
         );
         Ok(audit.node)
     }
+
+    /// The accounts `node` owns in the teller's view.
+    fn held_by(&self, node: &str) -> Vec<String> {
+        self.balances
+            .keys()
+            .filter(|name| self.teller.account(name).owner().as_deref() == Some(node))
+            .cloned()
+            .collect()
+    }
 }
+
+/// The accounts the demo opens, with their first deposits.
+const OPENING: [(&str, u64); 7] = [
+    ("alice", 100),
+    ("bob", 50),
+    ("carol", 75),
+    ("dave", 20),
+    ("erin", 60),
+    ("olivia", 40),
+    ("rupert", 30),
+];
 
 /// The scripted demo (see the module docs). The node processes are
 /// dropped, so killed, on every path out of here.
 async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
     println!("== three node processes, a, b and c, host the accounts and the auditor");
-    let a = NodeProcess::spawn("a", None, cookie).await?;
-    let b = NodeProcess::spawn("b", Some(a.addr), cookie).await?;
-    let c = NodeProcess::spawn("c", Some(a.addr), cookie).await?;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let a = NodeProcess::spawn("a", any, None, cookie).await?;
+    let b = NodeProcess::spawn("b", any, Some(a.addr), cookie).await?;
+    let c = NodeProcess::spawn("c", any, Some(a.addr), cookie).await?;
     let mut nodes = vec![a, b, c];
     let config = NodeConfig::new("teller")
         .cookie(cookie)
@@ -1004,7 +1104,7 @@ async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
         ));
     let node = Node::start(config).await?;
     let teller = Teller::new(&node);
-    let result = script(&teller, &mut nodes).await;
+    let result = script(&teller, &mut nodes, cookie).await;
     println!("\n== the nodes leave");
     for n in nodes {
         n.quit().await;
@@ -1016,126 +1116,191 @@ async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
     result
 }
 
-async fn script(teller: &Teller, nodes: &mut Vec<NodeProcess>) -> Result<(), Box<dyn Error>> {
-    // Ready when this member sees the three, every one of them owns some
-    // of a hundred keys here, and the auditor's place is agreed (the
-    // oldest: a).
-    let owners = || {
-        (0..100)
+/// Waits until the teller sees `n` members up, each hosting accounts.
+async fn settled(teller: &Teller, n: usize) -> Result<(), String> {
+    eventually("the teller sees every node host accounts", || {
+        let members = teller.node.members();
+        let up = members.iter().filter(|m| m.status == MemberStatus::Up);
+        let hosts: BTreeSet<String> = (0..100)
             .filter_map(|k| teller.account(&format!("k{k}")).owner())
-            .collect::<BTreeSet<String>>()
-    };
+            .collect();
+        up.count() == n && hosts.len() == n
+    })
+    .await
+}
+
+async fn script(
+    teller: &Teller,
+    nodes: &mut Vec<NodeProcess>,
+    cookie: &str,
+) -> Result<(), Box<dyn Error>> {
+    settled(teller, 3).await?;
     let auditor = teller.node.singleton_ref::<Auditor>(AUDITOR);
-    eventually("the teller sees the three nodes host accounts", || {
-        let up = teller.node.members();
-        up.len() == 3
-            && up.iter().all(|m| m.status == MemberStatus::Up)
-            && owners().len() == 3
-            && auditor.owner().as_deref() == Some("a")
+    eventually("the teller places the auditor on a, the oldest", || {
+        auditor.owner().as_deref() == Some("a")
     })
     .await?;
     println!("  this process joined as `teller`, a member that hosts nothing");
 
-    println!("\n== open six accounts");
+    println!("\n== open {} accounts", OPENING.len());
     let mut books = Books {
         teller: teller.clone(),
         balances: BTreeMap::new(),
     };
-    let opening = [
-        ("alice", 100),
-        ("bob", 50),
-        ("carol", 75),
-        ("dave", 20),
-        ("erin", 60),
-        ("frank", 40),
-    ];
-    for (name, amount) in opening {
+    for (name, amount) in OPENING {
         let on = books.open(name, amount).await?;
         println!("  {name} opened with {amount}, runs on {on}");
     }
-    let opened = books.total();
-    println!("  money in the bank: {opened}");
+    let mut total = books.total();
+    println!("  money in the bank: {total}");
 
     println!("\n== move money");
-    books.transfer("alice", "bob", 30).await?;
-    let id = teller.new_id();
-    let overdraft = teller.apply("dave", &id, Op::Withdraw(50)).await?;
+    books.transfer("alice", "olivia", 30).await?;
+    let overdraft = teller
+        .apply("dave", teller.new_id(), Op::Withdraw(50))
+        .await?;
     println!("  {}", show("withdraw 50 from", "dave", &overdraft));
-    if overdraft.outcome
-        != Outcome::Declined(Declined::InsufficientFunds { balance: 20 })
-    {
+    let short = Declined::InsufficientFunds { balance: 20 };
+    if overdraft.outcome != Outcome::Declined(short.clone()) {
         return Err("dave's overdraft was not declined".into());
     }
-    if books.transfer("dave", "carol", 25).await? != Transfer::Declined(Declined::InsufficientFunds { balance: 20 }) {
+    if books.transfer("dave", "carol", 25).await? != Transfer::Declined(short) {
         return Err("dave's transfer was not declined".into());
     }
     if books.transfer("carol", "zed", 10).await? != Transfer::Reversed(Declined::NoSuchAccount) {
         return Err("the transfer to zed was not reversed".into());
     }
-    // A retry after a lost answer: the same id twice.
+    // A retry after a lost answer: the same operation id twice.
     let id = teller.new_id();
-    let first = teller.apply("erin", &id, Op::Withdraw(15)).await?;
-    let again = teller.apply("erin", &id, Op::Withdraw(15)).await?;
-    println!("  withdraw 15 from erin as {id}: {}", show("", "erin", &first).trim());
-    println!("  the same id sent again, as after a lost answer: {}", show("", "erin", &again).trim());
-    if first.outcome != (Outcome::Done { balance: 45 }) || again.outcome != first.outcome || !again.replayed {
+    let first = teller.apply("erin", &*id, Op::Withdraw(15)).await?;
+    let again = teller.apply("erin", &*id, Op::Withdraw(15)).await?;
+    println!(
+        "  {} (operation {id})",
+        show("withdraw 15 from", "erin", &first)
+    );
+    println!(
+        "  {}",
+        show(
+            "the same operation again, as after a lost answer:",
+            "erin",
+            &again
+        )
+    );
+    if first.outcome != (Outcome::Done { balance: 45 })
+        || again.outcome != first.outcome
+        || !again.replayed
+    {
         return Err("a repeated withdrawal was applied twice".into());
     }
     books.balances.insert("erin".into(), 45);
-    let opened = opened - 15;
-    println!("  money in the bank, less erin's 15 in cash: {opened}");
-    let audited_on = books.audit(opened).await?;
+    total -= 15;
+    println!("  money in the bank, less erin's 15 in cash: {total}");
+    let audited_on = books.audit(total).await?;
 
+    // The node running the auditor dies with the accounts it holds.
     let victim = nodes
         .iter()
         .position(|n| n.name == audited_on)
         .ok_or("the auditor runs on no node of ours")?;
-    let held: Vec<&str> = opening
-        .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| teller.account(name).owner().as_deref() == Some(audited_on.as_str()))
-        .collect();
+    let held = books.held_by(&audited_on);
     if held.is_empty() {
-        return Err(format!("{audited_on} holds no account; pick other names").into());
+        return Err(format!("{audited_on} holds no account; open others").into());
     }
-    let mut before = BTreeMap::new();
-    for name in &held {
-        let s = teller.statement(name).await?;
-        before.insert(*name, s.balance);
-    }
-    let listed: Vec<String> = before.iter().map(|(n, b)| format!("{n} {b}")).collect();
+    let listed: Vec<String> = held
+        .iter()
+        .map(|n| format!("{n} {}", books.balances[n]))
+        .collect();
+    let mut dead = nodes.remove(victim);
     println!(
-        "\n== kill -9 node {audited_on} (pid {}): it runs the auditor and holds {}",
-        nodes[victim].pid,
+        "\n== kill -9 node {} (pid {}): it runs the auditor and holds {}",
+        dead.name,
+        dead.pid,
         listed.join(", ")
     );
-    nodes[victim].kill().await?;
-    let dead = nodes.remove(victim);
+    dead.kill().await?;
+    books.check(&held, &dead.name).await?;
+    books.audit(total).await?;
+
+    println!(
+        "\n== {} starts again at its address and takes its accounts back",
+        dead.name
+    );
+    let back = NodeProcess::spawn(&dead.name, dead.addr, Some(nodes[0].addr), cookie).await?;
+    nodes.push(back);
+    settled(teller, 3).await?;
+    let held = books.held_by(&dead.name);
     for name in &held {
         let s = teller.statement(name).await?;
         println!("  {name}: balance {}, answered by {}", s.balance, s.node);
-        if s.node == dead.name || Some(&s.balance) != before.get(name) {
-            return Err(format!("{name} lost its balance or its new owner").into());
+        if s.node != dead.name || s.balance != books.balances[name] {
+            return Err(
+                format!("{name} did not move back to {} with its balance", dead.name).into(),
+            );
         }
     }
 
-    println!("\n== move money again, to and from the accounts that moved");
-    let others: Vec<&str> = opening
+    // Four tellers' worth of transfers flow while another node is killed.
+    let auditor_on = auditor.owner().unwrap_or_default();
+    let victim = nodes
         .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| !held.contains(name))
+        .position(|n| n.name != auditor_on && n.name != dead.name)
+        .ok_or("no node left to kill")?;
+    let mut dead = nodes.remove(victim);
+    println!(
+        "\n== 40 transfers in four streams; node {} (pid {}) is killed after the 8th",
+        dead.name, dead.pid
+    );
+    let (retried, replayed) = (
+        teller.retries.load(Ordering::Relaxed),
+        teller.replays.load(Ordering::Relaxed),
+    );
+    let names: Vec<String> = books.balances.keys().cloned().collect();
+    let finished = Arc::new(AtomicU64::new(0));
+    let streams: Vec<_> = (0..4)
+        .map(|stream| {
+            let (teller, names, finished) = (teller.clone(), names.clone(), finished.clone());
+            tokio::spawn(async move {
+                let n = names.len();
+                let mut done = Vec::new();
+                for i in 0..10 {
+                    let k = stream * 10 + i;
+                    let from = names[k % n].clone();
+                    let to = names[(k + 1 + stream) % n].clone();
+                    let amount = 1 + (k % 7) as u64;
+                    let t = teller
+                        .transfer(&teller.new_id(), &from, &to, amount)
+                        .await?;
+                    finished.fetch_add(1, Ordering::Relaxed);
+                    done.push((from, to, amount, t));
+                }
+                Ok::<_, String>(done)
+            })
+        })
         .collect();
-    for (i, name) in held.iter().enumerate() {
-        let other = others[i % others.len()];
-        books.transfer(other, name, 5).await?;
-        books.transfer(name, other, 12).await?;
+    eventually("8 transfers are done", || {
+        finished.load(Ordering::Relaxed) >= 8
+    })
+    .await?;
+    dead.kill().await?;
+    let (mut moved, mut declined) = (0, 0);
+    for stream in streams {
+        for (from, to, amount, t) in stream.await?? {
+            books.book(&from, &to, amount, &t)?;
+            match t {
+                Transfer::Done { .. } => moved += 1,
+                _ => declined += 1,
+            }
+        }
     }
-    let audited_on = books.audit(opened).await?;
-    if audited_on == dead.name {
-        return Err("the auditor did not move".into());
-    }
-    let retries = teller.retries.load(Ordering::Relaxed);
-    println!("  ({retries} calls were sent again after a failure, each with its first id)");
+    println!("  {moved} transfers done, {declined} declined");
+    println!(
+        "  calls sent again after a failure: {}; of those, already applied and answered \
+         from the record: {}",
+        teller.retries.load(Ordering::Relaxed) - retried,
+        teller.replays.load(Ordering::Relaxed) - replayed,
+    );
+    books.check(&names, &dead.name).await?;
+    books.audit(total).await?;
     Ok(())
 }
 
