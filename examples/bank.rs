@@ -914,10 +914,10 @@ impl NodeProcess {
     }
 
     /// A planned stop: closes its stdin (the end of its console), so it
-    /// leaves the cluster; killed if it takes over 10 s.
+    /// leaves the cluster; killed if it takes over 5 s.
     async fn quit(mut self) {
         drop(self.child.stdin.take());
-        let waited = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let waited = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         if !matches!(waited, Ok(Ok(status)) if status.success()) {
             println!("  node {} did not leave cleanly; killed", self.name);
             let _ = self.child.kill().await;
@@ -1105,9 +1105,16 @@ async fn demo(cookie: &str) -> Result<(), Box<dyn Error>> {
     let node = Node::start(config).await?;
     let teller = Teller::new(&node);
     let result = script(&teller, &mut nodes, cookie).await;
-    println!("\n== the nodes leave");
-    for n in nodes {
-        n.quit().await;
+    if result.is_ok() {
+        println!("\n== the nodes leave");
+        for n in nodes {
+            n.quit().await;
+        }
+    } else {
+        println!("\n== a check failed: the nodes are killed");
+        for mut n in nodes {
+            let _ = n.kill().await;
+        }
     }
     node.shutdown().await;
     if result.is_ok() {
@@ -1198,6 +1205,7 @@ async fn script(
     let audited_on = books.audit(total).await?;
 
     // The node running the auditor dies with the accounts it holds.
+    settled(teller, 3).await?;
     let victim = nodes
         .iter()
         .position(|n| n.name == audited_on)
