@@ -40,6 +40,7 @@ pub struct NodeConfig {
     pub(crate) reconnect: Backoff,
     pub(crate) handshake_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) remove_down_after: Duration,
     pub(crate) send_buffer: usize,
     pub(crate) on_dead_letter: Option<DeadLetterHandler>,
     pub(crate) seeds: Vec<SocketAddr>,
@@ -64,6 +65,7 @@ impl fmt::Debug for NodeConfig {
             .field("reconnect", &self.reconnect)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("remove_down_after", &self.remove_down_after)
             .field("send_buffer", &self.send_buffer)
             .field("on_dead_letter", &self.on_dead_letter.is_some())
             .field("seeds", &self.seeds)
@@ -91,6 +93,7 @@ impl NodeConfig {
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             handshake_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            remove_down_after: Duration::from_secs(10),
             send_buffer: DEFAULT_SEND_BUFFER,
             on_dead_letter: None,
             seeds: Vec::new(),
@@ -177,6 +180,17 @@ impl NodeConfig {
     /// answer (default 5 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a member must stay `Down`, seen from the majority side,
+    /// before keep-majority downing stops counting it (default 10 s; Akka's
+    /// split-brain resolver waits 20 s). Until then a crashed member still
+    /// counts among the members this node knows, so a second loss can put
+    /// the survivors in the minority; after it, the majority side shrinks
+    /// to the members it reaches. A minority side never removes anyone.
+    pub fn remove_down_after(mut self, after: Duration) -> Self {
+        self.remove_down_after = after;
         self
     }
 

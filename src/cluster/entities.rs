@@ -296,6 +296,16 @@ pub(crate) struct Migration {
     kinds: HashMap<String, Arc<KindEntry>>,
     /// Entity type → its host actor here.
     hosts: HashMap<String, ActorCell>,
+    /// Keep-majority's memory of `Down` members.
+    downing: Downing,
+}
+
+/// Since when each member has been `Down`, and which ones the majority
+/// side stopped counting ([`NodeConfig::remove_down_after`](super::NodeConfig::remove_down_after)).
+#[derive(Default)]
+struct Downing {
+    since: HashMap<String, Instant>,
+    removed: std::collections::HashSet<String>,
 }
 
 impl Node {
@@ -394,6 +404,20 @@ impl Node {
         Ok(())
     }
 
+    /// The nodes hosting entities of type `ty` that this node reaches (this
+    /// one included), sorted by name.
+    pub fn entity_hosts(&self, ty: &str) -> Vec<String> {
+        let mut nodes: Vec<String> = self
+            .group::<HostMsg<AnyMessage>>(&host_group(ty))
+            .members()
+            .into_iter()
+            .map(|m| m.node)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
     /// A handle to the entity `key` of type `ty`, wherever it runs.
     pub fn entity<M: RemoteMessage>(&self, ty: &str, key: &str) -> EntityRef<M> {
         EntityRef {
@@ -417,11 +441,13 @@ impl NodeInner {
     /// Stops every host on this node, each letting its entities finish
     /// and save first (a planned leave or a shutdown).
     pub(crate) async fn stop_hosts(&self) {
-        let hosts: Vec<ActorCell> = lock!(self.migration.lock())
-            .hosts
-            .drain()
-            .map(|(_, c)| c)
-            .collect();
+        let hosts: Vec<ActorCell> = {
+            let mut m = lock!(self.migration.lock());
+            // The factories may hold `Node` clones: dropping them here
+            // ends that cycle (the node is shutting down).
+            m.kinds.clear();
+            m.hosts.drain().map(|(_, c)| c).collect()
+        };
         for cell in hosts {
             let _ = cell
                 .stop_and_wait(None, Some(Duration::from_secs(10)))
@@ -435,9 +461,28 @@ impl NodeInner {
         use super::membership::MemberStatus as S;
         let node = Node { inner: self.arc() };
         let members = node.members();
+        let now = Instant::now();
+        let mut m = lock!(self.migration.lock());
+        let d = &mut m.downing;
+        for member in &members {
+            match member.status {
+                S::Down => {
+                    d.since.entry(member.name.clone()).or_insert(now);
+                }
+                _ => {
+                    d.since.remove(&member.name);
+                    d.removed.remove(&member.name);
+                }
+            }
+        }
+        d.since
+            .retain(|name, _| members.iter().any(|m| &m.name == name));
+        d.removed
+            .retain(|name| members.iter().any(|m| &m.name == name));
         let known: Vec<&str> = members
             .iter()
             .filter(|m| !matches!(m.status, S::Left | S::Joining | S::Leaving))
+            .filter(|m| !d.removed.contains(&m.name))
             .map(|m| m.name.as_str())
             .chain(std::iter::once(self.name.as_str()))
             .collect();
@@ -447,7 +492,17 @@ impl NodeInner {
             .map(|m| m.name.as_str())
             .chain(std::iter::once(self.name.as_str()))
             .collect();
-        placement::has_majority(&known, &reachable)
+        let majority = placement::has_majority(&known, &reachable);
+        if majority {
+            // Only the majority side gives up on members down long enough.
+            let after = self.config.remove_down_after;
+            for (name, since) in &d.since {
+                if now.duration_since(*since) >= after && d.removed.insert(name.clone()) {
+                    tracing::info!(node = %self.name, member = %name, "down for {after:?}: no longer counted for keep-majority");
+                }
+            }
+        }
+        majority
     }
 }
 
@@ -607,6 +662,15 @@ pub(crate) enum HostMsg<M> {
     Internal(Internal<M>),
 }
 
+/// Stands for any entity message where only the hosts matter (every
+/// host's messages share one tag).
+#[derive(Serialize, Deserialize)]
+struct AnyMessage;
+
+impl RemoteMessage for AnyMessage {
+    const TAG: &'static str = "ractor_otp::any";
+}
+
 impl<M: RemoteMessage> RemoteMessage for HostMsg<M> {
     const TAG: &'static str = "ractor_otp::entity_host";
 }
@@ -737,8 +801,11 @@ impl<M: RemoteMessage> Host<M> {
                 None,
             ));
         }
-        // A call inside answers its caller with a refusal when dropped.
-        drop(msg);
+        // A call inside answers its caller with this reason.
+        super::remote_ref::drop_refusing(
+            msg,
+            super::wire::Refusal::EntityUnavailable(reason.to_owned()),
+        );
     }
 
     fn hold(&self, queue: &mut VecDeque<M>, key: &str, msg: M) {
@@ -1366,9 +1433,44 @@ impl<M: RemoteMessage> EntityRef<M> {
             .collect()
     }
 
+    /// How errors name this entity: `type/key`, or `singleton NAME`.
+    fn display_name(&self) -> String {
+        match self.hosts.ty.strip_prefix("\u{1}singleton:") {
+            Some(name) => format!("singleton {name}"),
+            None => format!("{}/{}", self.hosts.ty, self.key),
+        }
+    }
+
+    /// `e` with the entity's name in place of its host's internal one.
+    fn named(&self, e: ClusterError) -> ClusterError {
+        let name = self.display_name();
+        match e {
+            ClusterError::Refused { peer, refusal, .. } => ClusterError::Refused {
+                peer,
+                actor: name,
+                refusal,
+            },
+            ClusterError::Timeout { peer, after, .. } => ClusterError::Timeout {
+                peer,
+                actor: name,
+                after,
+            },
+            ClusterError::Decode { peer, reason, .. } => ClusterError::Decode {
+                peer,
+                actor: name,
+                reason,
+            },
+            ClusterError::Encode { reason, .. } => ClusterError::Encode {
+                actor: name,
+                reason,
+            },
+            other => other,
+        }
+    }
+
     fn unavailable(&self, reason: &str) -> ClusterError {
         ClusterError::EntityUnavailable {
-            ty: self.hosts.ty.clone(),
+            ty: self.hosts.ty.trim_start_matches('\u{1}').to_owned(),
             key: self.key.clone(),
             reason: reason.to_owned(),
         }
@@ -1399,7 +1501,9 @@ impl<M: RemoteMessage> EntityRef<M> {
                 },
             )
             .or_else(|e| match e.into_parts() {
-                (error, HostMsg::Deliver { msg, .. }) => Err(RemoteCastError::new(error, msg)),
+                (error, HostMsg::Deliver { msg, .. }) => {
+                    Err(RemoteCastError::new(self.named(error), msg))
+                }
                 (error, other) => {
                     // Cannot happen: what was sent is what comes back.
                     tracing::error!(%error, "entity cast handed back another message");
@@ -1412,6 +1516,16 @@ impl<M: RemoteMessage> EntityRef<M> {
     /// Calls the entity and waits up to `timeout` for the answer. With the
     /// per-message checkpoint policy (the default) the answer is sent only
     /// once the state it reports is held by the replicas.
+    ///
+    /// An error does not say the call was not handled: the owner may have
+    /// applied it and died before answering, or the answer may have been
+    /// lost with a session. Retrying is the caller's choice and is safe only
+    /// for a message that can be applied twice, or that carries an id the
+    /// entity remembers in its (checkpointed) state so a repeat is answered
+    /// without being applied again (`examples/bank.rs` does this). Right
+    /// after an owner dies, calls fail with [`ClusterError::NodeDown`] or
+    /// time out until this node's view moves the key (about the failure
+    /// detection time).
     ///
     /// # Errors
     ///
@@ -1440,5 +1554,6 @@ impl<M: RemoteMessage> EntityRef<M> {
                 timeout,
             )
             .await
+            .map_err(|e| self.named(e))
     }
 }

@@ -35,6 +35,23 @@ thread_local! {
     /// Set while a message that could not be delivered is dropped: its
     /// reply ports stay silent, because the refusal answers the caller.
     static DISARMED: Cell<bool> = const { Cell::new(false) };
+    /// Set while a message is dropped for a known reason: its reply ports
+    /// answer their callers with it instead of `ReplyDropped`.
+    static DROP_REFUSAL: RefCell<Option<Refusal>> = const { RefCell::new(None) };
+}
+
+/// Drops `value`, its reply ports answering their callers with `refusal`.
+pub(crate) fn drop_refusing<T>(value: T, refusal: Refusal) {
+    /// Clears the reason even if a drop panics.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            DROP_REFUSAL.with(|r| *r.borrow_mut() = None);
+        }
+    }
+    DROP_REFUSAL.with(|r| *r.borrow_mut() = Some(refusal));
+    let _clear = Clear;
+    drop(value);
 }
 
 /// Runs `f` (which decodes a message) with `link` as the session reply
@@ -574,15 +591,19 @@ impl fmt::Display for Replied {
 
 impl<T> Drop for RemoteReply<T> {
     fn drop(&mut self) {
+        if DISARMED.with(|d| d.get()) {
+            return;
+        }
+        let refusal = || {
+            DROP_REFUSAL
+                .with(|r| r.borrow().clone())
+                .unwrap_or(Refusal::ReplyDropped)
+        };
         if let Some(tx) = self.local.take() {
-            if !DISARMED.with(|d| d.get()) {
-                let _ = tx.send(Err(Refusal::ReplyDropped));
-            }
+            let _ = tx.send(Err(refusal()));
         }
         if let Some(link) = self.link.take() {
-            if !DISARMED.with(|d| d.get()) {
-                link.refuse(self.id, Refusal::ReplyDropped);
-            }
+            link.refuse(self.id, refusal());
         }
     }
 }

@@ -127,6 +127,11 @@ pub enum Refusal {
     /// last saved state): treat the call as not done, and retry.
     #[error("the answer was withheld: its state was not saved ({0}); treat the call as not done and retry")]
     NotSaved(String),
+    /// The message was for an entity or singleton that could not be
+    /// started or reached (the text says why: minority side of a
+    /// partition, checkpoint lost, too many messages held, host stopped).
+    #[error("the entity could not take it: {0}")]
+    EntityUnavailable(String),
 }
 
 /// One frame. The handshake frames come first; after `Welcome` only session
