@@ -47,6 +47,7 @@ enum Msg {
     /// Fails the handler.
     Crash,
     /// Appends `n` bytes to the state (to outgrow a store's limit).
+    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
     Grow(usize),
 }
 
@@ -169,7 +170,7 @@ struct Recorder {
 impl Recorder {
     /// A recorder over a fresh [`MemoryStore`], and the receiving end of
     /// its save reports.
-    fn new() -> (Arc<dyn CheckpointStore>, Saves) {
+    fn memory() -> (Arc<dyn CheckpointStore>, Saves) {
         let (tx, rx) = mpsc::unbounded_channel();
         let store = Recorder {
             inner: Arc::new(MemoryStore::new()),
@@ -232,7 +233,7 @@ impl Saves {
 
 #[tokio::test]
 async fn every_message_saves_after_each_message_and_a_new_incarnation_starts_from_it() {
-    let (store, mut saves) = Recorder::new();
+    let (store, mut saves) = Recorder::memory();
     let counter = start(&store, "every", CheckpointPolicy::EveryMessage).await;
     for n in [1, 2, 3] {
         counter.cast(Msg::Add(n)).expect("cast");
@@ -259,7 +260,7 @@ async fn every_message_saves_after_each_message_and_a_new_incarnation_starts_fro
 
 #[tokio::test]
 async fn every_n_saves_after_n_messages_and_a_kill_loses_only_the_unsaved_ones() {
-    let (store, mut saves) = Recorder::new();
+    let (store, mut saves) = Recorder::memory();
     let counter = start(&store, "every-n", CheckpointPolicy::EveryN(2)).await;
     counter.cast(Msg::Add(1)).expect("cast");
     assert_eq!(total(&counter).await, 1);
@@ -295,7 +296,7 @@ async fn every_n_saves_after_n_messages_and_a_kill_loses_only_the_unsaved_ones()
 #[tokio::test(start_paused = true)]
 async fn interval_saves_on_the_first_message_once_the_interval_has_passed() {
     let every = Duration::from_secs(10);
-    let (store, mut saves) = Recorder::new();
+    let (store, mut saves) = Recorder::memory();
     let counter = start(&store, "interval", CheckpointPolicy::Interval(every)).await;
     counter.cast(Msg::Add(1)).expect("cast");
     assert_eq!(total(&counter).await, 1);
@@ -329,7 +330,7 @@ async fn on_request_saves_only_when_the_actor_asks_and_on_a_graceful_stop() {
         !request(),
         "request() outside a checkpointed handler does nothing"
     );
-    let (store, mut saves) = Recorder::new();
+    let (store, mut saves) = Recorder::memory();
     let counter = start(&store, "on-request", CheckpointPolicy::OnRequest).await;
     counter.cast(Msg::Add(1)).expect("cast");
     counter.cast(Msg::Add(2)).expect("cast");
@@ -491,6 +492,60 @@ async fn a_second_writer_of_one_id_fails_as_stale_in_a_memory_store() {
 }
 
 // ---------------------------------------------------------------------------
+// The store contract
+
+/// What every store does: keeps the newest checkpoint of each id, refuses
+/// an older or equal number as stale without changing anything, removes
+/// (an unknown id too), and starts a removed id again at 1. Leaves `b` at
+/// #1 with bytes `[5, 5, 5]`.
+async fn store_contract(store: &dyn CheckpointStore) {
+    let cp = |seq, byte| Checkpoint {
+        seq,
+        bytes: vec![byte; 3],
+    };
+    assert_eq!(store.load("a").await, Ok(None));
+    store.save("a", cp(1, 1)).await.expect("first save");
+    store.save("a", cp(2, 2)).await.expect("newer save");
+    for offered in [2, 1] {
+        assert_eq!(
+            store.save("a", cp(offered, 9)).await,
+            Err(CheckpointError::Stale {
+                id: "a".into(),
+                stored: 2,
+                offered
+            }),
+            "an older or equal number is stale"
+        );
+    }
+    assert_eq!(
+        store.load("a").await,
+        Ok(Some(cp(2, 2))),
+        "the stale saves changed nothing"
+    );
+    store.save("b", cp(1, 5)).await.expect("another id");
+    store.remove("a").await.expect("removed");
+    store
+        .remove("a")
+        .await
+        .expect("removing an unknown id is fine");
+    assert_eq!(store.load("a").await, Ok(None));
+    assert_eq!(
+        store.load("b").await,
+        Ok(Some(cp(1, 5))),
+        "other ids are untouched"
+    );
+    store
+        .save("a", cp(1, 6))
+        .await
+        .expect("a removed id starts again at 1");
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_store_contract() {
+    store_contract(&MemoryStore::new()).await;
+}
+
+// ---------------------------------------------------------------------------
 // DiskStore
 
 #[cfg(feature = "disk")]
@@ -545,46 +600,7 @@ mod disk {
     #[tokio::test]
     async fn disk_store_keeps_the_newest_refuses_stale_and_removes() {
         let dir = TempDir::new("basic");
-        let store = open(&dir.path("node.redb"));
-        let cp = |seq, byte| Checkpoint {
-            seq,
-            bytes: vec![byte; 3],
-        };
-        assert_eq!(store.load("a").await, Ok(None));
-        store.save("a", cp(1, 1)).await.expect("first save");
-        store.save("a", cp(2, 2)).await.expect("newer save");
-        for offered in [2, 1] {
-            assert_eq!(
-                store.save("a", cp(offered, 9)).await,
-                Err(CheckpointError::Stale {
-                    id: "a".into(),
-                    stored: 2,
-                    offered
-                }),
-                "an older or equal number is stale"
-            );
-        }
-        assert_eq!(
-            store.load("a").await,
-            Ok(Some(cp(2, 2))),
-            "the stale saves changed nothing"
-        );
-        store.save("b", cp(1, 5)).await.expect("another id");
-        store.remove("a").await.expect("removed");
-        store
-            .remove("a")
-            .await
-            .expect("removing an unknown id is fine");
-        assert_eq!(store.load("a").await, Ok(None));
-        assert_eq!(
-            store.load("b").await,
-            Ok(Some(cp(1, 5))),
-            "other ids are untouched"
-        );
-        store
-            .save("a", cp(1, 6))
-            .await
-            .expect("a removed id starts again at 1");
+        store_contract(open(&dir.path("node.redb")).as_ref()).await;
     }
 
     #[tokio::test]
@@ -787,37 +803,16 @@ mod postgres {
     async fn postgres_store_saves_loads_refuses_stale_and_removes() {
         let pg = server().await;
         let store = connect(&pg, "checkpoints").await;
-        let cp = |seq, byte| Checkpoint {
-            seq,
-            bytes: vec![byte; 3],
-        };
         assert_eq!(store.name(), "postgres:checkpoints");
-        assert_eq!(store.load("a").await, Ok(None));
-        store.save("a", cp(1, 1)).await.expect("first save");
-        store.save("a", cp(2, 2)).await.expect("newer save");
-        for offered in [2, 1] {
-            assert_eq!(
-                store.save("a", cp(offered, 9)).await,
-                Err(CheckpointError::Stale {
-                    id: "a".into(),
-                    stored: 2,
-                    offered
-                }),
-                "an older or equal number is stale"
-            );
-        }
-        assert_eq!(store.load("a").await, Ok(Some(cp(2, 2))));
-        store.save("b", cp(1, 5)).await.expect("another id");
-        store.remove("a").await.expect("removed");
-        store
-            .remove("a")
-            .await
-            .expect("removing an unknown id is fine");
-        assert_eq!(store.load("a").await, Ok(None));
+        store_contract(&store).await;
 
         // A second connection finds the table and its rows.
         let other = connect(&pg, "checkpoints").await.max_checkpoint_bytes(4);
-        assert_eq!(other.load("b").await, Ok(Some(cp(1, 5))));
+        let kept = Checkpoint {
+            seq: 1,
+            bytes: vec![5; 3],
+        };
+        assert_eq!(other.load("b").await, Ok(Some(kept.clone())));
         assert_eq!(
             other
                 .save(
@@ -836,7 +831,7 @@ mod postgres {
         );
         assert_eq!(
             other.load("b").await,
-            Ok(Some(cp(1, 5))),
+            Ok(Some(kept.clone())),
             "nothing was written"
         );
 
@@ -849,7 +844,7 @@ mod postgres {
 
         // The server goes away: the store is unavailable, not broken.
         drop(pg);
-        match store.save("b", cp(2, 6)).await {
+        match store.save("b", Checkpoint { seq: 2, ..kept }).await {
             Err(CheckpointError::Unavailable { store, .. }) => {
                 assert_eq!(store, "postgres:checkpoints")
             }

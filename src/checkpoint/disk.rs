@@ -1,59 +1,5 @@
 //! [`DiskStore`]: checkpoints in one embedded database file per node
 //! (feature `disk`, not on by default).
-//!
-//! The store for a whole-cluster restart: every node keeps its checkpoints
-//! in a file at a path the user gives, and a node started again on the same
-//! file starts its actors from where they were. A save is acknowledged once
-//! its write transaction has committed, and a commit is flushed to disk
-//! (`fsync`) before it returns, so an acknowledged checkpoint survives a
-//! crash of the process or of the machine.
-//!
-//! # Why redb
-//!
-//! The file is a [`redb`](https://docs.rs/redb) database, chosen over the
-//! other embedded stores for these reasons:
-//! - pure Rust: no C library to build or link (RocksDB and LMDB need one,
-//!   SQLite too), so the `disk` feature costs one crate and no toolchain;
-//! - ACID with copy-on-write B-trees: a commit is atomic and durable, a
-//!   crash leaves the last committed state (no write-ahead log to replay
-//!   and no compaction threads, unlike LSM stores such as `fjall`);
-//! - one file per database and a lock against a second opener, which is
-//!   what "one file per node" asks for;
-//! - well kept: a stable, documented file format, a fuzzed and
-//!   crash-tested code base, regular releases (`sled`, the other pure-Rust
-//!   candidate, has had no stable release in years).
-//!
-//! We use the 2.6 line, the last that builds with this crate's minimum
-//! Rust version (1.85), and create files in its v3 format, the only one
-//! redb 3 and later read, so a later upgrade of redb keeps the files.
-//!
-//! redb's calls block (a commit waits for the disk), so each save, load and
-//! removal runs on tokio's blocking thread pool and the actor's task only
-//! awaits it.
-//!
-//! # Example
-//!
-//! ```
-//! use std::sync::Arc;
-//! use ractor_otp::checkpoint::{Checkpoint, CheckpointStore, DiskStore};
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let dir = std::env::temp_dir().join(format!("ractor-otp-disk-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir)?;
-//! let path = dir.join("node-a.redb");
-//!
-//! let store = DiskStore::open(&path)?;
-//! store.save("counter/a", Checkpoint { seq: 1, bytes: vec![42] }).await?;
-//! drop(store); // the node stops...
-//!
-//! // ...and starts again on the same file: the checkpoint is there.
-//! let store: Arc<dyn CheckpointStore> = Arc::new(DiskStore::open(&path)?);
-//! let saved = store.load("counter/a").await?.expect("kept on disk");
-//! assert_eq!((saved.seq, saved.bytes), (1, vec![42]));
-//! # drop(store);
-//! # std::fs::remove_dir_all(&dir)?;
-//! # Ok(()) }
-//! ```
 
 use std::fmt;
 use std::path::Path;
@@ -68,11 +14,65 @@ use super::{Checkpoint, CheckpointError, CheckpointStore};
 /// The one table: checkpoint id → (sequence number, encoded state).
 const CHECKPOINTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("checkpoints");
 
-/// Checkpoints in an embedded database file (feature `disk`); see the
-/// [module docs](self) for durability and the choice of redb.
+/// Checkpoints in one embedded database file per node (feature `disk`,
+/// not on by default).
+///
+/// The store for a whole-cluster restart: every node keeps its checkpoints
+/// in a file at a path the user gives, and a node started again on the same
+/// file starts its actors from where they were. A save is acknowledged once
+/// its write transaction has committed, and a commit is flushed to disk
+/// (`fsync`) before it returns, so an acknowledged checkpoint survives a
+/// crash of the process or of the machine.
 ///
 /// Open one `DiskStore` per file and share it (`Arc<dyn CheckpointStore>`):
 /// a second open of a file already open fails, in this process or another.
+///
+/// # Why redb
+///
+/// The file is a [`redb`](https://docs.rs/redb) database, chosen over the
+/// other embedded stores for these reasons:
+/// - pure Rust: no C library to build or link (RocksDB and LMDB need one,
+///   SQLite too), so the `disk` feature costs one crate and no toolchain;
+/// - ACID with copy-on-write B-trees: a commit is atomic and durable, a
+///   crash leaves the last committed state (no write-ahead log to replay
+///   and no compaction threads, unlike LSM stores such as `fjall`);
+/// - one file per database and a lock against a second opener, which is
+///   what "one file per node" asks for;
+/// - well kept: a stable, documented file format, a fuzzed and
+///   crash-tested code base, regular releases (`sled`, the other pure-Rust
+///   candidate, has had no stable release in years).
+///
+/// We use the 2.6 line, the last that builds with this crate's minimum
+/// Rust version (1.85), and create files in its v3 format, the only one
+/// redb 3 and later read, so a later upgrade of redb keeps the files.
+///
+/// redb's calls block (a commit waits for the disk), so each save, load and
+/// removal runs on tokio's blocking thread pool and the actor's task only
+/// awaits it.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use ractor_otp::checkpoint::{Checkpoint, CheckpointStore, DiskStore};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("ractor-otp-disk-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("node-a.redb");
+///
+/// let store = DiskStore::open(&path)?;
+/// store.save("counter/a", Checkpoint { seq: 1, bytes: vec![42] }).await?;
+/// drop(store); // the node stops...
+///
+/// // ...and starts again on the same file: the checkpoint is there.
+/// let store: Arc<dyn CheckpointStore> = Arc::new(DiskStore::open(&path)?);
+/// let saved = store.load("counter/a").await?.expect("kept on disk");
+/// assert_eq!((saved.seq, saved.bytes), (1, vec![42]));
+/// # drop(store);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct DiskStore {
     /// Shared with the blocking tasks that run each operation.

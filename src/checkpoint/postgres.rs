@@ -1,68 +1,5 @@
 //! [`PostgresStore`]: checkpoints in a PostgreSQL table (feature
 //! `postgres`, not on by default).
-//!
-//! For users who outgrow their own nodes' memory and disks, or who already
-//! run PostgreSQL for Akka Persistence or Orleans: every node connects to
-//! the same database, so an actor restarted on any node finds its state.
-//!
-//! # Table and semantics
-//!
-//! [`PostgresStore::connect`] creates the table if it is missing:
-//!
-//! ```sql
-//! CREATE TABLE IF NOT EXISTS "<table>" (
-//!     id    TEXT   PRIMARY KEY,
-//!     seq   BIGINT NOT NULL,
-//!     bytes BYTEA  NOT NULL
-//! )
-//! ```
-//!
-//! A save is one statement, run in its own transaction:
-//!
-//! ```sql
-//! INSERT INTO "<table>" AS stored (id, seq, bytes) VALUES ($1, $2, $3)
-//! ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes
-//! WHERE stored.seq < excluded.seq
-//! ```
-//!
-//! so two copies of an actor saving at once cannot move a checkpoint
-//! backwards: when no row was written, the stored checkpoint is at least as
-//! new and the save fails with [`CheckpointError::Stale`]. The save is
-//! acknowledged when the server reports the commit, which with PostgreSQL's
-//! default `synchronous_commit = on` means the write-ahead log is on disk.
-//!
-//! Errors: a connection that fails or breaks gives
-//! [`CheckpointError::Unavailable`] (the store does not reconnect by
-//! itself: make a new one, which a supervised owner of the store can do on
-//! restart); an error the database reports gives
-//! [`CheckpointError::Storage`] with its message.
-//!
-//! # Why tokio-postgres
-//!
-//! `tokio-postgres` is the asynchronous client of the `rust-postgres`
-//! project: it runs on the tokio runtime the actors already use, pipelines
-//! concurrent statements over one connection, and adds no TLS stack or
-//! query-building layer (`sqlx` brings its own runtime abstraction,
-//! macros and a larger build). TLS is left out: connect over a trusted
-//! network or a local socket proxy.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use ractor_otp::checkpoint::{CheckpointPolicy, CheckpointStore, PostgresStore};
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = PostgresStore::connect(
-//!     "host=127.0.0.1 port=5432 user=app dbname=app",
-//!     "ractor_checkpoints",
-//! )
-//! .await?;
-//! let store: Arc<dyn CheckpointStore> = Arc::new(store);
-//! // Give `store` to `Checkpointed::new` or `ChildSpec::checkpointed`.
-//! # let _ = (store, CheckpointPolicy::EveryMessage);
-//! # Ok(()) }
-//! ```
 
 use std::fmt;
 use std::sync::Arc;
@@ -78,11 +15,74 @@ use super::{Checkpoint, CheckpointError, CheckpointStore};
 /// the insert and the look at the stored number) is tried again.
 const SAVE_ATTEMPTS: usize = 3;
 
-/// Checkpoints in a PostgreSQL table (feature `postgres`); see the
-/// [module docs](self) for the table, the save statement and errors.
+/// Checkpoints in a PostgreSQL table (feature `postgres`, not on by
+/// default).
+///
+/// For users who outgrow their own nodes' memory and disks, or who already
+/// run PostgreSQL for Akka Persistence or Orleans: every node connects to
+/// the same database, so an actor restarted on any node finds its state.
 ///
 /// One connection, shared: clone the `Arc<dyn CheckpointStore>` rather than
 /// connecting once per actor (concurrent saves are pipelined).
+///
+/// # Table and semantics
+///
+/// [`PostgresStore::connect`] creates the table if it is missing:
+///
+/// ```sql
+/// CREATE TABLE IF NOT EXISTS "<table>" (
+///     id    TEXT   PRIMARY KEY,
+///     seq   BIGINT NOT NULL,
+///     bytes BYTEA  NOT NULL
+/// )
+/// ```
+///
+/// A save is one statement, run in its own transaction:
+///
+/// ```sql
+/// INSERT INTO "<table>" AS stored (id, seq, bytes) VALUES ($1, $2, $3)
+/// ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes
+/// WHERE stored.seq < excluded.seq
+/// ```
+///
+/// so two copies of an actor saving at once cannot move a checkpoint
+/// backwards: when no row was written, the stored checkpoint is at least as
+/// new and the save fails with [`CheckpointError::Stale`]. The save is
+/// acknowledged when the server reports the commit, which with PostgreSQL's
+/// default `synchronous_commit = on` means the write-ahead log is on disk.
+///
+/// Errors: a connection that fails or breaks gives
+/// [`CheckpointError::Unavailable`] (the store does not reconnect by
+/// itself: make a new one, which a supervised owner of the store can do on
+/// restart); an error the database reports gives
+/// [`CheckpointError::Storage`] with its message.
+///
+/// # Why tokio-postgres
+///
+/// `tokio-postgres` is the asynchronous client of the `rust-postgres`
+/// project: it runs on the tokio runtime the actors already use, pipelines
+/// concurrent statements over one connection, and adds no TLS stack or
+/// query-building layer (`sqlx` brings its own runtime abstraction,
+/// macros and a larger build). TLS is left out: connect over a trusted
+/// network or a local socket proxy.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use ractor_otp::checkpoint::{CheckpointPolicy, CheckpointStore, PostgresStore};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect(
+///     "host=127.0.0.1 port=5432 user=app dbname=app",
+///     "ractor_checkpoints",
+/// )
+/// .await?;
+/// let store: Arc<dyn CheckpointStore> = Arc::new(store);
+/// // Give `store` to `Checkpointed::new` or `ChildSpec::checkpointed`.
+/// # let _ = (store, CheckpointPolicy::EveryMessage);
+/// # Ok(()) }
+/// ```
 pub struct PostgresStore {
     client: Client,
     /// The prepared save, load, stored-number and removal statements.

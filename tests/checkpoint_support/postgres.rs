@@ -26,8 +26,11 @@ const PORT_ATTEMPTS: usize = 3;
 
 /// A running PostgreSQL server in a temporary data directory.
 pub struct PgServer {
+    /// The directory of `initdb` and `pg_ctl`.
     bin: PathBuf,
+    /// The temporary directory: `data/`, the server log, the socket.
     dir: PathBuf,
+    /// The loopback port it listens on (0 until it started).
     port: u16,
     /// Whether the tools run as the `postgres` user (we are root).
     as_postgres: bool,
@@ -126,6 +129,7 @@ impl PgServer {
         )
     }
 
+    /// The data directory.
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -248,4 +252,5 @@ fn run(cmd: &mut Command, limit: Duration) -> Result<(), String> {
     }
 }
 
+/// Numbers the output files of [`run`].
 static OUT: AtomicUsize = AtomicUsize::new(0);
