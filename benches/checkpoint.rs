@@ -5,12 +5,19 @@
 //! 1. `checkpoint_store_save`: one save of a small state (an 8-byte total
 //!    and a 16-byte name, 18 bytes encoded) straight into each store —
 //!    [`MemoryStore`], [`DiskStore`] vs a bare redb write transaction (the
-//!    same table shape, the same durability: a commit with `fsync`), and
-//!    [`PostgresStore`] vs a bare `INSERT … ON CONFLICT` round trip with
-//!    tokio-postgres over its own connection;
+//!    same table shape, the same reads and writes, the same durability: a
+//!    commit with `fsync`; run in a row on a plain thread, and once per hop
+//!    to tokio's blocking pool as the store does), and [`PostgresStore`] vs
+//!    a bare `INSERT … ON CONFLICT` round trip with tokio-postgres over its
+//!    own connection;
 //! 2. `checkpoint_per_message`: a call to a counter actor that saves after
 //!    every message ([`CheckpointPolicy::EveryMessage`]), on each store, vs
-//!    the same call to the same actor without checkpoints.
+//!    the same call to the same actor without checkpoints;
+//! 3. a paired check at the end: each store's save against its bare
+//!    baseline, and the call to a checkpointed counter against a plain
+//!    call, in interleaved rounds (the time of an `fsync` on a shared
+//!    machine drifts between criterion's separate windows by more than the
+//!    differences measured).
 //!
 //! The PostgreSQL server is a real one, started by the test support
 //! (`tests/checkpoint_support/postgres.rs`: `initdb` + `pg_ctl` in a
@@ -249,15 +256,20 @@ fn bare_redb_write(db: &Database, seq: u64, bytes: &[u8]) {
     txn.commit().expect("commit");
 }
 
-/// `n` bare redb write transactions on the calling thread.
+/// `n` bare redb write transactions in a row on one thread of tokio's
+/// blocking pool (a plain thread, not a runtime worker), timed on it.
 async fn bare_redb_writes(db: Arc<Database>, seq: Seq, n: u64) -> Duration {
     let bytes = small_state();
     let first = seq.take(n);
-    let start = Instant::now();
-    for s in first..first + n {
-        bare_redb_write(&db, s, &bytes);
-    }
-    start.elapsed()
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        for s in first..first + n {
+            bare_redb_write(&db, s, &bytes);
+        }
+        start.elapsed()
+    })
+    .await
+    .expect("ran")
 }
 
 /// `n` bare redb write transactions, each on tokio's blocking pool (as the
@@ -399,10 +411,11 @@ const PAIRS: usize = 60;
 /// Saves per round in the paired check.
 const SAVES_PER_ROUND: u64 = 20;
 
-/// Prints each store's save against its bare baseline, measured as
-/// interleaved pairs of rounds: criterion measures the benches of a group
-/// one after the other, and on a shared machine the time of a `fsync` drifts
-/// between those windows by more than the difference measured.
+/// Prints each store's save against its bare baseline, and a call to a
+/// checkpointed counter against a plain call, measured as interleaved
+/// pairs of rounds: criterion measures the benches of a group one after
+/// the other, and on a shared machine the time of an `fsync` drifts between
+/// those windows by more than the difference measured.
 fn paired_check(setup: &Setup) {
     let (memory, disk, bare_redb, postgres, bare_pg) = (
         setup.memory.clone(),
