@@ -22,8 +22,7 @@
 
 mod common;
 
-use common::{on_runtime, runtime};
-use std::future::Future;
+use common::{on_runtime, paired_ratio, runtime};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -748,50 +747,6 @@ fn bench_spawn_stop(c: &mut Criterion, rt: &Runtime) {
 const PAIRED_CAST_ROUNDS: usize = 300;
 /// Interleaved rounds per variant in [`paired_check`]'s spawn+stop comparison.
 const PAIRED_SPAWN_ROUNDS: usize = 40;
-
-/// The median of `values`.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Medians over `pairs` of the time of `a`, the time of `b` and their ratio
-/// `a / b`, each pair run back to back (which variant goes first
-/// alternates), after `warm_up` pairs.
-async fn paired_ratio<A, AF, B, BF>(
-    pairs: usize,
-    warm_up: usize,
-    mut a: A,
-    mut b: B,
-) -> (Duration, Duration, f64)
-where
-    A: FnMut() -> AF,
-    AF: Future<Output = Duration>,
-    B: FnMut() -> BF,
-    BF: Future<Output = Duration>,
-{
-    let mut ratios = Vec::with_capacity(pairs);
-    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
-    for i in 0..warm_up + pairs {
-        let (ta, tb) = if i % 2 == 0 {
-            let ta = a().await;
-            (ta, b().await)
-        } else {
-            let tb = b().await;
-            (a().await, tb)
-        };
-        if i >= warm_up {
-            ratios.push(ta.as_secs_f64() / tb.as_secs_f64());
-            times_a.push(ta.as_secs_f64());
-            times_b.push(tb.as_secs_f64());
-        }
-    }
-    (
-        Duration::from_secs_f64(median(times_a)),
-        Duration::from_secs_f64(median(times_b)),
-        median(ratios),
-    )
-}
 
 /// Prints the two ratio targets measured as interleaved pairs of rounds.
 ///

@@ -63,17 +63,30 @@
 //! ```
 
 mod actor;
+mod child;
+#[cfg(feature = "disk")]
+mod disk;
 mod hold;
+#[cfg(any(feature = "disk", feature = "postgres"))]
+mod limit;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 pub use actor::{Checkpointed, CheckpointedState};
+#[cfg(feature = "disk")]
+pub use disk::DiskStore;
 pub use hold::request;
 pub(crate) use hold::{defer_reply, HeldReply};
+#[cfg(any(feature = "disk", feature = "postgres"))]
+pub use limit::DEFAULT_MAX_CHECKPOINT_BYTES;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 
 /// One saved state: its sequence number and its bytes (the state encoded
 /// with bincode 2's standard configuration).
