@@ -3,6 +3,8 @@
 //! owner shuts down, leaves or changes with a join; keep-majority downing.
 
 mod cluster_support;
+#[path = "cluster_entities/regressions.rs"]
+mod regressions;
 
 use std::time::Duration;
 

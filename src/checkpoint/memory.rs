@@ -53,6 +53,7 @@ impl MemoryStore {
     }
 
     /// Every id with its checkpoint.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn entries(&self) -> Vec<(String, Checkpoint)> {
         lock!(self.map.lock())
             .iter()
@@ -60,6 +61,7 @@ impl MemoryStore {
             .collect()
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// Puts back `previous` under `id` if `id` still holds checkpoint
     /// number `seq` (undoing a put that turned out not to count).
     pub(crate) fn undo(&self, id: &str, seq: u64, previous: Option<Checkpoint>) {

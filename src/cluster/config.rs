@@ -40,7 +40,7 @@ pub struct NodeConfig {
     pub(crate) reconnect: Backoff,
     pub(crate) handshake_timeout: Duration,
     pub(crate) request_timeout: Duration,
-    pub(crate) remove_down_after: Duration,
+    pub(crate) remove_down_after: Option<Duration>,
     pub(crate) send_buffer: usize,
     pub(crate) on_dead_letter: Option<DeadLetterHandler>,
     pub(crate) seeds: Vec<SocketAddr>,
@@ -93,7 +93,7 @@ impl NodeConfig {
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             handshake_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
-            remove_down_after: Duration::from_secs(10),
+            remove_down_after: None,
             send_buffer: DEFAULT_SEND_BUFFER,
             on_dead_letter: None,
             seeds: Vec::new(),
@@ -183,14 +183,20 @@ impl NodeConfig {
         self
     }
 
-    /// How long a member must stay `Down`, seen from the majority side,
-    /// before keep-majority downing stops counting it (default 10 s; Akka's
-    /// split-brain resolver waits 20 s). Until then a crashed member still
-    /// counts among the members this node knows, so a second loss can put
-    /// the survivors in the minority; after it, the majority side shrinks
-    /// to the members it reaches. A minority side never removes anyone.
+    /// Lets keep-majority downing stop counting a member that has been
+    /// `Down` for `after`, as seen from the majority side (off by default).
+    ///
+    /// By default a crashed member counts among the members this node
+    /// knows until it is back or forgotten, so a second loss can leave the
+    /// survivors in the minority (safe, not available). With this option
+    /// the majority side shrinks to the members it reaches after `after`.
+    /// **Only safe if a node that lost the cluster for that long never
+    /// comes back without a restart** (for instance, your orchestrator
+    /// kills it): a removed node that reappears with the same incarnation
+    /// on the other side of a later partition could let both sides think
+    /// they are the majority. A minority side never removes anyone.
     pub fn remove_down_after(mut self, after: Duration) -> Self {
-        self.remove_down_after = after;
+        self.remove_down_after = Some(after);
         self
     }
 

@@ -71,30 +71,29 @@
 //! # a.shutdown().await; Ok(()) }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorRef};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::time::Instant;
 
+use super::entity_host::{start_host, AnyMessage, HostMsg, LeaveFn};
 use super::error::{ClusterError, RemoteCastError};
-use super::events::{RemoteDeadLetter, UndeliveredReason};
 use super::global::{local_call, GroupRef, Target};
 use super::message::RemoteMessage;
 use super::names::GroupMember;
 use super::node::{Node, NodeInner};
 use super::placement;
 use super::remote_ref::{drop_disarmed, RemoteReply};
-use super::replica::{Preloaded, ReplicaStore};
-use crate::checkpoint::{CheckpointError, CheckpointPolicy, CheckpointStore, Checkpointed};
+use crate::checkpoint::{CheckpointPolicy, CheckpointStore, Checkpointed};
 
 /// The group an entity type's hosts join.
-fn host_group(ty: &str) -> String {
+pub(crate) fn host_group(ty: &str) -> String {
     format!("\u{1}entities:{ty}")
 }
 
@@ -105,7 +104,7 @@ fn singleton_type(name: &str) -> String {
 
 /// How a type's owner is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Placement {
+pub(crate) enum Placement {
     /// Rendezvous hashing of (type, key) over the hosts.
     Rendezvous,
     /// The oldest host (smallest incarnation, then name).
@@ -119,19 +118,27 @@ enum Placement {
 /// [`Node::entities`] on every node that should host it.
 #[derive(Debug, Clone)]
 pub struct EntitySpec {
-    ty: String,
-    kind: String,
-    args: Vec<u8>,
-    policy: CheckpointPolicy,
-    replicas: usize,
-    passivate_after: Option<Duration>,
-    max_held: usize,
-    timeout: Duration,
-    fresh_when_lost: bool,
-    placement: Placement,
+    pub(crate) ty: String,
+    pub(crate) kind: String,
+    pub(crate) args: Vec<u8>,
+    pub(crate) policy: CheckpointPolicy,
+    pub(crate) replicas: usize,
+    pub(crate) passivate_after: Option<Duration>,
+    pub(crate) max_held: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) fresh_when_lost: bool,
+    pub(crate) placement: Placement,
 }
 
 impl EntitySpec {
+    /// A singleton's one key (its name); empty for an entity type.
+    pub(crate) fn singleton_key(&self) -> String {
+        self.ty
+            .strip_prefix("\u{1}singleton:")
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Entities of type `ty`, each an actor of `kind` (registered with
     /// [`Node::register_kind`]). Defaults: arguments `()`, a checkpoint
     /// after every message with replies held until it is replicated, one
@@ -272,7 +279,7 @@ impl SingletonSpec {
 // ---------------------------------------------------------------------------
 // Kinds
 
-type SpawnFn<M> = dyn Fn(
+pub(crate) type SpawnFn<M> = dyn Fn(
         &str,
         Arc<dyn CheckpointStore>,
         &EntitySpec,
@@ -281,7 +288,10 @@ type SpawnFn<M> = dyn Fn(
     + Send
     + Sync;
 
-type StartHostFn = dyn Fn(Arc<NodeInner>, EntitySpec) -> BoxFuture<'static, Result<ActorCell, ClusterError>>
+type StartHostFn = dyn Fn(
+        Arc<NodeInner>,
+        EntitySpec,
+    ) -> BoxFuture<'static, Result<(ActorCell, Arc<LeaveFn>), ClusterError>>
     + Send
     + Sync;
 
@@ -295,7 +305,7 @@ pub(crate) struct KindEntry {
 pub(crate) struct Migration {
     kinds: HashMap<String, Arc<KindEntry>>,
     /// Entity type → its host actor here.
-    hosts: HashMap<String, ActorCell>,
+    hosts: HashMap<String, (ActorCell, Arc<LeaveFn>)>,
     /// Keep-majority's memory of `Down` members.
     downing: Downing,
 }
@@ -393,14 +403,14 @@ impl Node {
             return Err(ClusterError::AlreadyHosted(spec.ty.clone()));
         }
         let ty = spec.ty.clone();
-        let cell = (kind.start_host)(self.inner.clone(), spec).await?;
+        let (cell, leave) = (kind.start_host)(self.inner.clone(), spec).await?;
         let mut m = lock!(self.inner.migration.lock());
         if m.hosts.contains_key(&ty) {
             drop(m);
             cell.stop(None);
             return Err(ClusterError::AlreadyHosted(ty));
         }
-        m.hosts.insert(ty, cell);
+        m.hosts.insert(ty, (cell, leave));
         Ok(())
     }
 
@@ -441,18 +451,49 @@ impl NodeInner {
     /// Stops every host on this node, each letting its entities finish
     /// and save first (a planned leave or a shutdown).
     pub(crate) async fn stop_hosts(&self) {
-        let hosts: Vec<ActorCell> = {
+        let leaves: Vec<Arc<LeaveFn>> = {
             let mut m = lock!(self.migration.lock());
             // The factories may hold `Node` clones: dropping them here
             // ends that cycle (the node is shutting down).
             m.kinds.clear();
-            m.hosts.drain().map(|(_, c)| c).collect()
+            m.hosts.drain().map(|(_, (_, leave))| leave).collect()
         };
-        for cell in hosts {
-            let _ = cell
-                .stop_and_wait(None, Some(Duration::from_secs(10)))
-                .await;
+        // Each host leaves its group, hands its keys over (finishing and
+        // saving them), passes on what still reaches it, then stops.
+        futures::future::join_all(leaves.iter().map(|leave| leave())).await;
+    }
+
+    /// Whether this node may start an entity now: it is in the majority,
+    /// has met the cluster it was told to join (its seeds), is connected
+    /// to every member it knows of, and has every reachable member's
+    /// registrations — so that it knows, and asks, every host that might
+    /// run the key.
+    pub(crate) fn may_start(&self) -> Result<(), String> {
+        use super::membership::MemberStatus as S;
+        if !self.has_majority() {
+            return Err("this node is on the minority side of a partition".into());
         }
+        let members = Node { inner: self.arc() }.members();
+        if members.is_empty() && !self.config.seeds.is_empty() {
+            return Err("this node is still joining the cluster through its seeds".into());
+        }
+        if let Some(m) = members.iter().find(|m| m.status == S::Joining) {
+            return Err(format!(
+                "this node is still connecting to member `{}`",
+                m.name
+            ));
+        }
+        let view = lock!(self.view.lock());
+        if let Some(m) = members
+            .iter()
+            .find(|m| matches!(m.status, S::Up | S::Suspect) && !view.is_synced(&m.name))
+        {
+            return Err(format!(
+                "this node is still waiting for member `{}`'s registrations",
+                m.name
+            ));
+        }
+        Ok(())
     }
 
     /// Keep-majority: whether this node reaches more than half of the
@@ -493,9 +534,8 @@ impl NodeInner {
             .chain(std::iter::once(self.name.as_str()))
             .collect();
         let majority = placement::has_majority(&known, &reachable);
-        if majority {
+        if let (true, Some(after)) = (majority, self.config.remove_down_after) {
             // Only the majority side gives up on members down long enough.
-            let after = self.config.remove_down_after;
             for (name, since) in &d.since {
                 if now.duration_since(*since) >= after && d.removed.insert(name.clone()) {
                     tracing::info!(node = %self.name, member = %name, "down for {after:?}: no longer counted for keep-majority");
@@ -529,7 +569,7 @@ impl<M: RemoteMessage> Clone for Hosts<M> {
 }
 
 impl<M: RemoteMessage> Hosts<M> {
-    fn new(node: Node, ty: &str, placement: Placement) -> Self {
+    pub(crate) fn new(node: Node, ty: &str, placement: Placement) -> Self {
         let group = node.group::<HostMsg<M>>(&host_group(ty));
         Hosts {
             node,
@@ -582,7 +622,7 @@ impl<M: RemoteMessage> Hosts<M> {
     }
 
     /// The host owning `key`.
-    fn owner(&self, key: &str) -> Option<GroupMember> {
+    pub(crate) fn owner(&self, key: &str) -> Option<GroupMember> {
         self.order(key).into_iter().next()
     }
 
@@ -615,767 +655,6 @@ impl<M: RemoteMessage> Hosts<M> {
                 local_call(&self.node.inner, &self.ty, &any, build, timeout).await
             }
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Messages between hosts
-
-/// A host's answer to a hand-over request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Handover {
-    /// The key does not run here (any more): start it.
-    Released,
-    /// The key is starting or moving here: ask again shortly.
-    Busy,
-}
-
-/// What a host receives: from other hosts (serialized), from entity
-/// handles, and from its own tasks (never serialized).
-#[derive(Serialize, Deserialize)]
-#[serde(bound(serialize = "M: Serialize", deserialize = "M: DeserializeOwned"))]
-pub(crate) enum HostMsg<M> {
-    /// A message for the entity `key`; `hops` counts forwards between
-    /// hosts whose views of the owner differ.
-    Deliver { key: String, hops: u8, msg: M },
-    /// Hand `key` over to the host on node `from`.
-    Acquire {
-        key: String,
-        from: String,
-        reply: RemoteReply<Handover>,
-    },
-    /// Keep this checkpoint of `key` as a replica.
-    PutReplica {
-        key: String,
-        seq: u64,
-        bytes: Vec<u8>,
-        reply: RemoteReply<Result<(), String>>,
-    },
-    /// The replica of `key` held here, if any.
-    GetReplica {
-        key: String,
-        reply: RemoteReply<Option<(u64, Vec<u8>)>>,
-    },
-    /// `key` has been saved (its first checkpoint).
-    Exists { key: String, seq: u64 },
-    #[serde(skip)]
-    Internal(Internal<M>),
-}
-
-/// Stands for any entity message where only the hosts matter (every
-/// host's messages share one tag).
-#[derive(Serialize, Deserialize)]
-struct AnyMessage;
-
-impl RemoteMessage for AnyMessage {
-    const TAG: &'static str = "ractor_otp::any";
-}
-
-impl<M: RemoteMessage> RemoteMessage for HostMsg<M> {
-    const TAG: &'static str = "ractor_otp::entity_host";
-}
-
-/// A host's own bookkeeping messages.
-pub(crate) enum Internal<M> {
-    Activated {
-        key: String,
-        result: Result<ActorRef<M>, Failure>,
-    },
-    Released {
-        key: String,
-    },
-    Retry {
-        key: String,
-    },
-    Tick,
-    /// The session with `peer` went down.
-    PeerDown {
-        peer: String,
-    },
-}
-
-/// Why an activation failed, and whether to try again.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    reason: String,
-    retry: bool,
-}
-
-// ---------------------------------------------------------------------------
-// The host actor
-
-struct Host<M: RemoteMessage> {
-    node: Weak<NodeInner>,
-    spec: EntitySpec,
-    hosts: Hosts<M>,
-    store: Arc<ReplicaStore<M>>,
-    spawn: Arc<SpawnFn<M>>,
-}
-
-enum Slot<M> {
-    Active {
-        actor: ActorRef<M>,
-        last: Instant,
-    },
-    Activating {
-        queue: VecDeque<M>,
-        attempt: u32,
-    },
-    /// Stopping here (handed over, passivated or paused); its messages wait.
-    Leaving {
-        queue: VecDeque<M>,
-        to: Option<String>,
-    },
-}
-
-struct HostState<M> {
-    slots: HashMap<String, Slot<M>>,
-    by_actor: HashMap<ActorId, String>,
-    paused: bool,
-    /// The hosts' nodes at the last tick, to notice a change.
-    seen: Vec<String>,
-    /// A re-replication is running.
-    replicating: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// The most attempts at starting one key before its messages are dead
-/// letters.
-const MAX_ATTEMPTS: u32 = 8;
-/// How often a host checks passivation and the majority.
-const TICK: Duration = Duration::from_millis(50);
-
-async fn start_host<M: RemoteMessage>(
-    node: Arc<NodeInner>,
-    spec: EntitySpec,
-    spawn: Arc<SpawnFn<M>>,
-) -> Result<ActorCell, ClusterError> {
-    let hosts = Hosts::<M>::new(
-        Node {
-            inner: node.clone(),
-        },
-        &spec.ty,
-        spec.placement,
-    );
-    let store = Arc::new(ReplicaStore::new(
-        Arc::downgrade(&node),
-        hosts.clone(),
-        spec.replicas,
-        spec.timeout,
-    ));
-    let host = Host {
-        node: Arc::downgrade(&node),
-        spec: spec.clone(),
-        hosts,
-        store,
-        spawn,
-    };
-    let (actor, _) = Actor::spawn(None, host, ())
-        .await
-        .map_err(|e| ClusterError::InvalidConfig(format!("the host did not start: {e}")))?;
-    let joined = Node {
-        inner: node.clone(),
-    }
-    .join_group(&host_group(&spec.ty), actor.clone());
-    if let Err(e) = joined {
-        actor.stop(None);
-        return Err(e);
-    }
-    Ok(actor.get_cell())
-}
-
-impl<M: RemoteMessage> Host<M> {
-    fn me(&self) -> String {
-        self.node
-            .upgrade()
-            .map(|n| n.name.clone())
-            .unwrap_or_default()
-    }
-
-    fn dead_letter(&self, key: &str, msg: M, reason: &str) {
-        if let Some(node) = self.node.upgrade() {
-            node.events.dead_letter(RemoteDeadLetter::new(
-                &node.name,
-                format!("{}/{key}", self.spec.ty),
-                M::TAG.to_string(),
-                UndeliveredReason::EntityUnavailable(reason.to_owned()),
-                None,
-            ));
-        }
-        // A call inside answers its caller with this reason.
-        super::remote_ref::drop_refusing(
-            msg,
-            super::wire::Refusal::EntityUnavailable(reason.to_owned()),
-        );
-    }
-
-    fn hold(&self, queue: &mut VecDeque<M>, key: &str, msg: M) {
-        if queue.len() >= self.spec.max_held {
-            self.dead_letter(key, msg, "too many messages held while it starts or moves");
-        } else {
-            queue.push_back(msg);
-        }
-    }
-
-    fn deliver(
-        &self,
-        myself: &ActorRef<HostMsg<M>>,
-        st: &mut HostState<M>,
-        key: String,
-        hops: u8,
-        msg: M,
-    ) {
-        match st.slots.get_mut(&key) {
-            Some(Slot::Active { actor, last }) => {
-                *last = Instant::now();
-                if let Err(ractor::MessagingErr::SendErr(m)) = actor.cast(msg) {
-                    // Stopped under us (its end is on its way): start it
-                    // again from its last checkpoint, with this message.
-                    st.slots.insert(
-                        key.clone(),
-                        Slot::Activating {
-                            queue: VecDeque::from([m]),
-                            attempt: 0,
-                        },
-                    );
-                    self.activate(myself, key);
-                }
-            }
-            Some(Slot::Activating { queue, .. }) | Some(Slot::Leaving { queue, .. }) => {
-                let mut q = std::mem::take(queue);
-                self.hold(&mut q, &key, msg);
-                if let Some(Slot::Activating { queue, .. } | Slot::Leaving { queue, .. }) =
-                    st.slots.get_mut(&key)
-                {
-                    *queue = q;
-                }
-            }
-            None => {
-                // Not here: forward to the owner if it is another node (at
-                // most twice, in case views differ), else start it here.
-                let me = self.me();
-                let mut msg = msg;
-                if hops < 2 {
-                    if let Some(owner) = self.hosts.owner(&key) {
-                        if owner.node != me {
-                            let forwarded = self.hosts.cast(
-                                &owner,
-                                HostMsg::Deliver {
-                                    key: key.clone(),
-                                    hops: hops + 1,
-                                    msg,
-                                },
-                            );
-                            match forwarded.map_err(|e| e.into_message()) {
-                                Ok(()) => return,
-                                // The owner in our view is gone (our view
-                                // lags): start it here; the hand-over
-                                // protocol keeps it to one copy.
-                                Err(HostMsg::Deliver { msg: m, .. }) => msg = m,
-                                Err(other) => {
-                                    drop_disarmed(other);
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-                if st.paused {
-                    return self.dead_letter(
-                        &key,
-                        msg,
-                        "this node is on the minority side of a partition",
-                    );
-                }
-                st.slots.insert(
-                    key.clone(),
-                    Slot::Activating {
-                        queue: VecDeque::from([msg]),
-                        attempt: 0,
-                    },
-                );
-                self.activate(myself, key);
-            }
-        }
-    }
-
-    /// Starts `key` here in a task: hand-over from every other host, load
-    /// the latest checkpoint, spawn. The outcome comes back as `Activated`.
-    fn activate(&self, myself: &ActorRef<HostMsg<M>>, key: String) {
-        let hosts = self.hosts.clone();
-        let store = self.store.clone();
-        let spawn = self.spawn.clone();
-        let spec = self.spec.clone();
-        let node = self.node.clone();
-        let myself = myself.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let node = node.upgrade().ok_or(Failure {
-                    reason: "the node has shut down".into(),
-                    retry: false,
-                })?;
-                if !node.has_majority() {
-                    return Err(Failure {
-                        reason: "this node is on the minority side of a partition".into(),
-                        retry: true,
-                    });
-                }
-                for m in hosts.snapshot().iter().filter(|m| m.node != node.name) {
-                    let asked = hosts
-                        .call(
-                            m,
-                            |reply| HostMsg::Acquire {
-                                key: key.clone(),
-                                from: node.name.clone(),
-                                reply,
-                            },
-                            spec.timeout,
-                        )
-                        .await;
-                    match asked {
-                        Ok(Handover::Released) => {}
-                        Ok(Handover::Busy) => {
-                            return Err(Failure {
-                                reason: format!("node `{}` is starting or moving it", m.node),
-                                retry: true,
-                            })
-                        }
-                        // Down or gone: it runs nothing we can reach (and a
-                        // minority side stops its own copies).
-                        Err(ClusterError::NodeDown { .. } | ClusterError::NotConnected { .. }) => {}
-                        Err(e) => {
-                            return Err(Failure {
-                                reason: format!("node `{}` did not hand it over: {e}", m.node),
-                                retry: true,
-                            })
-                        }
-                    }
-                }
-                let loaded = store.load_everywhere(&key).await;
-                if let Err(CheckpointError::Lost { last_seq, .. }) = &loaded {
-                    if !spec.fresh_when_lost {
-                        node.events.emit(super::events::NodeEvent::CheckpointLost {
-                            ty: spec.ty.clone(),
-                            key: key.clone(),
-                            last_seq: *last_seq,
-                        });
-                        return Err(Failure {
-                            reason: format!(
-                                "checkpoint lost: #{last_seq} was saved but every copy is gone"
-                            ),
-                            retry: false,
-                        });
-                    }
-                }
-                if let Err(CheckpointError::Unavailable { reason, .. }) = &loaded {
-                    return Err(Failure {
-                        reason: reason.clone(),
-                        retry: true,
-                    });
-                }
-                let preloaded: Arc<dyn CheckpointStore> = Arc::new(Preloaded::new(
-                    store.clone() as Arc<dyn CheckpointStore>,
-                    loaded,
-                ));
-                (spawn)(&key, preloaded, &spec, myself.get_cell())
-                    .await
-                    .map_err(|reason| Failure {
-                        reason,
-                        retry: false,
-                    })
-            }
-            .await;
-            let _ = myself.cast(HostMsg::Internal(Internal::Activated { key, result }));
-        });
-    }
-
-    /// Stops the active `key` here in a task (finishing its mailbox and
-    /// saving), then reports `Released` (and answers `reply`).
-    fn release(
-        &self,
-        myself: &ActorRef<HostMsg<M>>,
-        st: &mut HostState<M>,
-        key: &str,
-        to: Option<String>,
-        reply: Option<RemoteReply<Handover>>,
-    ) {
-        let Some(Slot::Active { actor, .. }) = st.slots.remove(key) else {
-            return;
-        };
-        st.slots.insert(
-            key.to_owned(),
-            Slot::Leaving {
-                queue: VecDeque::new(),
-                to,
-            },
-        );
-        let myself = myself.clone();
-        let key = key.to_owned();
-        let limit = self.spec.timeout * 5;
-        tokio::spawn(async move {
-            if actor.drain_and_wait(Some(limit)).await.is_err() {
-                actor.kill();
-            }
-            if let Some(r) = reply {
-                r.send(Handover::Released);
-            }
-            let _ = myself.cast(HostMsg::Internal(Internal::Released { key }));
-        });
-    }
-
-    /// The session with `peer` ended: `peer` may now start, in its own
-    /// view without us, keys that run here. It can only if every host
-    /// ranked above it for the key is unreachable to it and it still has
-    /// a majority, i.e. when fewer than half the hosts rank above it. Those
-    /// keys stop here at once (finishing their mailboxes and saving if they
-    /// can), so that when the two sides meet again no key runs on both.
-    fn fence(&self, myself: &ActorRef<HostMsg<M>>, st: &mut HostState<M>, peer: &str) {
-        let me = self.me();
-        let mut nodes: Vec<String> = self
-            .hosts
-            .snapshot()
-            .iter()
-            .map(|m| m.node.clone())
-            .collect();
-        if !nodes.iter().any(|n| n == peer) {
-            nodes.push(peer.to_owned());
-        }
-        let n = nodes.len();
-        let at_risk: Vec<String> = st
-            .slots
-            .iter()
-            .filter(|(_, s)| matches!(s, Slot::Active { .. }))
-            .filter(|(key, _)| match self.spec.placement {
-                Placement::Rendezvous => {
-                    let order = placement::rank(&self.spec.ty, key, &nodes);
-                    let pos = order.iter().position(|&i| nodes[i] == peer);
-                    let mine = order.iter().position(|&i| nodes[i] == me);
-                    // Ranked below us, with fewer than half the hosts above.
-                    matches!((pos, mine), (Some(p), Some(m)) if p > m && 2 * p < n)
-                }
-                // A singleton: the peer may start it whenever it is next
-                // in age after the hosts it lost; be conservative.
-                Placement::Oldest => true,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in at_risk {
-            tracing::debug!(ty = %self.spec.ty, %key, %peer, "session lost with a possible taker: stopping it here");
-            self.release(myself, st, &key, None, None);
-        }
-    }
-
-    fn tick(&self, myself: &ActorRef<HostMsg<M>>, st: &mut HostState<M>) {
-        let Some(node) = self.node.upgrade() else {
-            return;
-        };
-        let majority = node.has_majority();
-        if !majority && !st.paused {
-            tracing::warn!(node = %node.name, ty = %self.spec.ty, "minority side of a partition: stopping entities until the majority is back");
-            // Killed, not drained: nothing more is processed or saved here
-            // (the majority side takes over from the replicas).
-            for slot in st.slots.values() {
-                if let Slot::Active { actor, .. } = slot {
-                    actor.kill();
-                }
-            }
-        } else if majority && st.paused {
-            tracing::info!(node = %node.name, ty = %self.spec.ty, "back in the majority: entities start again");
-        }
-        st.paused = !majority;
-        let mut now_seen: Vec<String> = self
-            .hosts
-            .snapshot()
-            .iter()
-            .map(|m| m.node.clone())
-            .collect();
-        now_seen.sort();
-        if majority && now_seen != st.seen {
-            use std::sync::atomic::Ordering;
-            // Hosts came or went: keys that belong elsewhere now are handed
-            // over (their owner starts them on its next message), and our
-            // checkpoints follow the new replica order. Retried at the
-            // next tick while a previous re-replication runs.
-            if !st.replicating.swap(true, Ordering::AcqRel) {
-                st.seen = now_seen;
-                let me = node.name.clone();
-                let moved: Vec<(String, String)> = st
-                    .slots
-                    .iter()
-                    .filter(|(_, s)| matches!(s, Slot::Active { .. }))
-                    .filter_map(|(k, _)| {
-                        let owner = self.hosts.owner(k)?;
-                        (owner.node != me).then(|| (k.clone(), owner.node))
-                    })
-                    .collect();
-                for (key, to) in moved {
-                    tracing::debug!(ty = %self.spec.ty, %key, %to, "owner changed: handing over");
-                    self.release(myself, st, &key, Some(to), None);
-                }
-                let store = self.store.clone();
-                let flag = st.replicating.clone();
-                tokio::spawn(async move {
-                    store.rereplicate().await;
-                    flag.store(false, Ordering::Release);
-                });
-            }
-        }
-        if let Some(idle) = self.spec.passivate_after {
-            let now = Instant::now();
-            let idle_keys: Vec<String> = st
-                .slots
-                .iter()
-                .filter_map(|(k, s)| match s {
-                    Slot::Active { last, .. } if now.duration_since(*last) >= idle => {
-                        Some(k.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            for k in idle_keys {
-                self.release(myself, st, &k, None, None);
-            }
-        }
-    }
-}
-
-impl<M: RemoteMessage> Actor for Host<M> {
-    type Msg = HostMsg<M>;
-    type State = HostState<M>;
-    type Arguments = ();
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        _: (),
-    ) -> Result<Self::State, ActorProcessingErr> {
-        if let Some(node) = self.node.upgrade() {
-            let mut events = node.events.subscribe();
-            let me = myself.clone();
-            tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    if let super::events::NodeEvent::Down { peer, .. } = event {
-                        if me
-                            .cast(HostMsg::Internal(Internal::PeerDown { peer }))
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                }
-            });
-        }
-        let weak = myself.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                if weak.cast(HostMsg::Internal(Internal::Tick)).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(HostState {
-            slots: HashMap::new(),
-            by_actor: HashMap::new(),
-            paused: false,
-            seen: Vec::new(),
-            replicating: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        })
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            HostMsg::Deliver { key, hops, msg } => self.deliver(&myself, st, key, hops, msg),
-            HostMsg::Acquire { key, from, reply } => match st.slots.get(&key) {
-                None => {
-                    reply.send(Handover::Released);
-                }
-                Some(Slot::Active { .. }) => {
-                    tracing::debug!(ty = %self.spec.ty, %key, to = %from, "handing over");
-                    self.release(&myself, st, &key, Some(from), Some(reply));
-                }
-                Some(Slot::Activating { .. } | Slot::Leaving { .. }) => {
-                    reply.send(Handover::Busy);
-                }
-            },
-            HostMsg::PutReplica {
-                key,
-                seq,
-                bytes,
-                reply,
-            } => {
-                self.store.remember(&key, seq);
-                let stored = self
-                    .store
-                    .local
-                    .put(&key, crate::checkpoint::Checkpoint { seq, bytes });
-                reply.send(stored.map_err(|e| e.to_string()));
-            }
-            HostMsg::GetReplica { key, reply } => {
-                reply.send(self.store.local.get(&key).map(|c| (c.seq, c.bytes)));
-            }
-            HostMsg::Exists { key, seq } => self.store.remember(&key, seq),
-            HostMsg::Internal(Internal::Activated { key, result }) => {
-                let Some(Slot::Activating { queue, attempt }) = st.slots.remove(&key) else {
-                    // Not waited for (the host is stopping): undo.
-                    if let Ok(actor) = result {
-                        actor.stop(None);
-                    }
-                    return Ok(());
-                };
-                match result {
-                    Ok(actor) => {
-                        st.by_actor.insert(actor.get_id(), key.clone());
-                        for m in queue {
-                            if let Err(ractor::MessagingErr::SendErr(m)) = actor.cast(m) {
-                                self.dead_letter(&key, m, "it stopped as it started");
-                            }
-                        }
-                        st.slots.insert(
-                            key,
-                            Slot::Active {
-                                actor,
-                                last: Instant::now(),
-                            },
-                        );
-                    }
-                    Err(f) if f.retry && attempt + 1 < MAX_ATTEMPTS => {
-                        tracing::debug!(ty = %self.spec.ty, %key, reason = %f.reason, attempt, "start deferred");
-                        st.slots.insert(
-                            key.clone(),
-                            Slot::Activating {
-                                queue,
-                                attempt: attempt + 1,
-                            },
-                        );
-                        let delay = Duration::from_millis(
-                            (10u64 << attempt.min(6)) + rand::random_range(0..10),
-                        );
-                        let me = myself.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = me.cast(HostMsg::Internal(Internal::Retry { key }));
-                        });
-                    }
-                    Err(f) => {
-                        tracing::warn!(ty = %self.spec.ty, %key, reason = %f.reason, "entity could not be started; its held messages are dead letters");
-                        for m in queue {
-                            self.dead_letter(&key, m, &f.reason);
-                        }
-                    }
-                }
-            }
-            HostMsg::Internal(Internal::Retry { key }) => {
-                if matches!(st.slots.get(&key), Some(Slot::Activating { .. })) {
-                    self.activate(&myself, key);
-                }
-            }
-            HostMsg::Internal(Internal::Released { key }) => {
-                if let Some(Slot::Leaving { queue, to }) = st.slots.remove(&key) {
-                    for m in queue {
-                        // Forwarded to the host that took it over, or
-                        // handled as new (passivated: starts again here).
-                        let target = to.as_ref().and_then(|node| {
-                            self.hosts
-                                .snapshot()
-                                .iter()
-                                .find(|h| &h.node == node)
-                                .cloned()
-                        });
-                        match (&to, target) {
-                            (Some(_), Some(t)) => {
-                                let sent = self.hosts.cast(
-                                    &t,
-                                    HostMsg::Deliver {
-                                        key: key.clone(),
-                                        hops: 2,
-                                        msg: m,
-                                    },
-                                );
-                                if let Err(e) = sent {
-                                    if let HostMsg::Deliver { msg, .. } = e.into_message() {
-                                        self.dead_letter(
-                                            &key,
-                                            msg,
-                                            "its new owner could not be reached",
-                                        );
-                                    }
-                                }
-                            }
-                            // The taker is not known any more: let the
-                            // placement decide.
-                            (Some(_), None) => self.deliver(&myself, st, key.clone(), 0, m),
-                            (None, _) => self.deliver(&myself, st, key.clone(), 2, m),
-                        }
-                    }
-                }
-            }
-            HostMsg::Internal(Internal::Tick) => self.tick(&myself, st),
-            HostMsg::Internal(Internal::PeerDown { peer }) => self.fence(&myself, st, &peer),
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        evt: SupervisionEvent,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let (cell, failure) = match evt {
-            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
-            SupervisionEvent::ActorFailed(cell, e) => (cell, Some(e.to_string())),
-            _ => return Ok(()),
-        };
-        if let Some(key) = st.by_actor.remove(&cell.get_id()) {
-            if let Some(f) = failure {
-                tracing::warn!(ty = %self.spec.ty, %key, error = %f, "entity failed; its next message starts it again from its last checkpoint");
-            }
-            if matches!(st.slots.get(&key), Some(Slot::Active { actor, .. }) if actor.get_id() == cell.get_id())
-            {
-                st.slots.remove(&key);
-            }
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        // A planned stop: every entity finishes its mailbox and saves.
-        let limit = self.spec.timeout * 5;
-        let actors: Vec<ActorRef<M>> = st
-            .slots
-            .values()
-            .filter_map(|s| match s {
-                Slot::Active { actor, .. } => Some(actor.clone()),
-                _ => None,
-            })
-            .collect();
-        let drains = actors.iter().map(|a| a.drain_and_wait(Some(limit)));
-        for (a, r) in actors.iter().zip(futures::future::join_all(drains).await) {
-            if r.is_err() {
-                a.kill();
-            }
-        }
-        // Our checkpoints go to whoever takes our keys once we are gone.
-        self.store.hand_over().await;
-        for (key, slot) in st.slots.drain() {
-            if let Slot::Activating { queue, .. } | Slot::Leaving { queue, .. } = slot {
-                for m in queue {
-                    self.dead_letter(&key, m, "its host stopped");
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -1497,6 +776,7 @@ impl<M: RemoteMessage> EntityRef<M> {
                 HostMsg::Deliver {
                     key: self.key.clone(),
                     hops: 0,
+                    handed: false,
                     msg,
                 },
             )
@@ -1549,6 +829,7 @@ impl<M: RemoteMessage> EntityRef<M> {
                 move |reply| HostMsg::Deliver {
                     key,
                     hops: 0,
+                    handed: false,
                     msg: build(reply),
                 },
                 timeout,

@@ -495,6 +495,24 @@ impl NodeInner {
         true
     }
 
+    /// Announces that membership `id` leaves its group while its actor
+    /// stays reachable (a leaving entity host passes on what still reaches
+    /// it); [`leave_local`](Self::leave_local) or the actor's end removes
+    /// the rest.
+    pub(crate) fn withdraw_local(&self, id: u64) -> bool {
+        let mut view = lock!(self.view.lock());
+        let Some(group) = lock!(self.locals.lock())
+            .members
+            .get(&id)
+            .map(|(g, _)| g.clone())
+        else {
+            return false;
+        };
+        view.left_group(&self.name, &group, id);
+        self.broadcast(&Frame::GroupLeft { group, id });
+        true
+    }
+
     /// An export of ours ended (its actor stopped): release the name or
     /// membership behind it.
     pub(crate) fn export_ended(&self, export: &str) {

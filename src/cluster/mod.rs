@@ -129,6 +129,7 @@
 
 mod config;
 mod entities;
+mod entity_host;
 mod error;
 mod events;
 mod gate;

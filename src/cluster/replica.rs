@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::entities::{HostMsg, Hosts};
+use super::entities::Hosts;
+use super::entity_host::HostMsg;
 use super::error::ClusterError;
 use super::message::RemoteMessage;
 use super::node::NodeInner;
@@ -124,7 +125,10 @@ impl<M: RemoteMessage> ReplicaStore<M> {
             }
         }
         let mut stored = 0;
-        while stored < self.k && !candidates.is_empty() {
+        // Whether a replica might hold it although the save failed.
+        let mut uncertain = false;
+        let mut failure: Option<String> = None;
+        while stored < self.k && !candidates.is_empty() && failure.is_none() {
             let want = (self.k - stored).min(candidates.len());
             let batch: Vec<_> = candidates.drain(..want).collect();
             let puts = batch.iter().map(|m| {
@@ -147,24 +151,48 @@ impl<M: RemoteMessage> ReplicaStore<M> {
             for (m, r) in batch.iter().zip(futures::future::join_all(puts).await) {
                 match r {
                     Ok(Ok(())) => stored += 1,
-                    // Gone since the view was read: try the next one.
-                    Err(ClusterError::NodeDown { .. } | ClusterError::NotConnected { .. }) => {}
+                    // Gone since the view was read (it may have stored it
+                    // just before): try the next one.
+                    Err(ClusterError::NodeDown { .. } | ClusterError::NotConnected { .. }) => {
+                        uncertain = true;
+                    }
+                    // It answered that it did not store it.
                     Ok(Err(reason)) => {
-                        return Err(self.unavailable(format!(
+                        failure.get_or_insert(format!(
                             "replica on node `{}` refused #{}: {reason}",
                             m.node, cp.seq
-                        )))
+                        ));
                     }
-                    Err(e) => {
-                        return Err(self.unavailable(format!(
+                    Err(e @ ClusterError::Refused { .. }) => {
+                        failure.get_or_insert(format!(
                             "replica on node `{}` did not take #{}: {e}",
                             m.node, cp.seq
-                        )))
+                        ));
+                    }
+                    // No answer: it may have stored it.
+                    Err(e) => {
+                        uncertain = true;
+                        failure.get_or_insert(format!(
+                            "replica on node `{}` did not answer for #{}: {e}",
+                            m.node, cp.seq
+                        ));
                     }
                 }
             }
         }
-        Ok(())
+        // Fewer than k stored without any refusal or silence means fewer
+        // than k other hosts are up: as many as there are hold it.
+        let Some(reason) = failure else {
+            return Ok(());
+        };
+        if uncertain || stored > 0 {
+            Err(CheckpointError::Unconfirmed {
+                store: self.name.clone(),
+                reason,
+            })
+        } else {
+            Err(self.unavailable(reason))
+        }
     }
 
     /// Sends every checkpoint this node owns (first in its key's order) to
@@ -192,12 +220,17 @@ impl<M: RemoteMessage> ReplicaStore<M> {
         let mut puts = Vec::new();
         for (key, cp) in self.local.entries() {
             let order = self.hosts.order(&key);
-            if order.first().map(|m| m.node.as_str()) != Some(node.name.as_str()) {
+            // Staying: only what we own goes to our replicas. Leaving (we
+            // may have left our own view already): every copy we hold goes
+            // to the key's next owner and its replicas, so none is lost.
+            let owned = order.first().map(|m| m.node.as_str()) == Some(node.name.as_str());
+            if !leaving && !owned {
                 continue;
             }
+            let order: Vec<_> = order.into_iter().filter(|m| m.node != node.name).collect();
             // Leaving: the next owner and its k replicas; staying: our k.
             let take = if leaving { self.k + 1 } else { self.k };
-            for target in order.into_iter().skip(1).take(take) {
+            for target in order.into_iter().take(take) {
                 let (key, cp) = (key.clone(), cp.clone());
                 puts.push(async move {
                     // Best effort; a stale answer means it holds newer already.
