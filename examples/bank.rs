@@ -60,12 +60,11 @@
 //! answering for every account, those it held included.
 //!
 //! With three nodes, one may die: the two others still hold the majority
-//! of the members they know, and once it has been down for 10 s
-//! (`NodeConfig::remove_down_after`) they stop counting it. A second loss
-//! within those 10 s (even a `quit`) leaves the last one on the minority
-//! side, serving no account until another node is back (keep-majority
-//! downing: it cannot tell a dead node from a partition that runs the same
-//! accounts).
+//! of the members they know. After a second loss (even a `quit`), the
+//! last one is on the minority side and serves no account until another
+//! node is back (keep-majority downing: it cannot tell a dead node from a
+//! partition that runs the same accounts; `NodeConfig::remove_down_after`
+//! changes that where a cut-off node never returns unrestarted).
 //!
 //! `cargo run --example bank -- --demo` starts the three nodes as separate
 //! processes (this program, run again) and joins them as a fourth member,
