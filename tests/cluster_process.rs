@@ -15,6 +15,8 @@
 //! Unix only: signals are sent with the `kill` program.
 #![cfg(all(feature = "cluster", unix))]
 
+mod cluster_support;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -1246,11 +1248,12 @@ fn copies(process: &str, node: &NodeProcess, end: std::time::Instant) -> Vec<Cop
 /// applies at most once, retried until acknowledged. Meanwhile one process
 /// is killed (SIGKILL) and started again, killed again while its keys are
 /// being handed back to it, and started again; another is frozen (SIGSTOP)
-/// and resumed. At the end every counter equals the number of increments
+/// and resumed; a third is cut off from the others through fault proxies
+/// and healed. At the end every counter equals the number of increments
 /// acknowledged for it (none lost, none doubled), and no key ever had two
 /// live copies on healthy processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_increments_survive_kills_mid_handover_and_a_freeze_with_one_copy_per_key() {
+async fn acknowledged_increments_survive_kills_a_partition_and_a_freeze_with_one_copy_per_key() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     const KEYS: u64 = 8;
     const WRITERS: u64 = 4;
@@ -1259,9 +1262,38 @@ async fn acknowledged_increments_survive_kills_mid_handover_and_a_freeze_with_on
     /// included (a freeze is detected in well under 1 s here).
     const ACK_BOUND: Duration = Duration::from_secs(15);
 
-    let mut a = NodeProcess::launch_with("a", &[], &ENTITIES).await;
-    let mut b = NodeProcess::launch_with("b", &[("--seed", a.addr)], &ENTITIES).await;
-    let mut c = NodeProcess::launch_with("c", &[("--seed", a.addr)], &ENTITIES).await;
+    // Every node advertises its own fault proxy, so every dial to it
+    // crosses that proxy; a and b (and the client) talk directly, so the
+    // proxies carry exactly the sessions with c (until b is frozen, last).
+    use cluster_support::proxy::{Mode, Proxy};
+    let unused: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let (pa, pb, pc) = (
+        Proxy::start(unused).await,
+        Proxy::start(unused).await,
+        Proxy::start(unused).await,
+    );
+    let behind = |p: &Proxy| -> [String; 4] {
+        [
+            ENTITIES[0].to_string(),
+            ENTITIES[1].to_string(),
+            "--advertise".to_string(),
+            p.reverse_addr().to_string(),
+        ]
+    };
+    let launch_c = |pa: SocketAddr, extra: [String; 4]| async move {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        NodeProcess::launch_with("c", &[("--seed", pa)], &extra).await
+    };
+    let extra = behind(&pa);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut a = NodeProcess::launch_with("a", &[], &extra).await;
+    pa.set_reverse_target(a.addr);
+    let extra = behind(&pb);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut b = NodeProcess::launch_with("b", &[("--seed", a.addr)], &extra).await;
+    pb.set_reverse_target(b.addr);
+    let mut c = launch_c(pa.reverse_addr(), behind(&pc)).await;
+    pc.set_reverse_target(c.addr);
     a.await_members(&[("b", "Up"), ("c", "Up")], CONVERGE).await;
     b.await_members(&[("a", "Up"), ("c", "Up")], CONVERGE).await;
     c.await_members(&[("a", "Up"), ("b", "Up")], CONVERGE).await;
@@ -1338,7 +1370,8 @@ async fn acknowledged_increments_survive_kills_mid_handover_and_a_freeze_with_on
     tokio::time::sleep(Duration::from_millis(800)).await;
     // The restarted c takes its keys back (hand-overs from a and b) and is
     // killed again while those are under way, then comes back for good.
-    let mut c2 = NodeProcess::launch_with("c", &[("--seed", a.addr)], &ENTITIES).await;
+    let mut c2 = launch_c(pa.reverse_addr(), behind(&pc)).await;
+    pc.set_reverse_target(c2.addr);
     c2.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], CONVERGE)
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1346,8 +1379,33 @@ async fn acknowledged_increments_survive_kills_mid_handover_and_a_freeze_with_on
     let c2_killed_at = std::time::Instant::now();
     let c2_copies = copies("c2", &c2, c2_killed_at);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut c3 = NodeProcess::launch_with("c", &[("--seed", a.addr)], &ENTITIES).await;
+    let mut c3 = launch_c(pa.reverse_addr(), behind(&pc)).await;
+    pc.set_reverse_target(c3.addr);
     c3.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], CONVERGE)
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // c is cut off through the proxies: {a, b} | {c}. c, in the minority,
+    // stops its copies; a and b take its keys over from the replicas.
+    for p in [&pa, &pb, &pc] {
+        p.refuse(true);
+        p.set(Mode::Drop);
+    }
+    let cut_at = std::time::Instant::now();
+    for peer in ["a", "b"] {
+        let prefix = format!("DOWN {peer} ");
+        c3.expect(&format!("c cut off from {peer}"), detection_bound(), |l| {
+            l.starts_with(&prefix)
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for p in [&pa, &pb, &pc] {
+        p.set(Mode::Pass);
+        p.refuse(false);
+    }
+    let healed_at = std::time::Instant::now();
+    c3.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], RECONNECT)
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -1389,7 +1447,10 @@ async fn acknowledged_increments_survive_kills_mid_handover_and_a_freeze_with_on
     // unhealthy from its freeze until its copies can have been stopped
     // after it resumed (detection plus slack); a killed one until its end.
     let end = std::time::Instant::now();
-    let b_unhealthy = (frozen_at, resumed_at + detection_bound());
+    let unhealthy = [
+        ("b", frozen_at, resumed_at + detection_bound()),
+        ("c3", cut_at, healed_at + detection_bound()),
+    ];
     let mut all = c_old;
     all.extend(copies("a", &a, end));
     all.extend(copies("b", &b, end));
@@ -1406,9 +1467,10 @@ async fn acknowledged_increments_survive_kills_mid_handover_and_a_freeze_with_on
             if to <= from + tolerance {
                 continue;
             }
-            let b_involved = x.process == "b" || y.process == "b";
-            let within_freeze = from < b_unhealthy.1 && to > b_unhealthy.0;
-            if b_involved && within_freeze {
+            let excused = unhealthy.iter().any(|(p, start, end)| {
+                (x.process == *p || y.process == *p) && from < *end && to > *start
+            });
+            if excused {
                 continue;
             }
             panic!(

@@ -10,8 +10,11 @@
 //! ```text
 //! ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...]
 //!                 [--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N]
-//!                 [--min-std-ms N] [--entities TYPE]
+//!                 [--min-std-ms N] [--entities TYPE] [--advertise ADDR]
 //! ```
+//!
+//! `--advertise` is the address peers are told to dial (a fault proxy in
+//! front of the node, in the tests); it defaults to the listening address.
 //!
 //! `--listen` defaults to `127.0.0.1:0`; the heartbeat options default to the
 //! library's defaults (200 ms, 500 ms, 100 ms). `--connect` and `--seed` may
@@ -121,7 +124,8 @@ const MAX_CAST: u64 = 1_000_000;
 
 const USAGE: &str =
     "usage: ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...] \
-[--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N] [--min-std-ms N] [--entities TYPE]";
+[--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N] [--min-std-ms N] [--entities TYPE] \
+[--advertise ADDR]";
 
 /// The messages the exported `echo` actor takes. Other programs talking to
 /// it must declare the same enum (same variants in the same order) with the
@@ -299,6 +303,7 @@ struct Args {
     pause: Option<Duration>,
     min_std: Option<Duration>,
     entities: Option<String>,
+    advertise: Option<SocketAddr>,
 }
 
 impl Args {
@@ -317,6 +322,7 @@ impl Args {
             pause: None,
             min_std: None,
             entities: None,
+            advertise: None,
         };
         while let Some(flag) = args.next() {
             if flag == "--help" || flag == "-h" {
@@ -333,6 +339,7 @@ impl Args {
                 "--pause-ms" => parsed.pause = Some(millis(&flag, &value)?),
                 "--min-std-ms" => parsed.min_std = Some(millis(&flag, &value)?),
                 "--entities" => parsed.entities = Some(value),
+                "--advertise" => parsed.advertise = Some(addr(&flag, &value)?),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
@@ -349,6 +356,9 @@ impl Args {
             .seeds(self.seeds.iter().copied());
         if let Some(addr) = self.listen {
             config = config.listen(addr);
+        }
+        if let Some(addr) = self.advertise {
+            config = config.advertise(addr);
         }
         if let Some(every) = self.heartbeat {
             config = config.heartbeat_interval(every);
