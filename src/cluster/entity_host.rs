@@ -450,18 +450,25 @@ impl<M: RemoteMessage> Host<M> {
                 node.may_start().map_err(Failure::retry)?;
                 // A drain may take up to 5 timeouts; wait a little longer.
                 let ask_for = spec.timeout * 6;
-                for m in hosts.snapshot().iter().filter(|m| m.node != node.name) {
-                    let asked = hosts
-                        .call(
-                            m,
-                            |reply| HostMsg::Acquire {
-                                key: key.clone(),
-                                from: node.name.clone(),
-                                reply,
-                            },
-                            ask_for,
-                        )
-                        .await;
+                // Every other reachable host at once.
+                let others: Vec<_> = hosts
+                    .snapshot()
+                    .iter()
+                    .filter(|m| m.node != node.name)
+                    .cloned()
+                    .collect();
+                let asks = others.iter().map(|m| {
+                    hosts.call(
+                        m,
+                        |reply| HostMsg::Acquire {
+                            key: key.clone(),
+                            from: node.name.clone(),
+                            reply,
+                        },
+                        ask_for,
+                    )
+                });
+                for (m, asked) in others.iter().zip(futures::future::join_all(asks).await) {
                     match asked {
                         Ok(Handover::Released) => {}
                         Ok(Handover::Busy) => {
