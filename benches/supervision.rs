@@ -804,45 +804,57 @@ where
 fn paired_check(rt: &Runtime) {
     let (cast, spawn) = rt.block_on(async {
         tokio::spawn(async {
-            let (sup, join) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
-                .await
-                .expect("supervisor");
-            let child = sup.child::<Msg>("w0").expect("child w0");
-            let actor = child.current().expect("w0 running");
-            // Time per round: raw / ChildRef is ChildRef's relative throughput.
-            let cast = paired_ratio(
-                PAIRED_CAST_ROUNDS,
-                PAIRED_CAST_ROUNDS / 5,
-                || cast_via_actor_ref(actor.clone(), 1),
-                || cast_via_child_ref(child.clone(), 1),
-            )
-            .await;
-            sup.stop(None).await.expect("stop");
-            join.await;
-            let spawn = paired_ratio(
-                PAIRED_SPAWN_ROUNDS,
-                PAIRED_SPAWN_ROUNDS / 5,
-                || supervised_spawn_stop(SPAWNED, 1),
-                || raw_spawn_stop(SPAWNED, 1),
-            )
-            .await;
+            let mut cast = None;
+            if paired_wanted("paired-cast") {
+                let (sup, join) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
+                    .await
+                    .expect("supervisor");
+                let child = sup.child::<Msg>("w0").expect("child w0");
+                let actor = child.current().expect("w0 running");
+                // Time per round: raw / ChildRef is ChildRef's relative throughput.
+                cast = Some(
+                    paired_ratio(
+                        PAIRED_CAST_ROUNDS,
+                        PAIRED_CAST_ROUNDS / 5,
+                        || cast_via_actor_ref(actor.clone(), 1),
+                        || cast_via_child_ref(child.clone(), 1),
+                    )
+                    .await,
+                );
+                sup.stop(None).await.expect("stop");
+                join.await;
+            }
+            let mut spawn = None;
+            if paired_wanted("paired-spawn") {
+                spawn = Some(
+                    paired_ratio(
+                        PAIRED_SPAWN_ROUNDS,
+                        PAIRED_SPAWN_ROUNDS / 5,
+                        || supervised_spawn_stop(SPAWNED, 1),
+                        || raw_spawn_stop(SPAWNED, 1),
+                    )
+                    .await,
+                );
+            }
             (cast, spawn)
         })
         .await
         .expect("paired check task")
     });
-    let (raw, child, ratio) = cast;
-    println!(
-        "paired check ({PAIRED_CAST_ROUNDS} interleaved pairs of {CASTS} casts): median round \
-         raw ActorRef {raw:.2?}, ChildRef {child:.2?}; ChildRef throughput = {ratio:.3} x raw \
-         (target >= 0.9)"
-    );
-    let (supervised, raw, ratio) = spawn;
-    println!(
-        "paired check ({PAIRED_SPAWN_ROUNDS} interleaved pairs of {SPAWNED} children): median \
-         round supervised {supervised:.2?}, raw {raw:.2?}; supervised = {ratio:.2} x raw \
-         (target <= 2)"
-    );
+    if let Some((raw, child, ratio)) = cast {
+        println!(
+            "paired check ({PAIRED_CAST_ROUNDS} interleaved pairs of {CASTS} casts): median \
+             round raw ActorRef {raw:.2?}, ChildRef {child:.2?}; ChildRef throughput = \
+             {ratio:.3} x raw (target >= 0.9)"
+        );
+    }
+    if let Some((supervised, raw, ratio)) = spawn {
+        println!(
+            "paired check ({PAIRED_SPAWN_ROUNDS} interleaved pairs of {SPAWNED} children): \
+             median round supervised {supervised:.2?}, raw {raw:.2?}; supervised = {ratio:.2} x \
+             raw (target <= 2)"
+        );
+    }
 }
 
 /// Interleaved rounds per variant in [`paired_check_scale`]'s group restarts.
@@ -857,96 +869,102 @@ fn paired_check_scale(rt: &Runtime) {
     let lines = rt.block_on(async {
         tokio::spawn(async {
             let mut lines = Vec::new();
-            let (batch, raw, ratio) = paired_ratio(
-                PAIRED_SPAWN_ROUNDS,
-                PAIRED_SPAWN_ROUNDS / 5,
-                || supervised_spawn_stop_batch(SPAWNED, 1),
-                || raw_spawn_stop(SPAWNED, 1),
-            )
-            .await;
-            lines.push(format!(
-                "spawn+stop {SPAWNED}, start_children: {batch:.2?} vs raw {raw:.2?} = {ratio:.2} x \
-                 (target <= 2)"
-            ));
-            let (batch, raw, ratio) = paired_ratio(
-                PAIRED_SPAWN_ROUNDS / 4,
-                2,
-                || supervised_spawn_stop_batch(SPAWNED_MANY, 1),
-                || raw_spawn_stop(SPAWNED_MANY, 1),
-            )
-            .await;
-            lines.push(format!(
-                "spawn+stop {SPAWNED_MANY}, start_children: {batch:.2?} vs raw {raw:.2?} = \
-                 {ratio:.2} x (target <= 2)"
-            ));
-            let (per_call, raw, ratio) = paired_ratio(
-                PAIRED_SPAWN_ROUNDS / 4,
-                2,
-                || supervised_spawn_stop(SPAWNED_MANY, 1),
-                || raw_spawn_stop(SPAWNED_MANY, 1),
-            )
-            .await;
-            lines.push(format!(
-                "spawn+stop {SPAWNED_MANY}, start_child each: {per_call:.2?} vs raw {raw:.2?} = \
-                 {ratio:.2} x"
-            ));
-            for (size, rounds) in GROUPS.into_iter().zip(PAIRED_GROUP_ROUNDS) {
-                let (sup, exit, children) = one_for_all_group(size).await;
-                let (parallel, parallel_slots) = raw_group(size, true).await;
-                let (sequential, sequential_slots) = raw_group(size, false).await;
-                let (ours, floor, vs_parallel) = paired_ratio(
-                    rounds,
-                    rounds / 5,
-                    || restart_one_for_all(children.clone(), 1),
-                    || raw_group_restart(parallel_slots.clone(), 1),
-                )
-                .await;
-                let (_, ordered, vs_ordered) = paired_ratio(
-                    rounds,
-                    rounds / 5,
-                    || restart_one_for_all(children.clone(), 1),
-                    || raw_group_restart(sequential_slots.clone(), 1),
+            if paired_wanted("paired-batch") {
+                let (batch, raw, ratio) = paired_ratio(
+                    PAIRED_SPAWN_ROUNDS,
+                    PAIRED_SPAWN_ROUNDS / 5,
+                    || supervised_spawn_stop_batch(SPAWNED, 1),
+                    || raw_spawn_stop(SPAWNED, 1),
                 )
                 .await;
                 lines.push(format!(
-                    "one-for-all restart of {size}: supervisor {ours:.2?}; by hand, parallel \
-                     stop {floor:.2?} ({vs_parallel:.2} x), reverse-order stop {ordered:.2?} \
-                     ({vs_ordered:.2} x){}",
-                    if size == 100 {
-                        " (target <= 1.3 x parallel)"
-                    } else {
-                        ""
-                    }
+                    "spawn+stop {SPAWNED}, start_children: {batch:.2?} vs raw {raw:.2?} = {ratio:.2} x \
+                     (target <= 2)"
                 ));
-                sup.stop(None).await.expect("stop");
-                exit.await;
-                for restarter in [parallel, sequential] {
-                    restarter.stop_and_wait(None, None).await.expect("stop");
+                let (batch, raw, ratio) = paired_ratio(
+                    PAIRED_SPAWN_ROUNDS / 4,
+                    2,
+                    || supervised_spawn_stop_batch(SPAWNED_MANY, 1),
+                    || raw_spawn_stop(SPAWNED_MANY, 1),
+                )
+                .await;
+                lines.push(format!(
+                    "spawn+stop {SPAWNED_MANY}, start_children: {batch:.2?} vs raw {raw:.2?} = \
+                     {ratio:.2} x (target <= 2)"
+                ));
+                let (per_call, raw, ratio) = paired_ratio(
+                    PAIRED_SPAWN_ROUNDS / 4,
+                    2,
+                    || supervised_spawn_stop(SPAWNED_MANY, 1),
+                    || raw_spawn_stop(SPAWNED_MANY, 1),
+                )
+                .await;
+                lines.push(format!(
+                    "spawn+stop {SPAWNED_MANY}, start_child each: {per_call:.2?} vs raw {raw:.2?} = \
+                     {ratio:.2} x"
+                ));
+            }
+            if paired_wanted("paired-one-for-all") {
+                for (size, rounds) in GROUPS.into_iter().zip(PAIRED_GROUP_ROUNDS) {
+                    let (sup, exit, children) = one_for_all_group(size).await;
+                    let (parallel, parallel_slots) = raw_group(size, true).await;
+                    let (sequential, sequential_slots) = raw_group(size, false).await;
+                    let (ours, floor, vs_parallel) = paired_ratio(
+                        rounds,
+                        rounds / 5,
+                        || restart_one_for_all(children.clone(), 1),
+                        || raw_group_restart(parallel_slots.clone(), 1),
+                    )
+                    .await;
+                    let (_, ordered, vs_ordered) = paired_ratio(
+                        rounds,
+                        rounds / 5,
+                        || restart_one_for_all(children.clone(), 1),
+                        || raw_group_restart(sequential_slots.clone(), 1),
+                    )
+                    .await;
+                    lines.push(format!(
+                        "one-for-all restart of {size}: supervisor {ours:.2?}; by hand, parallel \
+                         stop {floor:.2?} ({vs_parallel:.2} x), reverse-order stop {ordered:.2?} \
+                         ({vs_ordered:.2} x){}",
+                        if size == 100 {
+                            " (target <= 1.3 x parallel)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    sup.stop(None).await.expect("stop");
+                    exit.await;
+                    for restarter in [parallel, sequential] {
+                        restarter.stop_and_wait(None, None).await.expect("stop");
+                    }
                 }
             }
-            let (one, _) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
-                .await
-                .expect("one-for-one supervisor");
-            let child = one.child::<Msg>("w0").expect("child w0");
-            let slot = RawSlot::default();
-            let (restarter, _) = Actor::spawn(None, RawRestarter, slot.clone())
-                .await
-                .expect("restarter");
-            let (ours, floor, ratio) = paired_ratio(
-                100,
-                20,
-                || restart_one_for_one(child.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
-                || raw_restart_by_hand(slot.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
-            )
-            .await;
-            let per = PAIRED_ONE_FOR_ONE_RESTARTS as u32;
-            lines.push(format!(
-                "one-for-one restart: supervisor {:.2?} vs by hand {:.2?} = {ratio:.2} x",
-                ours / per,
-                floor / per
-            ));
-            one.stop(None).await.expect("stop");
-            restarter.stop_and_wait(None, None).await.expect("stop");
+            if paired_wanted("paired-one-for-one") {
+                let (one, _) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
+                    .await
+                    .expect("one-for-one supervisor");
+                let child = one.child::<Msg>("w0").expect("child w0");
+                let slot = RawSlot::default();
+                let (restarter, _) = Actor::spawn(None, RawRestarter, slot.clone())
+                    .await
+                    .expect("restarter");
+                let (ours, floor, ratio) = paired_ratio(
+                    100,
+                    20,
+                    || restart_one_for_one(child.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
+                    || raw_restart_by_hand(slot.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
+                )
+                .await;
+                let per = PAIRED_ONE_FOR_ONE_RESTARTS as u32;
+                lines.push(format!(
+                    "one-for-one restart: supervisor {:.2?} vs by hand {:.2?} = {ratio:.2} x",
+                    ours / per,
+                    floor / per
+                ));
+                one.stop(None).await.expect("stop");
+                restarter.stop_and_wait(None, None).await.expect("stop");
+            }
             lines
         })
         .await
@@ -954,6 +972,21 @@ fn paired_check_scale(rt: &Runtime) {
     });
     for line in lines {
         println!("paired check: {line}");
+    }
+}
+
+/// Which paired checks run: all of them, unless the filter names one
+/// (`paired-cast`, `paired-spawn`, `paired-batch`, `paired-one-for-all`,
+/// `paired-one-for-one`; a filter that is a prefix of several runs those).
+/// A filter that names no paired check and no criterion bench
+/// (`paired-only`) runs them all without the criterion groups.
+fn paired_wanted(check: &str) -> bool {
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    match filter {
+        Some(filter) if filter.starts_with("paired-") && filter != "paired-only" => {
+            check.starts_with(&filter)
+        }
+        _ => true,
     }
 }
 
