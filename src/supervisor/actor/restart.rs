@@ -47,10 +47,14 @@ impl State {
         }
 
         if !should_restart(restart, &reason) {
+            let on_ended = child.spec.on_ended.clone();
             if restart == Restart::Temporary || matches!(self.mode, Mode::Dynamic { .. }) {
                 self.remove_child(seq);
             } else {
                 self.children.set_state(seq, ChildState::Stopped);
+            }
+            if let Some(on_ended) = on_ended {
+                on_ended();
             }
             return self.check_auto_shutdown(significant);
         }
