@@ -814,11 +814,14 @@ impl NodeInner {
     /// A session's tasks ended: clean up, publish `Down`, reconnect.
     pub(crate) fn session_ended(self: &Arc<Self>, peer: &Arc<Peer>, link: &Arc<Link>) {
         let leaving = lock!(self.members.lock()).phase(peer.name()) == Some(Phase::Leaving);
-        if leaving {
-            // A planned leave: not a failure.
+        let reason = if leaving {
+            // A planned leave: not a failure, whatever ended the transport
+            // (its socket closing under our writes, say).
             link.close(DownReason::PeerLeft);
-        }
-        let reason = link.reason();
+            DownReason::PeerLeft
+        } else {
+            link.reason()
+        };
         self.registry.drop_session(link.session);
         if !peer.end_session(link.session, &reason) {
             return;
