@@ -462,3 +462,42 @@ async fn a_leave_under_the_peers_writes_is_still_a_leave() {
         b.shutdown().await;
     }
 }
+
+// Sixteen nodes joining through one seed dial each other at once about a
+// hundred times per join (every node dials every member it hears of):
+// each crossing pair settles inside the handshake, so no node ever sees a
+// `Down` while the mesh forms (a flap was seen in about 1 join in 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_nodes_joining_through_one_seed_never_flap() {
+    const NODES: usize = 16;
+    for round in 0..10 {
+        let seed = Node::start(ractor_otp::cluster::NodeConfig::new("n00").cookie("flap"))
+            .await
+            .expect("the seed");
+        let mut watched = vec![seed.subscribe()];
+        let addr = seed.local_addr();
+        let mut nodes = vec![seed];
+        for i in 1..NODES {
+            let config = ractor_otp::cluster::NodeConfig::new(format!("n{i:02}"))
+                .cookie("flap")
+                .seeds([addr]);
+            let node = Node::start(config).await.expect("a node");
+            watched.push(node.subscribe());
+            nodes.push(node);
+        }
+        for node in &nodes {
+            until_up_members(node, NODES - 1).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (node, events) in nodes.iter().zip(&mut watched) {
+            let downs: Vec<NodeEvent> = drain(events)
+                .into_iter()
+                .filter(|e| matches!(e, NodeEvent::Down { .. }))
+                .collect();
+            assert_eq!(downs, vec![], "round {round}: {} saw a flap", node.name());
+        }
+        for node in &nodes {
+            node.leave().await;
+        }
+    }
+}
