@@ -294,7 +294,23 @@ fn spec(strategy: Strategy, children: usize) -> SupervisorSpec {
 
 /// The id of the incarnation that answers a ping through `child`, if any.
 async fn ping(child: &ChildRef<Msg>) -> Option<ActorId> {
-    child.call(Msg::Ping, None).await.ok().map(|(id, _)| id)
+    ping_actor(&child.current()?).await
+}
+
+/// The id of `actor` if it answers a ping. Every restart bench polls
+/// through this, supervised or by hand, so that they poll alike: the ping
+/// ends when the incarnation ends (a ping enqueued as it stops could
+/// otherwise wait forever in its closed mailbox; `ChildRef::call` guards
+/// the same way).
+async fn ping_actor(actor: &ActorRef<Msg>) -> Option<ActorId> {
+    tokio::select! {
+        biased;
+        reply = actor.call(Msg::Ping, None) => match reply {
+            Ok(ractor::rpc::CallResult::Success((id, _))) => Some(id),
+            _ => None,
+        },
+        _ = actor.wait(None) => None,
+    }
 }
 
 /// Polls `child` until an incarnation other than `old` answers a call,
@@ -449,10 +465,8 @@ async fn raw_restart_by_hand(slot: RawSlot, iters: u64) -> Duration {
         let mut polls = 0;
         loop {
             if let Some(actor) = current() {
-                if let Ok(reply) = actor.call(Msg::Ping, None).await {
-                    if reply.success_or(()).is_ok_and(|(id, _)| id != old_id) {
-                        break;
-                    }
+                if ping_actor(&actor).await.is_some_and(|id| id != old_id) {
+                    break;
                 }
             }
             polls += 1;
@@ -481,10 +495,8 @@ async fn raw_group_restart(slots: RawGroup, iters: u64) -> Duration {
             let mut polls = 0;
             loop {
                 if let Some(actor) = current(i) {
-                    if let Ok(reply) = actor.call(Msg::Ping, None).await {
-                        if reply.success_or(()).is_ok_and(|(id, _)| id != old) {
-                            break;
-                        }
+                    if ping_actor(&actor).await.is_some_and(|id| id != old) {
+                        break;
                     }
                 }
                 polls += 1;
@@ -858,7 +870,7 @@ fn paired_check(rt: &Runtime) {
 }
 
 /// Interleaved rounds per variant in [`paired_check_scale`]'s group restarts.
-const PAIRED_GROUP_ROUNDS: [usize; 3] = [200, 60, 12];
+const PAIRED_GROUP_ROUNDS: [usize; 3] = [1000, 400, 40];
 /// Restarts per round in [`paired_check_scale`]'s one-for-one comparison.
 const PAIRED_ONE_FOR_ONE_RESTARTS: u64 = 100;
 
