@@ -46,6 +46,10 @@ const FRESH_DIAL: Duration = Duration::from_secs(1);
 /// is forgotten (about a minute with the default backoff).
 const FORGET_UNREACHED: u32 = 16;
 
+/// How long [`Node::leave`] tries to reach the members it has no session
+/// with (at most the handshake timeout).
+const LEAVE_REACH: Duration = Duration::from_secs(1);
+
 /// The shortest time a reconnection attempt is given before the next one
 /// starts (see [`reconnect`]).
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
@@ -243,21 +247,59 @@ impl Node {
         })
     }
 
-    /// Leaves the cluster for good: tells every member this node is
-    /// leaving (they mark it `Left`: no failure, no reconnection), then
-    /// shuts down as [`shutdown`](Self::shutdown) does.
+    /// Leaves the cluster for good: tells every member it can reach that
+    /// this node is leaving (they mark it `Left`: no failure, no
+    /// reconnection), then shuts down as [`shutdown`](Self::shutdown) does.
+    ///
+    /// Members with a session hear it on that session. Members without one
+    /// (`Down`, or `Joining`: heard of, not reached yet) are dialed once,
+    /// all at once, for at most 1 s (or the handshake timeout if shorter),
+    /// and told on the new session. A member that cannot be reached then
+    /// (behind a partition) is not told: members do not relay a leave, so
+    /// it keeps this node `Down` and redials it with backoff (every 5 s at
+    /// the default cap) for as long as it runs, as it does any member that
+    /// failed, unless this node's name comes back.
     pub async fn leave(&self) {
         if !self.inner.shutdown.is_cancelled() {
             // Entities and singletons first: they finish their mailboxes and
             // save while the sessions are still up; the keys move on.
             self.inner.stop_hosts().await;
+            tracing::info!(node = %self.inner.name, "leaving the cluster");
             let peers: Vec<Arc<Peer>> = lock!(self.inner.peers.lock()).values().cloned().collect();
             for link in peers.iter().filter_map(|p| p.link().ok()) {
                 link.send_plain(&Frame::Leaving);
             }
-            tracing::info!(node = %self.inner.name, "leaving the cluster");
+            self.reach_unconnected_to_leave().await;
         }
         self.shutdown().await;
+    }
+
+    /// [`leave`](Self::leave)'s second part: dials the members without a
+    /// session and says goodbye on each session that comes up.
+    async fn reach_unconnected_to_leave(&self) {
+        let unconnected: Vec<(String, SocketAddr)> = lock!(self.inner.members.lock())
+            .list(|_| MemberStatus::Up)
+            .into_iter()
+            .filter(|m| matches!(m.status, MemberStatus::Down | MemberStatus::Joining))
+            .map(|m| (m.name, m.addr))
+            .collect();
+        if unconnected.is_empty() {
+            return;
+        }
+        let bound = self.inner.config.handshake_timeout.min(LEAVE_REACH);
+        let told = futures::future::join_all(unconnected.iter().map(|(name, addr)| async move {
+            let reached = tokio::time::timeout(bound, dial(&self.inner, *addr, Some(name))).await;
+            match reached.map(|dialed| dialed.map(|peer| peer.link())) {
+                Ok(Ok(Ok(link))) => {
+                    link.send_plain(&Frame::Leaving);
+                    true
+                }
+                _ => false,
+            }
+        }))
+        .await;
+        let reached = told.iter().filter(|t| **t).count();
+        tracing::info!(node = %self.inner.name, reached, unreached = told.len() - reached, "told the members without a session that this node leaves");
     }
 
     /// Every peer this node knows, with its status, phi, round-trip time
@@ -810,11 +852,14 @@ impl NodeInner {
     /// A session's tasks ended: clean up, publish `Down`, reconnect.
     pub(crate) fn session_ended(self: &Arc<Self>, peer: &Arc<Peer>, link: &Arc<Link>) {
         let leaving = lock!(self.members.lock()).phase(peer.name()) == Some(Phase::Leaving);
-        if leaving {
-            // A planned leave: not a failure.
+        let reason = if leaving {
+            // A planned leave: not a failure, whatever ended the transport
+            // (its socket closing under our writes, say).
             link.close(DownReason::PeerLeft);
-        }
-        let reason = link.reason();
+            DownReason::PeerLeft
+        } else {
+            link.reason()
+        };
         self.registry.drop_session(link.session);
         if !peer.end_session(link.session, &reason) {
             return;
