@@ -349,8 +349,13 @@ async fn a_leave_reaches_a_member_it_had_no_session_with() {
     c.connect(a.local_addr()).await.expect("c joins a");
     until_up_members(&a, 2).await;
     let deadline = Instant::now() + SOON;
-    while !b.members().iter().any(|m| m.name == "c") {
-        assert!(Instant::now() < deadline, "b hears of c from a");
+    // Each hears of the other from a's member list (c must know b to tell
+    // it goodbye).
+    while !b.members().iter().any(|m| m.name == "c") || !c.members().iter().any(|m| m.name == "b") {
+        assert!(
+            Instant::now() < deadline,
+            "b and c hear of each other from a"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let c_on_b = b.members().into_iter().find(|m| m.name == "c").expect("c");

@@ -265,18 +265,29 @@ impl Node {
             // save while the sessions are still up; the keys move on.
             self.inner.stop_hosts().await;
             tracing::info!(node = %self.inner.name, "leaving the cluster");
-            let peers: Vec<Arc<Peer>> = lock!(self.inner.peers.lock()).values().cloned().collect();
-            for link in peers.iter().filter_map(|p| p.link().ok()) {
-                link.send_plain(&Frame::Leaving);
+            self.say_leaving();
+            if self.reach_unconnected_to_leave().await {
+                // A goodbye dial can cross a dial of the member's own (or
+                // of ours) and its session be replaced before the member
+                // read it: say it again on every session now current.
+                self.say_leaving();
             }
-            self.reach_unconnected_to_leave().await;
         }
         self.shutdown().await;
     }
 
     /// [`leave`](Self::leave)'s second part: dials the members without a
     /// session and says goodbye on each session that comes up.
-    async fn reach_unconnected_to_leave(&self) {
+    /// Sends `Leaving` on every live session.
+    fn say_leaving(&self) {
+        let peers: Vec<Arc<Peer>> = lock!(self.inner.peers.lock()).values().cloned().collect();
+        for link in peers.iter().filter_map(|p| p.link().ok()) {
+            link.send_plain(&Frame::Leaving);
+        }
+    }
+
+    /// Returns whether any member without a session was dialed.
+    async fn reach_unconnected_to_leave(&self) -> bool {
         let unconnected: Vec<(String, SocketAddr)> = lock!(self.inner.members.lock())
             .list(|_| MemberStatus::Up)
             .into_iter()
@@ -284,22 +295,33 @@ impl Node {
             .map(|m| (m.name, m.addr))
             .collect();
         if unconnected.is_empty() {
-            return;
+            return false;
         }
-        let bound = self.inner.config.handshake_timeout.min(LEAVE_REACH);
+        // Each member is tried until it takes the goodbye or the time is
+        // up: a first attempt can be refused while the member's own dial
+        // to us is in flight (simultaneous dials are settled for one side).
+        let deadline = tokio::time::Instant::now() + LEAVE_REACH;
+        let attempt = self.inner.config.handshake_timeout.min(LEAVE_REACH);
         let told = futures::future::join_all(unconnected.iter().map(|(name, addr)| async move {
-            let reached = tokio::time::timeout(bound, dial(&self.inner, *addr, Some(name))).await;
-            match reached.map(|dialed| dialed.map(|peer| peer.link())) {
-                Ok(Ok(Ok(link))) => {
-                    link.send_plain(&Frame::Leaving);
-                    true
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return false;
                 }
-                _ => false,
+                let reached =
+                    tokio::time::timeout(attempt.min(left), dial(&self.inner, *addr, Some(name)))
+                        .await;
+                if let Ok(Ok(Ok(link))) = reached.map(|dialed| dialed.map(|peer| peer.link())) {
+                    link.send_plain(&Frame::Leaving);
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50).min(left)).await;
             }
         }))
         .await;
         let reached = told.iter().filter(|t| **t).count();
         tracing::info!(node = %self.inner.name, reached, unreached = told.len() - reached, "told the members without a session that this node leaves");
+        true
     }
 
     /// Every peer this node knows, with its status, phi, round-trip time
