@@ -272,6 +272,17 @@ impl Node {
                 // read it: say it again on every session now current.
                 self.say_leaving();
             }
+            // Each member closes its session once it has read the goodbye;
+            // closing ours first could reset a socket the member is still
+            // writing to and discard the goodbye unread.
+            let deadline = tokio::time::Instant::now() + LEAVE_REACH;
+            while tokio::time::Instant::now() < deadline
+                && lock!(self.inner.peers.lock())
+                    .values()
+                    .any(|p| p.link().is_ok())
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
         self.shutdown().await;
     }

@@ -700,9 +700,14 @@ fn handle(
         ),
         Frame::Members { members } => node.on_members(peer, members),
         Frame::Leaving => {
-            // The session's end is a planned leave, whatever closes it.
+            // The session's end is a planned leave, whatever closes it; we
+            // close it at once, which tells the leaving node it was heard
+            // (it waits for that before closing its side, so that our
+            // writes never meet a closed socket whose reset would discard
+            // this frame unread).
             link.mark(DownReason::PeerLeft);
             node.on_leaving(peer);
+            return Err(DownReason::PeerLeft);
         }
         f @ (Frame::Registrations { .. }
         | Frame::NameAdded(_)
