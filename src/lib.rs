@@ -100,6 +100,9 @@ pub mod checkpoint;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod exit;
+pub mod metrics;
+#[cfg(feature = "observer")]
+pub mod observer;
 pub mod pool;
 pub mod supervisor;
 

@@ -291,6 +291,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, link: Arc<Link>, peer: Arc<
                     Ok(n) => {
                         done += n;
                         out.written(n);
+                        peer.metrics.bytes_out(n);
                     }
                     Err(e) => {
                         link.close(DownReason::ConnectionError(e.to_string()));
@@ -510,6 +511,7 @@ fn on_read(
         // read per socket read) and this flag, read at the next tick.
         Ok(Some(body)) => {
             hb.handled = true;
+            peer.metrics.frame_in(body.len());
             if let Some(payload) = hb.repeated_cast(&body, node) {
                 hb.deliver_last_cast(peer, link, payload);
                 return Ok(());
@@ -610,6 +612,7 @@ fn beat(
 
 /// Tells the sender its cast was refused (it reports a dead letter).
 fn refuse_cast(peer: &Peer, link: &Link, actor: String, tag: String, refusal: Refusal) {
+    peer.metrics.refused(&refusal);
     tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "cast refused");
     link.send_plain(&Frame::Undelivered {
         actor,
@@ -660,6 +663,7 @@ fn handle(
                 match reply {
                     Some(id) => {
                         tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "call refused");
+                        peer.metrics.refused(&refusal);
                         link.refuse(id, refusal);
                     }
                     None => refuse_cast(peer, link, actor, tag, refusal),

@@ -85,6 +85,9 @@ pub(crate) enum SupervisorMsg {
     WhichChildren(RpcReplyPort<Vec<ChildInfo>>),
     CountChildren(RpcReplyPort<ChildCounts>),
     Describe(RpcReplyPort<String>),
+    /// The observer's view of this supervisor and its children.
+    #[cfg_attr(not(feature = "observer"), allow(dead_code))]
+    Inspect(RpcReplyPort<crate::supervisor::snapshot::TreeSnapshot>),
     StartChild(ChildSpec, RpcReplyPort<Result<ActorCell, SupervisorError>>),
     StartChildren(
         Vec<ChildSpec>,
@@ -186,6 +189,8 @@ pub(crate) struct State {
     on_stop: Option<OnStop>,
     /// The span of every event of this supervisor, built once.
     span: tracing::Span,
+    /// The children-running gauge, set after every message.
+    running: crate::metrics::RunningGauge,
 }
 
 // ---------------------------------------------------------------------------
@@ -279,6 +284,7 @@ impl Actor for SupervisorActor {
         let span = tracing::info_span!("supervisor", name = %label);
         let mut state = State {
             span,
+            running: crate::metrics::RunningGauge::new(&label),
             label,
             myself,
             strategy: args.strategy,
@@ -316,6 +322,7 @@ impl Actor for SupervisorActor {
             }
         }
         tracing::debug!(supervisor = %state.label, children = state.children.len(), "supervisor started");
+        state.running.set(state.children.running());
         Ok(state)
     }
 
@@ -338,6 +345,10 @@ impl Actor for SupervisorActor {
                 }
                 SupervisorMsg::Describe(port) => {
                     let _ = port.send(state.describe());
+                    Ok(())
+                }
+                SupervisorMsg::Inspect(port) => {
+                    let _ = port.send(state.inspect());
                     Ok(())
                 }
                 SupervisorMsg::StartChild(spec, port) => {
@@ -382,6 +393,7 @@ impl Actor for SupervisorActor {
         let Some(cell) = event.actor_cell() else {
             return Ok(());
         };
+        state.note_exit(cell, &reason);
         let span = state.span();
         async move {
             let outcome = state.child_exited(cell, reason).await;
@@ -420,10 +432,16 @@ impl State {
 
     /// Acts on an [`Exit`]: stops the children and makes the actor end.
     async fn finish(&mut self, outcome: Result<(), Exit>) -> Result<(), ActorProcessingErr> {
+        self.running.set(self.children.running());
         match outcome {
             Ok(()) => Ok(()),
             Err(Exit::Escalate(err)) => {
                 tracing::error!(supervisor = %self.label, error = %err, "restart intensity exceeded; stopping all children and escalating");
+                let child = match &err {
+                    SupervisorError::IntensityExceeded { child, .. } => child.as_str(),
+                    _ => "",
+                };
+                crate::metrics::intensity_exceeded(&self.label, child, &err);
                 self.shutdown_children().await;
                 Err(Box::new(err))
             }
@@ -513,11 +531,31 @@ impl State {
         };
         tracing::debug!(supervisor = %self.label, child = %self.child_id(seq), actor = %cell.get_id(), "child started");
         if let Some(child) = self.children.get_mut(seq) {
-            child.started_at = Some(now());
+            if child.started_at.replace(now()).is_some() {
+                child.restarts += 1;
+                crate::metrics::child_restarted(&self.label, &child.spec.id, child.restarts);
+            }
         }
         self.children
             .set_state(seq, ChildState::Running(cell.clone()));
         Ok(cell)
+    }
+
+    /// Records how a child's incarnation ended, before the restart
+    /// decision: its last exit (for the observer), and, unless a group
+    /// restart stopped it, the exit metric and event.
+    fn note_exit(&mut self, cell: &ActorCell, reason: &ExitReason) {
+        let Some(seq) = self.children.seq_of_actor(cell.get_id()) else {
+            return;
+        };
+        let Some(child) = self.children.get_mut(seq) else {
+            return;
+        };
+        child.last_exit = Some(reason.clone());
+        if matches!(child.state, ChildState::Running(_)) {
+            let is_supervisor = child.spec.kind == ChildKind::Supervisor;
+            crate::metrics::child_exited(&self.label, &child.spec.id, reason, is_supervisor);
+        }
     }
 
     fn child_id(&self, seq: u64) -> String {
