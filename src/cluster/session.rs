@@ -267,11 +267,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, link: Arc<Link>, peer: Arc<
         {
             break 'run;
         }
+        peer.metrics.bytes_out(taken.ctrl.len());
         while done < pending.len() {
             let ctrl = out.take_ctrl();
             if !ctrl.is_empty() && write_all_or_closed(&mut w, &link, &ctrl).await.is_err() {
                 break 'run;
             }
+            peer.metrics.bytes_out(ctrl.len());
             let end = done + outbox::batch_end(&pending[done..], WRITE_BATCH);
             while done < end {
                 // `write` is cancel safe: dropped before it is ready, it
