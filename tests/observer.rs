@@ -436,7 +436,66 @@ async fn a_stream_client_that_never_reads_never_slows_the_node() {
     .await;
     assert!(events["lagged"].as_u64().unwrap() > 0);
     eprintln!("{CRASHES} crash/restart cycles with a stuck stream client took {took:?}");
+    // Stopping the observer does not wait for the client either.
+    tokio::time::timeout(LIMIT, observer.shutdown())
+        .await
+        .expect("the observer stops with a stuck client connected");
     drop(stuck);
-    observer.shutdown().await;
     sup.stop(Some(LIMIT)).await.expect("the tree stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_answer_for_their_own_trees_through_the_cluster() {
+    let config = |name: &str| NodeConfig::new(name).cookie("observer test");
+    let a = Node::start(config("trees-a")).await.expect("node a");
+    let b = Node::start(config("trees-b")).await.expect("node b");
+    let c = Node::start(config("trees-c")).await.expect("node c");
+    a.connect(b.local_addr()).await.expect("a reaches b");
+    a.connect(c.local_addr()).await.expect("a reaches c");
+    let (b_tree, _pool) = demo_tree().await;
+    let b_root = b_tree.cell().get_name().unwrap();
+    // b runs an observer of its own tree; c runs none.
+    let on_b = Observer::builder()
+        .supervisor(&b_tree)
+        .node(&b)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("b's observer");
+    let on_a = Observer::builder()
+        .node(&a)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("a's observer");
+    let addr = on_a.local_addr();
+
+    let answer = get_json(addr, "/api/nodes/trees-b/trees").await;
+    assert_eq!(answer["node"], "trees-b");
+    assert_eq!(
+        answer["trees"][0]["path"],
+        b_root.as_str(),
+        "b answers with its own tree"
+    );
+    assert_eq!(
+        answer["trees"][0]["children"][1]["tree"]["path"],
+        format!("{b_root}/storage")
+    );
+
+    let (status, body) = http(addr, "GET", "/api/nodes/trees-c/trees", &[]).await;
+    assert_eq!(
+        status, 502,
+        "a peer without an observer cannot answer: {body}"
+    );
+    assert!(
+        body.contains("no observer"),
+        "and the error says why: {body}"
+    );
+    let (status, _) = http(addr, "GET", "/api/nodes/nobody/trees", &[]).await;
+    assert_eq!(status, 404, "an unknown peer is not found");
+
+    on_a.shutdown().await;
+    on_b.shutdown().await;
+    b_tree.stop(Some(LIMIT)).await.expect("b's tree stops");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
 }

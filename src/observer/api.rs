@@ -20,7 +20,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::hub::{Event, EventKind};
 use super::{Actions, PoolView, INSPECT_TIMEOUT, PEER_HISTORY, RECENT_EVENTS};
@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     pub(crate) history: Mutex<HashMap<String, VecDeque<PeerSample>>>,
     /// Events the live streams dropped for slow clients.
     lagged: AtomicU64,
+    /// Turns true when the observer stops: live streams end, so that the
+    /// server's graceful shutdown is not held open by a browser.
+    stop: watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -69,6 +72,7 @@ impl Shared {
         pools: Vec<(String, Arc<dyn PoolView>)>,
         #[cfg(feature = "cluster")] node: Option<crate::cluster::Node>,
         actions: Actions,
+        stop: watch::Receiver<bool>,
     ) -> Self {
         Shared {
             roots,
@@ -80,6 +84,7 @@ impl Shared {
             live: broadcast::channel(STREAM_BUFFER).0,
             history: Mutex::new(HashMap::new()),
             lagged: AtomicU64::new(0),
+            stop,
         }
     }
 
@@ -117,6 +122,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/pools", get(pools))
         .route("/api/pools/{name}", get(pool_named))
         .route("/api/cluster", get(cluster))
+        .route("/api/nodes/{peer}/trees", get(node_trees))
         .route("/api/events", get(events))
         .route("/api/events/stream", get(stream))
         .route("/api/actions/{action}/{*path}", post(act))
@@ -128,7 +134,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 // Errors
 
 /// An error answer: a status and `{"error": ..}`.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -172,7 +178,7 @@ async fn index(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "actions": actions,
         "endpoints": [
             "GET /api/trees", "GET /api/trees/{path}", "GET /api/pools",
-            "GET /api/pools/{name}", "GET /api/cluster", "GET /api/events",
+            "GET /api/pools/{name}", "GET /api/cluster", "GET /api/nodes/{peer}/trees", "GET /api/events",
             "GET /api/events/stream", "POST /api/actions/{kill|terminate|restart}/{path}"
         ],
     }))
@@ -262,7 +268,7 @@ fn child_json(parent: &str, child: &ChildSnapshot, nested: Option<Value>) -> Val
     })
 }
 
-async fn all_trees(shared: &Shared) -> Vec<Value> {
+pub(crate) async fn all_trees(shared: &Shared) -> Vec<Value> {
     let mut out = Vec::with_capacity(shared.roots.len());
     for root in &shared.roots {
         match tree_json(root.clone(), 0).await {
@@ -478,6 +484,18 @@ fn finite(x: f64) -> f64 {
     }
 }
 
+#[cfg(feature = "cluster")]
+use super::remote::trees as node_trees;
+
+/// Without the cluster there are no other nodes.
+#[cfg(not(feature = "cluster"))]
+async fn node_trees(Path(peer): Path<String>) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no peer named {peer:?}: built without the cluster feature"),
+    )
+}
+
 // ---------------------------------------------------------------------------
 // Events
 
@@ -585,15 +603,20 @@ async fn stream(State(shared): State<Arc<Shared>>, Query(query): Query<EventQuer
         Err(response) => return response,
     };
     let rx = shared.live.subscribe();
+    let stop = shared.stop.clone();
     let events = futures::stream::unfold(
-        (rx, filter, shared),
-        |(mut rx, filter, shared)| async move {
+        (rx, filter, shared, stop),
+        |(mut rx, filter, shared, mut stop)| async move {
             loop {
-                match rx.recv().await {
+                let received = tokio::select! {
+                    received = rx.recv() => received,
+                    _ = stop.wait_for(|stopped| *stopped) => return None,
+                };
+                match received {
                     Ok(event) if filter.keeps(&event) => {
                         let data = serde_json::to_string(&*event).unwrap_or_default();
                         let sse = SseEvent::default().event("observed").data(data);
-                        return Some((Ok::<_, Infallible>(sse), (rx, filter, shared)));
+                        return Some((Ok::<_, Infallible>(sse), (rx, filter, shared, stop)));
                     }
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -606,7 +629,7 @@ async fn stream(State(shared): State<Arc<Shared>>, Query(query): Query<EventQuer
                         let sse = SseEvent::default()
                             .event("lagged")
                             .data(json!({ "missed": missed }).to_string());
-                        return Some((Ok(sse), (rx, filter, shared)));
+                        return Some((Ok(sse), (rx, filter, shared, stop)));
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }

@@ -9,7 +9,10 @@
 //!   a child shows its recent events;
 //! - pools: per worker, messages processed and in flight, as bars;
 //! - the cluster: members with their status, phi and heartbeat round trip
-//!   over the last five minutes;
+//!   over the last five minutes, and the trees of the other nodes whose
+//!   observers watch the same cluster (each node answers for itself,
+//!   through an actor the observer exports on its node as
+//!   `ractor_otp.observer`);
 //! - the event stream (exits, restarts, escalations, dead letters, peers
 //!   up and down), pushed live and filterable.
 //!
@@ -38,6 +41,7 @@
 //! | `GET /api/trees/{path}` | the supervisor or child at `path` (`app/storage/db`) |
 //! | `GET /api/pools`, `GET /api/pools/{name}` | pool statistics per worker |
 //! | `GET /api/cluster` | this node, its peers with phi and RTT, and their recent history |
+//! | `GET /api/nodes/{peer}/trees` | the trees `peer`'s own observer shows, asked through the cluster (each node answers for itself) |
 //! | `GET /api/events?kind=restart,exit&path=app/storage&limit=100` | recent events, newest last |
 //! | `GET /api/events/stream?kind=..&path=..` | the same, live, as server-sent events (`event: observed`, and `event: lagged` when some were dropped) |
 //! | `POST /api/actions/{kill,terminate,restart}/{path}` | acts on a child, when [actions](Actions) allow it |
@@ -66,6 +70,8 @@
 mod api;
 mod collect;
 pub(crate) mod hub;
+#[cfg(feature = "cluster")]
+mod remote;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +89,10 @@ pub use hub::{Event, EventKind};
 /// How long a supervisor has to answer the observer before it is shown as
 /// not answering.
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long [`ObserverHandle::shutdown`] lets requests in progress finish
+/// (a browser that stopped reading cannot hold it longer).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Recent events an observer keeps for its page (oldest dropped first).
 pub const RECENT_EVENTS: usize = 2000;
@@ -232,7 +242,13 @@ impl ObserverBuilder {
             #[cfg(feature = "cluster")]
             self.node,
             self.actions,
+            stop_rx.clone(),
         ));
+        #[cfg(feature = "cluster")]
+        let answerer = match &shared.node {
+            Some(node) => remote::export(node, &shared).await,
+            None => None,
+        };
         // Subscribed before serving, so no event after `serve` is missed.
         let subscription = hub::Subscription::new();
         tokio::spawn(collect::run(shared.clone(), subscription, stop_rx.clone()));
@@ -255,6 +271,8 @@ impl ObserverBuilder {
             local_addr,
             stop: stop_tx,
             server: Some(server),
+            #[cfg(feature = "cluster")]
+            answerer,
         })
     }
 }
@@ -266,6 +284,9 @@ pub struct ObserverHandle {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Answers other nodes' observers (see `remote`); stopped with us.
+    #[cfg(feature = "cluster")]
+    answerer: Option<ActorRef<remote::ObserverQuery>>,
 }
 
 impl ObserverHandle {
@@ -280,11 +301,18 @@ impl ObserverHandle {
     }
 
     /// Stops serving: open event streams end, and this returns once the
-    /// server has finished the requests in progress.
+    /// server has finished the requests in progress, or after
+    /// [`SHUTDOWN_GRACE`], when the connections still open are dropped.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
+        if let Some(mut server) = self.server.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+                let _ = server.await;
+            }
         }
     }
 }
@@ -292,5 +320,9 @@ impl ObserverHandle {
 impl Drop for ObserverHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        #[cfg(feature = "cluster")]
+        if let Some(answerer) = self.answerer.take() {
+            answerer.stop(None);
+        }
     }
 }
