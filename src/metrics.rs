@@ -315,91 +315,171 @@ pub(crate) fn dead_letter_kind(reason: &DeadLetterReason) -> &'static str {
 #[cfg(feature = "observer")]
 use crate::observer::hub::{self, EventKind};
 
-/// A supervisor counted a restart of `child` after `reason`.
-#[allow(unused_variables)]
-pub(crate) fn child_restarting(supervisor: &str, child: &str, reason: &ExitReason) {
-    #[cfg(feature = "metrics")]
-    ::metrics::counter!(SUPERVISOR_RESTARTS, "supervisor" => supervisor.to_owned(), "child" => child.to_owned(), "reason" => exit_kind(reason))
-        .increment(1);
+/// The exit kinds, as indexes into the per-child handle arrays.
+#[cfg(feature = "metrics")]
+const EXIT_KINDS: usize = 6;
+
+#[cfg(feature = "metrics")]
+fn exit_index(reason: &ExitReason) -> usize {
+    match reason {
+        ExitReason::Normal => 0,
+        ExitReason::Shutdown(_) => 1,
+        ExitReason::Killed => 2,
+        ExitReason::Failed(_) => 3,
+        ExitReason::Stopped(_) => 4,
+        ExitReason::StartFailed(_) => 5,
+    }
 }
 
-/// A child of `supervisor` ended (not for a group restart).
-#[allow(unused_variables)]
-pub(crate) fn child_exited(
-    supervisor: &str,
+/// The handles of one child, registered the first time each is needed, so
+/// that an exit or restart after the first costs a map lookup, not a key
+/// built from strings.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+struct ChildCounters {
+    exits: [Option<::metrics::Counter>; EXIT_KINDS],
+    restarts: [Option<::metrics::Counter>; EXIT_KINDS],
+    escalations: Option<::metrics::Counter>,
+}
+
+/// One supervisor's metrics, owned by the supervisor actor: the
+/// children-running gauge and each child's counters.
+pub(crate) struct SupervisorMetrics {
+    /// The supervisor's name (its path in the tree).
+    #[cfg_attr(not(any(feature = "metrics", feature = "observer")), allow(dead_code))]
+    label: String,
+    #[cfg(feature = "metrics")]
+    running: ::metrics::Gauge,
+    /// Child id → its counters. Invariant: only children the supervisor
+    /// has ([`forget`](Self::forget) runs when one is removed), so a
+    /// dynamic supervisor's churn does not grow it.
+    #[cfg(feature = "metrics")]
+    children: std::collections::HashMap<String, ChildCounters>,
+}
+
+/// `child`'s counters in `children`, added the first time (the id is copied
+/// once).
+#[cfg(feature = "metrics")]
+fn counters<'a>(
+    children: &'a mut std::collections::HashMap<String, ChildCounters>,
     child: &str,
-    reason: &ExitReason,
-    is_supervisor: bool,
-) {
-    #[cfg(feature = "metrics")]
-    {
-        ::metrics::counter!(SUPERVISOR_CHILD_EXITS, "supervisor" => supervisor.to_owned(), "child" => child.to_owned(), "reason" => exit_kind(reason))
-            .increment(1);
-        if is_supervisor && reason.is_abnormal() {
-            ::metrics::counter!(SUPERVISOR_ESCALATIONS, "supervisor" => supervisor.to_owned(), "child" => child.to_owned())
-                .increment(1);
-        }
+) -> Option<&'a mut ChildCounters> {
+    if !children.contains_key(child) {
+        children.insert(child.to_owned(), ChildCounters::default());
     }
-    #[cfg(feature = "observer")]
-    hub::publish(|| {
-        let kind = if is_supervisor && reason.is_abnormal() {
-            EventKind::Escalation
-        } else {
-            EventKind::Exit
-        };
-        hub::Event::new(kind, format!("{supervisor}/{child}"), reason.to_string())
-    });
+    children.get_mut(child)
 }
 
-/// A child of `supervisor` started again (`restarts` so far).
-#[allow(unused_variables)]
-pub(crate) fn child_restarted(supervisor: &str, child: &str, restarts: u64) {
-    #[cfg(feature = "observer")]
-    hub::publish(|| {
-        hub::Event::new(
-            EventKind::Restart,
-            format!("{supervisor}/{child}"),
-            format!("restart #{restarts}"),
-        )
-    });
+/// The counter `slot` holds, registered with `register` the first time.
+#[cfg(feature = "metrics")]
+fn registered(
+    slot: &mut Option<::metrics::Counter>,
+    register: impl FnOnce() -> ::metrics::Counter,
+) -> &::metrics::Counter {
+    slot.get_or_insert_with(register)
 }
 
-/// `supervisor` gave up: restart intensity exceeded, `child` the last to
-/// fail.
-#[allow(unused_variables)]
-pub(crate) fn intensity_exceeded(supervisor: &str, child: &str, error: &dyn std::fmt::Display) {
-    #[cfg(feature = "metrics")]
-    ::metrics::counter!(SUPERVISOR_INTENSITY_EXCEEDED, "supervisor" => supervisor.to_owned(), "child" => child.to_owned())
-        .increment(1);
-    #[cfg(feature = "observer")]
-    hub::publish(|| {
-        hub::Event::new(
-            EventKind::IntensityExceeded,
-            supervisor.to_string(),
-            error.to_string(),
-        )
-    });
-}
-
-/// The gauge of children running under one supervisor.
-pub(crate) struct RunningGauge {
-    #[cfg(feature = "metrics")]
-    gauge: ::metrics::Gauge,
-}
-
-impl RunningGauge {
-    #[allow(unused_variables)]
-    pub(crate) fn new(supervisor: &str) -> Self {
-        RunningGauge {
+impl SupervisorMetrics {
+    pub(crate) fn new(label: &str) -> Self {
+        SupervisorMetrics {
+            label: label.to_owned(),
             #[cfg(feature = "metrics")]
-            gauge: ::metrics::gauge!(SUPERVISOR_CHILDREN_RUNNING, "supervisor" => supervisor.to_owned()),
+            running: ::metrics::gauge!(SUPERVISOR_CHILDREN_RUNNING, "supervisor" => label.to_owned()),
+            #[cfg(feature = "metrics")]
+            children: std::collections::HashMap::new(),
         }
     }
 
+    /// Children running now.
     #[allow(unused_variables)]
-    pub(crate) fn set(&self, running: usize) {
+    pub(crate) fn running(&self, running: usize) {
         #[cfg(feature = "metrics")]
-        self.gauge.set(running as f64);
+        self.running.set(running as f64);
+    }
+
+    /// A restart of `child` after `reason` was counted (restart intensity).
+    #[allow(unused_variables)]
+    pub(crate) fn restarting(&mut self, child: &str, reason: &ExitReason) {
+        #[cfg(feature = "metrics")]
+        {
+            let supervisor = &self.label;
+            if let Some(counters) = counters(&mut self.children, child) {
+                registered(&mut counters.restarts[exit_index(reason)], || {
+                    ::metrics::counter!(SUPERVISOR_RESTARTS, "supervisor" => supervisor.clone(), "child" => child.to_owned(), "reason" => exit_kind(reason))
+                })
+                .increment(1);
+            }
+        }
+    }
+
+    /// A child ended (not for a group restart); `is_supervisor` when it is
+    /// one of ours, whose abnormal exit is an escalation.
+    #[allow(unused_variables)]
+    pub(crate) fn exited(&mut self, child: &str, reason: &ExitReason, is_supervisor: bool) {
+        let escalation = is_supervisor && reason.is_abnormal();
+        #[cfg(feature = "metrics")]
+        {
+            let supervisor = &self.label;
+            if let Some(counters) = counters(&mut self.children, child) {
+                registered(&mut counters.exits[exit_index(reason)], || {
+                    ::metrics::counter!(SUPERVISOR_CHILD_EXITS, "supervisor" => supervisor.clone(), "child" => child.to_owned(), "reason" => exit_kind(reason))
+                })
+                .increment(1);
+                if escalation {
+                    registered(&mut counters.escalations, || {
+                        ::metrics::counter!(SUPERVISOR_ESCALATIONS, "supervisor" => supervisor.clone(), "child" => child.to_owned())
+                    })
+                    .increment(1);
+                }
+            }
+        }
+        #[cfg(feature = "observer")]
+        hub::publish(|| {
+            let kind = if escalation {
+                EventKind::Escalation
+            } else {
+                EventKind::Exit
+            };
+            hub::Event::new(kind, format!("{}/{child}", self.label), reason.to_string())
+        });
+    }
+
+    /// A child started again (`restarts` so far).
+    #[allow(unused_variables)]
+    pub(crate) fn restarted(&self, child: &str, restarts: u64) {
+        #[cfg(feature = "observer")]
+        hub::publish(|| {
+            hub::Event::new(
+                EventKind::Restart,
+                format!("{}/{child}", self.label),
+                format!("restart #{restarts}"),
+            )
+        });
+    }
+
+    /// The supervisor gave up: restart intensity exceeded, `child` the last
+    /// to fail. Rare: registers its counter each time.
+    #[allow(unused_variables)]
+    pub(crate) fn intensity_exceeded(&self, child: &str, error: &dyn std::fmt::Display) {
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(SUPERVISOR_INTENSITY_EXCEEDED, "supervisor" => self.label.clone(), "child" => child.to_owned())
+            .increment(1);
+        #[cfg(feature = "observer")]
+        hub::publish(|| {
+            hub::Event::new(
+                EventKind::IntensityExceeded,
+                self.label.clone(),
+                error.to_string(),
+            )
+        });
+    }
+
+    /// Child `child` was removed: its handles go (the series stay in the
+    /// recorder).
+    #[allow(unused_variables)]
+    pub(crate) fn forget(&mut self, child: &str) {
+        #[cfg(feature = "metrics")]
+        self.children.remove(child);
     }
 }
 

@@ -189,8 +189,9 @@ pub(crate) struct State {
     on_stop: Option<OnStop>,
     /// The span of every event of this supervisor, built once.
     span: tracing::Span,
-    /// The children-running gauge, set after every message.
-    running: crate::metrics::RunningGauge,
+    /// This supervisor's metrics (the children-running gauge is set after
+    /// every message).
+    metrics: crate::metrics::SupervisorMetrics,
 }
 
 // ---------------------------------------------------------------------------
@@ -284,7 +285,7 @@ impl Actor for SupervisorActor {
         let span = tracing::info_span!("supervisor", name = %label);
         let mut state = State {
             span,
-            running: crate::metrics::RunningGauge::new(&label),
+            metrics: crate::metrics::SupervisorMetrics::new(&label),
             label,
             myself,
             strategy: args.strategy,
@@ -322,7 +323,7 @@ impl Actor for SupervisorActor {
             }
         }
         tracing::debug!(supervisor = %state.label, children = state.children.len(), "supervisor started");
-        state.running.set(state.children.running());
+        state.metrics.running(state.children.running());
         Ok(state)
     }
 
@@ -432,7 +433,7 @@ impl State {
 
     /// Acts on an [`Exit`]: stops the children and makes the actor end.
     async fn finish(&mut self, outcome: Result<(), Exit>) -> Result<(), ActorProcessingErr> {
-        self.running.set(self.children.running());
+        self.metrics.running(self.children.running());
         match outcome {
             Ok(()) => Ok(()),
             Err(Exit::Escalate(err)) => {
@@ -441,7 +442,7 @@ impl State {
                     SupervisorError::IntensityExceeded { child, .. } => child.as_str(),
                     _ => "",
                 };
-                crate::metrics::intensity_exceeded(&self.label, child, &err);
+                self.metrics.intensity_exceeded(child, &err);
                 self.shutdown_children().await;
                 Err(Box::new(err))
             }
@@ -504,6 +505,7 @@ impl State {
 
     fn remove_child(&mut self, seq: u64) {
         if let Some(child) = self.children.remove(seq) {
+            self.metrics.forget(&child.spec.id);
             if self.mode == Mode::Static {
                 let mut slots = lock!(self.slots.write());
                 slots.remove(&child.spec.id);
@@ -533,7 +535,7 @@ impl State {
         if let Some(child) = self.children.get_mut(seq) {
             if child.started_at.replace(now()).is_some() {
                 child.restarts += 1;
-                crate::metrics::child_restarted(&self.label, &child.spec.id, child.restarts);
+                self.metrics.restarted(&child.spec.id, child.restarts);
             }
         }
         self.children
@@ -554,7 +556,7 @@ impl State {
         child.last_exit = Some(reason.clone());
         if matches!(child.state, ChildState::Running(_)) {
             let is_supervisor = child.spec.kind == ChildKind::Supervisor;
-            crate::metrics::child_exited(&self.label, &child.spec.id, reason, is_supervisor);
+            self.metrics.exited(&child.spec.id, reason, is_supervisor);
         }
     }
 

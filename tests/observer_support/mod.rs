@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_otp::prelude::*;
+#[cfg(feature = "observer")]
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -145,6 +146,7 @@ fn dechunk(mut body: &str) -> String {
 }
 
 /// `GET path` as JSON, expecting `200`.
+#[cfg(feature = "observer")]
 pub async fn get_json(addr: SocketAddr, path: &str) -> Value {
     let (status, body) = http(addr, "GET", path, &[]).await;
     assert_eq!(status, 200, "GET {path} answers 200, got {body}");
@@ -152,6 +154,7 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> Value {
 }
 
 /// Polls `GET path` until `check` holds, within [`LIMIT`].
+#[cfg(feature = "observer")]
 pub async fn wait_json(
     addr: SocketAddr,
     path: &str,
