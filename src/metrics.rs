@@ -3,7 +3,7 @@
 //! Supervisors, pools and nodes record through the [`metrics`] facade
 //! (feature `metrics`, on by default). The facade does nothing until the
 //! application installs a recorder — an exporter such as
-//! `metrics-exporter-prometheus`, or [`install_prometheus`] with the
+//! `metrics-exporter-prometheus`, or `install_prometheus` with the
 //! `prometheus` feature — so a library user who installs none pays one
 //! branch per call; with the feature off the calls are compiled out.
 //!
@@ -29,7 +29,7 @@
 //! | `ractor_otp_pool_processed_total` | counter | `pool`, `worker` | messages a worker handled successfully |
 //! | `ractor_otp_pool_in_flight` | gauge | `pool`, `worker` | messages routed to a worker and not yet finished, sampled as it finishes each |
 //! | `ractor_otp_pool_worker_restarts_total` | counter | `pool`, `worker` | worker restarts in place after a failure |
-//! | `ractor_otp_pool_dead_letters_total` | counter | `pool`, `reason` | messages the pool could not process (see [`DeadLetterReason`](crate::DeadLetterReason)) |
+//! | `ractor_otp_pool_dead_letters_total` | counter | `pool`, `reason` | messages the pool could not process (see [`DeadLetterReason`]) |
 //! | `ractor_otp_pool_message_duration_seconds` | histogram | `pool` | how long a worker took to handle one routed message |
 //! | `ractor_otp_remote_frames_received_total` | counter | `peer` | frames read from a peer |
 //! | `ractor_otp_remote_bytes_received_total` | counter | `peer` | frame bytes read from a peer |
@@ -228,7 +228,7 @@ pub enum Kind {
     Histogram,
 }
 
-/// Why [`install_prometheus`] failed.
+/// Why `install_prometheus` (feature `prometheus`) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetricsError {
@@ -266,7 +266,7 @@ pub fn install_prometheus(addr: std::net::SocketAddr) -> Result<(), MetricsError
 }
 
 /// Gives every metric of [`ALL`] its help text in the installed recorder
-/// (exporters show it, as Prometheus's `# HELP` lines). [`install_prometheus`]
+/// (exporters show it, as Prometheus's `# HELP` lines). `install_prometheus`
 /// calls it; call it after installing another recorder.
 #[cfg(feature = "metrics")]
 pub fn describe_all() {

@@ -134,8 +134,30 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 // Errors
 
 /// An error answer: a status and `{"error": ..}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// An error answer, as a response.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    ApiError::new(status, message).into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -517,7 +539,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn new(query: &EventQuery) -> Result<Self, Response> {
+    fn new(query: &EventQuery) -> Result<Self, ApiError> {
         let kinds = match &query.kind {
             None => None,
             Some(list) => {
@@ -528,7 +550,7 @@ impl Filter {
                     .map(str::to_string)
                     .collect();
                 if let Some(bad) = kinds.iter().find(|k| kind_of(k).is_none()) {
-                    return Err(error(
+                    return Err(ApiError::new(
                         StatusCode::BAD_REQUEST,
                         format!("unknown event kind {bad:?}; known: exit, restart, escalation, intensity_exceeded, dead_letter, up, down, node, action"),
                     ));
@@ -576,7 +598,7 @@ fn kind_of(name: &str) -> Option<EventKind> {
 async fn events(State(shared): State<Arc<Shared>>, Query(query): Query<EventQuery>) -> Response {
     let filter = match Filter::new(&query) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let limit = query.limit.unwrap_or(200).min(RECENT_EVENTS);
     let recent = lock!(shared.recent.lock());
@@ -600,7 +622,7 @@ async fn events(State(shared): State<Arc<Shared>>, Query(query): Query<EventQuer
 async fn stream(State(shared): State<Arc<Shared>>, Query(query): Query<EventQuery>) -> Response {
     let filter = match Filter::new(&query) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let rx = shared.live.subscribe();
     let stop = shared.stop.clone();
@@ -645,14 +667,14 @@ async fn stream(State(shared): State<Arc<Shared>>, Query(query): Query<EventQuer
 // Actions
 
 /// Whether this request may act.
-fn allowed(actions: &Actions, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+fn allowed(actions: &Actions, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     match actions {
-        Actions::Off => Err(error(
+        Actions::Off => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "actions are disabled on this observer (ObserverBuilder::actions)",
         )),
         Actions::Loopback if peer.ip().is_loopback() => Ok(()),
-        Actions::Loopback => Err(error(
+        Actions::Loopback => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "actions are allowed from loopback only, not from {}",
@@ -668,7 +690,7 @@ fn allowed(actions: &Actions, peer: SocketAddr, headers: &HeaderMap) -> Result<(
             if constant_time_eq(sent.as_bytes(), token.as_bytes()) {
                 Ok(())
             } else {
-                Err(error(
+                Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "send the observer's token as `Authorization: Bearer <token>`",
                 ))
@@ -689,7 +711,7 @@ async fn act(
     Path((action, path)): Path<(String, String)>,
 ) -> Response {
     if let Err(refused) = allowed(&shared.actions, peer, &headers) {
-        return refused;
+        return refused.into_response();
     }
     if !matches!(action.as_str(), "kill" | "terminate" | "restart") {
         return error(

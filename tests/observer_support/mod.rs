@@ -130,6 +130,7 @@ pub async fn http(
     )
 }
 
+/// The body of a `Transfer-Encoding: chunked` answer, put back together.
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
