@@ -9,7 +9,10 @@
 //!
 //! Install the recorder before starting supervisors, pools and nodes: the
 //! busy paths (pool messages, remote frames) register their handles when
-//! they start, as every user of the facade does.
+//! they start, as every user of the facade does. Timing each pool message
+//! reads the clock twice, which a build without a recorder should not pay:
+//! it starts with [`enable_timings`], which `install_prometheus` and
+//! [`describe_all`] call.
 //!
 //! # Names
 //!
@@ -30,7 +33,7 @@
 //! | `ractor_otp_pool_in_flight` | gauge | `pool`, `worker` | messages routed to a worker and not yet finished, sampled as it finishes each |
 //! | `ractor_otp_pool_worker_restarts_total` | counter | `pool`, `worker` | worker restarts in place after a failure |
 //! | `ractor_otp_pool_dead_letters_total` | counter | `pool`, `reason` | messages the pool could not process (see [`DeadLetterReason`]) |
-//! | `ractor_otp_pool_message_duration_seconds` | histogram | `pool` | how long a worker took to handle one routed message |
+//! | `ractor_otp_pool_message_duration_seconds` | histogram | `pool` | how long a worker took to handle one routed message (after [`enable_timings`]) |
 //! | `ractor_otp_remote_frames_received_total` | counter | `peer` | frames read from a peer |
 //! | `ractor_otp_remote_bytes_received_total` | counter | `peer` | frame bytes read from a peer |
 //! | `ractor_otp_remote_bytes_sent_total` | counter | `peer` | bytes written to a peer |
@@ -265,11 +268,27 @@ pub fn install_prometheus(addr: std::net::SocketAddr) -> Result<(), MetricsError
     Ok(())
 }
 
+/// Whether pool workers time the messages they handle.
+#[cfg(feature = "metrics")]
+static TIMINGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns on the timing of every pool message
+/// (`ractor_otp_pool_message_duration_seconds`), from the next message on.
+/// Off by default: it reads the clock twice per message, worth it only when
+/// a recorder keeps the result. [`describe_all`] and `install_prometheus`
+/// turn it on.
+#[cfg(feature = "metrics")]
+pub fn enable_timings() {
+    TIMINGS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Gives every metric of [`ALL`] its help text in the installed recorder
-/// (exporters show it, as Prometheus's `# HELP` lines). `install_prometheus`
-/// calls it; call it after installing another recorder.
+/// (exporters show it, as Prometheus's `# HELP` lines), and turns on
+/// [`enable_timings`]. `install_prometheus` calls it; call it after
+/// installing another recorder.
 #[cfg(feature = "metrics")]
 pub fn describe_all() {
+    enable_timings();
     for &(name, kind, help) in ALL {
         match kind {
             Kind::Counter => ::metrics::describe_counter!(name, help),
@@ -535,12 +554,13 @@ impl WorkerMetrics {
         }
     }
 
-    /// The clock reading a message's handling starts at (`None` without
-    /// the feature: nothing reads the clock).
+    /// The clock reading a message's handling starts at; `None` (no clock
+    /// read) unless timings are on ([`enable_timings`]).
     pub(crate) fn start(&self) -> Option<std::time::Instant> {
         #[cfg(feature = "metrics")]
-        return Some(std::time::Instant::now());
-        #[cfg(not(feature = "metrics"))]
+        if TIMINGS.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some(std::time::Instant::now());
+        }
         None
     }
 

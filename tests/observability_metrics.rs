@@ -82,6 +82,9 @@ fn recorded() -> &'static Recorded {
     RECORDED.get_or_init(|| {
         let recorded: &'static Recorded = Box::leak(Box::default());
         metrics::set_global_recorder(recorded).expect("no other recorder in this test binary");
+        // As the docs ask after installing a recorder: help texts, and
+        // timings of pool messages.
+        ractor_otp::metrics::describe_all();
         recorded
     })
 }
