@@ -492,6 +492,17 @@ async fn observe(
     let alpha = Node::start(fast_node("alpha")).await?;
     let beta = Node::start(fast_node("beta")).await?;
     alpha.connect(beta.local_addr()).await?;
+    // Beta runs a small tree of its own and an observer of it (on any
+    // port): alpha's page shows beta's tree as beta reports it.
+    let edge = SupervisorSpec::new(Strategy::OneForOne)
+        .child(worker("gateway"))
+        .child(worker("sessions-cache"));
+    let (edge, _) = Supervisor::spawn(Some("edge".into()), edge).await?;
+    let on_beta = Observer::builder()
+        .supervisor(&edge)
+        .node(&beta)
+        .serve("127.0.0.1:0".parse()?)
+        .await?;
     let observer = Observer::builder()
         .supervisor(app)
         .pool("hashers", hashers)
@@ -513,6 +524,8 @@ async fn observe(
     tokio::signal::ctrl_c().await?;
     traffic.abort();
     observer.shutdown().await;
+    on_beta.shutdown().await;
+    edge.stop(Some(Duration::from_secs(5))).await?;
     step("9. Graceful shutdown: children stop in reverse start order");
     app.cell()
         .stop_and_wait(None, Some(Duration::from_secs(10)))
