@@ -22,8 +22,7 @@
 
 mod common;
 
-use common::{on_runtime, runtime};
-use std::future::Future;
+use common::{on_runtime, paired_ratio, runtime};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -47,6 +46,8 @@ const SPAWNED: usize = 1_000;
 const SPAWNED_MANY: usize = 10_000;
 /// Group sizes of the one-for-all restart bench at scale.
 const GROUPS: [usize; 3] = [10, 100, 1_000];
+/// How long one ping of a restart bench waits for its answer.
+const PING_LIMIT: Duration = Duration::from_secs(1);
 /// Upper bound on polls while waiting for a new incarnation (no sleeping).
 const MAX_POLLS: u32 = 10_000_000;
 
@@ -294,7 +295,21 @@ fn spec(strategy: Strategy, children: usize) -> SupervisorSpec {
 
 /// The id of the incarnation that answers a ping through `child`, if any.
 async fn ping(child: &ChildRef<Msg>) -> Option<ActorId> {
-    child.call(Msg::Ping, None).await.ok().map(|(id, _)| id)
+    ping_actor(&child.current()?).await
+}
+
+/// The id of `actor` if it answers a ping within [`PING_LIMIT`]. Every
+/// restart bench polls through this, supervised or by hand, so that they
+/// poll alike. The limit only matters in a rare race: a ping enqueued as
+/// the incarnation stops can stay in its closed mailbox (ractor), and
+/// without a limit that ping would wait forever (it hung the bench's
+/// warm-up before); `ChildRef::call` ends such a call when the incarnation
+/// ends, but the baselines must not pay for that guard or be spared it.
+async fn ping_actor(actor: &ActorRef<Msg>) -> Option<ActorId> {
+    match actor.call(Msg::Ping, Some(PING_LIMIT)).await {
+        Ok(ractor::rpc::CallResult::Success((id, _))) => Some(id),
+        _ => None,
+    }
 }
 
 /// Polls `child` until an incarnation other than `old` answers a call,
@@ -449,10 +464,8 @@ async fn raw_restart_by_hand(slot: RawSlot, iters: u64) -> Duration {
         let mut polls = 0;
         loop {
             if let Some(actor) = current() {
-                if let Ok(reply) = actor.call(Msg::Ping, None).await {
-                    if reply.success_or(()).is_ok_and(|(id, _)| id != old_id) {
-                        break;
-                    }
+                if ping_actor(&actor).await.is_some_and(|id| id != old_id) {
+                    break;
                 }
             }
             polls += 1;
@@ -481,10 +494,8 @@ async fn raw_group_restart(slots: RawGroup, iters: u64) -> Duration {
             let mut polls = 0;
             loop {
                 if let Some(actor) = current(i) {
-                    if let Ok(reply) = actor.call(Msg::Ping, None).await {
-                        if reply.success_or(()).is_ok_and(|(id, _)| id != old) {
-                            break;
-                        }
+                    if ping_actor(&actor).await.is_some_and(|id| id != old) {
+                        break;
                     }
                 }
                 polls += 1;
@@ -749,50 +760,6 @@ const PAIRED_CAST_ROUNDS: usize = 300;
 /// Interleaved rounds per variant in [`paired_check`]'s spawn+stop comparison.
 const PAIRED_SPAWN_ROUNDS: usize = 40;
 
-/// The median of `values`.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Medians over `pairs` of the time of `a`, the time of `b` and their ratio
-/// `a / b`, each pair run back to back (which variant goes first
-/// alternates), after `warm_up` pairs.
-async fn paired_ratio<A, AF, B, BF>(
-    pairs: usize,
-    warm_up: usize,
-    mut a: A,
-    mut b: B,
-) -> (Duration, Duration, f64)
-where
-    A: FnMut() -> AF,
-    AF: Future<Output = Duration>,
-    B: FnMut() -> BF,
-    BF: Future<Output = Duration>,
-{
-    let mut ratios = Vec::with_capacity(pairs);
-    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
-    for i in 0..warm_up + pairs {
-        let (ta, tb) = if i % 2 == 0 {
-            let ta = a().await;
-            (ta, b().await)
-        } else {
-            let tb = b().await;
-            (a().await, tb)
-        };
-        if i >= warm_up {
-            ratios.push(ta.as_secs_f64() / tb.as_secs_f64());
-            times_a.push(ta.as_secs_f64());
-            times_b.push(tb.as_secs_f64());
-        }
-    }
-    (
-        Duration::from_secs_f64(median(times_a)),
-        Duration::from_secs_f64(median(times_b)),
-        median(ratios),
-    )
-}
-
 /// Prints the two ratio targets measured as interleaved pairs of rounds.
 ///
 /// Criterion measures each bench of a group one after the other; on a small
@@ -804,49 +771,61 @@ where
 fn paired_check(rt: &Runtime) {
     let (cast, spawn) = rt.block_on(async {
         tokio::spawn(async {
-            let (sup, join) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
-                .await
-                .expect("supervisor");
-            let child = sup.child::<Msg>("w0").expect("child w0");
-            let actor = child.current().expect("w0 running");
-            // Time per round: raw / ChildRef is ChildRef's relative throughput.
-            let cast = paired_ratio(
-                PAIRED_CAST_ROUNDS,
-                PAIRED_CAST_ROUNDS / 5,
-                || cast_via_actor_ref(actor.clone(), 1),
-                || cast_via_child_ref(child.clone(), 1),
-            )
-            .await;
-            sup.stop(None).await.expect("stop");
-            join.await;
-            let spawn = paired_ratio(
-                PAIRED_SPAWN_ROUNDS,
-                PAIRED_SPAWN_ROUNDS / 5,
-                || supervised_spawn_stop(SPAWNED, 1),
-                || raw_spawn_stop(SPAWNED, 1),
-            )
-            .await;
+            let mut cast = None;
+            if paired_wanted("paired-cast") {
+                let (sup, join) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
+                    .await
+                    .expect("supervisor");
+                let child = sup.child::<Msg>("w0").expect("child w0");
+                let actor = child.current().expect("w0 running");
+                // Time per round: raw / ChildRef is ChildRef's relative throughput.
+                cast = Some(
+                    paired_ratio(
+                        PAIRED_CAST_ROUNDS,
+                        PAIRED_CAST_ROUNDS / 5,
+                        || cast_via_actor_ref(actor.clone(), 1),
+                        || cast_via_child_ref(child.clone(), 1),
+                    )
+                    .await,
+                );
+                sup.stop(None).await.expect("stop");
+                join.await;
+            }
+            let mut spawn = None;
+            if paired_wanted("paired-spawn") {
+                spawn = Some(
+                    paired_ratio(
+                        PAIRED_SPAWN_ROUNDS,
+                        PAIRED_SPAWN_ROUNDS / 5,
+                        || supervised_spawn_stop(SPAWNED, 1),
+                        || raw_spawn_stop(SPAWNED, 1),
+                    )
+                    .await,
+                );
+            }
             (cast, spawn)
         })
         .await
         .expect("paired check task")
     });
-    let (raw, child, ratio) = cast;
-    println!(
-        "paired check ({PAIRED_CAST_ROUNDS} interleaved pairs of {CASTS} casts): median round \
-         raw ActorRef {raw:.2?}, ChildRef {child:.2?}; ChildRef throughput = {ratio:.3} x raw \
-         (target >= 0.9)"
-    );
-    let (supervised, raw, ratio) = spawn;
-    println!(
-        "paired check ({PAIRED_SPAWN_ROUNDS} interleaved pairs of {SPAWNED} children): median \
-         round supervised {supervised:.2?}, raw {raw:.2?}; supervised = {ratio:.2} x raw \
-         (target <= 2)"
-    );
+    if let Some((raw, child, ratio)) = cast {
+        println!(
+            "paired check ({PAIRED_CAST_ROUNDS} interleaved pairs of {CASTS} casts): median \
+             round raw ActorRef {raw:.2?}, ChildRef {child:.2?}; ChildRef throughput = \
+             {ratio:.3} x raw (target >= 0.9)"
+        );
+    }
+    if let Some((supervised, raw, ratio)) = spawn {
+        println!(
+            "paired check ({PAIRED_SPAWN_ROUNDS} interleaved pairs of {SPAWNED} children): \
+             median round supervised {supervised:.2?}, raw {raw:.2?}; supervised = {ratio:.2} x \
+             raw (target <= 2)"
+        );
+    }
 }
 
 /// Interleaved rounds per variant in [`paired_check_scale`]'s group restarts.
-const PAIRED_GROUP_ROUNDS: [usize; 3] = [200, 60, 12];
+const PAIRED_GROUP_ROUNDS: [usize; 3] = [1000, 400, 40];
 /// Restarts per round in [`paired_check_scale`]'s one-for-one comparison.
 const PAIRED_ONE_FOR_ONE_RESTARTS: u64 = 100;
 
@@ -857,96 +836,102 @@ fn paired_check_scale(rt: &Runtime) {
     let lines = rt.block_on(async {
         tokio::spawn(async {
             let mut lines = Vec::new();
-            let (batch, raw, ratio) = paired_ratio(
-                PAIRED_SPAWN_ROUNDS,
-                PAIRED_SPAWN_ROUNDS / 5,
-                || supervised_spawn_stop_batch(SPAWNED, 1),
-                || raw_spawn_stop(SPAWNED, 1),
-            )
-            .await;
-            lines.push(format!(
-                "spawn+stop {SPAWNED}, start_children: {batch:.2?} vs raw {raw:.2?} = {ratio:.2} x \
-                 (target <= 2)"
-            ));
-            let (batch, raw, ratio) = paired_ratio(
-                PAIRED_SPAWN_ROUNDS / 4,
-                2,
-                || supervised_spawn_stop_batch(SPAWNED_MANY, 1),
-                || raw_spawn_stop(SPAWNED_MANY, 1),
-            )
-            .await;
-            lines.push(format!(
-                "spawn+stop {SPAWNED_MANY}, start_children: {batch:.2?} vs raw {raw:.2?} = \
-                 {ratio:.2} x (target <= 2)"
-            ));
-            let (per_call, raw, ratio) = paired_ratio(
-                PAIRED_SPAWN_ROUNDS / 4,
-                2,
-                || supervised_spawn_stop(SPAWNED_MANY, 1),
-                || raw_spawn_stop(SPAWNED_MANY, 1),
-            )
-            .await;
-            lines.push(format!(
-                "spawn+stop {SPAWNED_MANY}, start_child each: {per_call:.2?} vs raw {raw:.2?} = \
-                 {ratio:.2} x"
-            ));
-            for (size, rounds) in GROUPS.into_iter().zip(PAIRED_GROUP_ROUNDS) {
-                let (sup, exit, children) = one_for_all_group(size).await;
-                let (parallel, parallel_slots) = raw_group(size, true).await;
-                let (sequential, sequential_slots) = raw_group(size, false).await;
-                let (ours, floor, vs_parallel) = paired_ratio(
-                    rounds,
-                    rounds / 5,
-                    || restart_one_for_all(children.clone(), 1),
-                    || raw_group_restart(parallel_slots.clone(), 1),
-                )
-                .await;
-                let (_, ordered, vs_ordered) = paired_ratio(
-                    rounds,
-                    rounds / 5,
-                    || restart_one_for_all(children.clone(), 1),
-                    || raw_group_restart(sequential_slots.clone(), 1),
+            if paired_wanted("paired-batch") {
+                let (batch, raw, ratio) = paired_ratio(
+                    PAIRED_SPAWN_ROUNDS,
+                    PAIRED_SPAWN_ROUNDS / 5,
+                    || supervised_spawn_stop_batch(SPAWNED, 1),
+                    || raw_spawn_stop(SPAWNED, 1),
                 )
                 .await;
                 lines.push(format!(
-                    "one-for-all restart of {size}: supervisor {ours:.2?}; by hand, parallel \
-                     stop {floor:.2?} ({vs_parallel:.2} x), reverse-order stop {ordered:.2?} \
-                     ({vs_ordered:.2} x){}",
-                    if size == 100 {
-                        " (target <= 1.3 x parallel)"
-                    } else {
-                        ""
-                    }
+                    "spawn+stop {SPAWNED}, start_children: {batch:.2?} vs raw {raw:.2?} = {ratio:.2} x \
+                     (target <= 2)"
                 ));
-                sup.stop(None).await.expect("stop");
-                exit.await;
-                for restarter in [parallel, sequential] {
-                    restarter.stop_and_wait(None, None).await.expect("stop");
+                let (batch, raw, ratio) = paired_ratio(
+                    PAIRED_SPAWN_ROUNDS / 4,
+                    2,
+                    || supervised_spawn_stop_batch(SPAWNED_MANY, 1),
+                    || raw_spawn_stop(SPAWNED_MANY, 1),
+                )
+                .await;
+                lines.push(format!(
+                    "spawn+stop {SPAWNED_MANY}, start_children: {batch:.2?} vs raw {raw:.2?} = \
+                     {ratio:.2} x (target <= 2)"
+                ));
+                let (per_call, raw, ratio) = paired_ratio(
+                    PAIRED_SPAWN_ROUNDS / 4,
+                    2,
+                    || supervised_spawn_stop(SPAWNED_MANY, 1),
+                    || raw_spawn_stop(SPAWNED_MANY, 1),
+                )
+                .await;
+                lines.push(format!(
+                    "spawn+stop {SPAWNED_MANY}, start_child each: {per_call:.2?} vs raw {raw:.2?} = \
+                     {ratio:.2} x"
+                ));
+            }
+            if paired_wanted("paired-one-for-all") {
+                for (size, rounds) in GROUPS.into_iter().zip(PAIRED_GROUP_ROUNDS) {
+                    let (sup, exit, children) = one_for_all_group(size).await;
+                    let (parallel, parallel_slots) = raw_group(size, true).await;
+                    let (sequential, sequential_slots) = raw_group(size, false).await;
+                    let (ours, floor, vs_parallel) = paired_ratio(
+                        rounds,
+                        rounds / 5,
+                        || restart_one_for_all(children.clone(), 1),
+                        || raw_group_restart(parallel_slots.clone(), 1),
+                    )
+                    .await;
+                    let (_, ordered, vs_ordered) = paired_ratio(
+                        rounds,
+                        rounds / 5,
+                        || restart_one_for_all(children.clone(), 1),
+                        || raw_group_restart(sequential_slots.clone(), 1),
+                    )
+                    .await;
+                    lines.push(format!(
+                        "one-for-all restart of {size}: supervisor {ours:.2?}; by hand, parallel \
+                         stop {floor:.2?} ({vs_parallel:.2} x), reverse-order stop {ordered:.2?} \
+                         ({vs_ordered:.2} x){}",
+                        if size == 100 {
+                            " (target <= 1.3 x parallel)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    sup.stop(None).await.expect("stop");
+                    exit.await;
+                    for restarter in [parallel, sequential] {
+                        restarter.stop_and_wait(None, None).await.expect("stop");
+                    }
                 }
             }
-            let (one, _) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
-                .await
-                .expect("one-for-one supervisor");
-            let child = one.child::<Msg>("w0").expect("child w0");
-            let slot = RawSlot::default();
-            let (restarter, _) = Actor::spawn(None, RawRestarter, slot.clone())
-                .await
-                .expect("restarter");
-            let (ours, floor, ratio) = paired_ratio(
-                100,
-                20,
-                || restart_one_for_one(child.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
-                || raw_restart_by_hand(slot.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
-            )
-            .await;
-            let per = PAIRED_ONE_FOR_ONE_RESTARTS as u32;
-            lines.push(format!(
-                "one-for-one restart: supervisor {:.2?} vs by hand {:.2?} = {ratio:.2} x",
-                ours / per,
-                floor / per
-            ));
-            one.stop(None).await.expect("stop");
-            restarter.stop_and_wait(None, None).await.expect("stop");
+            if paired_wanted("paired-one-for-one") {
+                let (one, _) = Supervisor::spawn(None, spec(Strategy::OneForOne, 1))
+                    .await
+                    .expect("one-for-one supervisor");
+                let child = one.child::<Msg>("w0").expect("child w0");
+                let slot = RawSlot::default();
+                let (restarter, _) = Actor::spawn(None, RawRestarter, slot.clone())
+                    .await
+                    .expect("restarter");
+                let (ours, floor, ratio) = paired_ratio(
+                    100,
+                    20,
+                    || restart_one_for_one(child.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
+                    || raw_restart_by_hand(slot.clone(), PAIRED_ONE_FOR_ONE_RESTARTS),
+                )
+                .await;
+                let per = PAIRED_ONE_FOR_ONE_RESTARTS as u32;
+                lines.push(format!(
+                    "one-for-one restart: supervisor {:.2?} vs by hand {:.2?} = {ratio:.2} x",
+                    ours / per,
+                    floor / per
+                ));
+                one.stop(None).await.expect("stop");
+                restarter.stop_and_wait(None, None).await.expect("stop");
+            }
             lines
         })
         .await
@@ -954,6 +939,21 @@ fn paired_check_scale(rt: &Runtime) {
     });
     for line in lines {
         println!("paired check: {line}");
+    }
+}
+
+/// Which paired checks run: all of them, unless the filter names one
+/// (`paired-cast`, `paired-spawn`, `paired-batch`, `paired-one-for-all`,
+/// `paired-one-for-one`; a filter that is a prefix of several runs those).
+/// A filter that names no paired check and no criterion bench
+/// (`paired-only`) runs them all without the criterion groups.
+fn paired_wanted(check: &str) -> bool {
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    match filter {
+        Some(filter) if filter.starts_with("paired-") && filter != "paired-only" => {
+            check.starts_with(&filter)
+        }
+        _ => true,
     }
 }
 

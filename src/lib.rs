@@ -138,6 +138,8 @@ pub use ractor_otp_macros::RemoteMessage;
 /// Everything an application usually needs, for `use ractor_otp::prelude::*`.
 pub mod prelude {
     pub use crate::application::Application;
+    #[cfg(feature = "checkpoint")]
+    pub use crate::checkpoint::{CheckpointPolicy, CheckpointStore, Checkpointed};
     #[cfg(feature = "cluster")]
     pub use crate::cluster::{
         ActorDownReason, ClusterError, DownReason, GroupRef, GroupRouting, Member, MemberStatus,
@@ -145,6 +147,8 @@ pub mod prelude {
         RemoteCastError, RemoteDeadLetter, RemoteDown, RemoteMessage, RemoteMonitor, RemoteRef,
         RemoteReply, Replied, UndeliveredReason,
     };
+    #[cfg(feature = "cluster")]
+    pub use crate::cluster::{EntityRef, EntitySpec, SingletonSpec};
     pub use crate::exit::ExitReason;
     pub use crate::pool::{
         DeadLetter, DeadLetterReason, Pool, PoolBuilder, PoolCallError, PoolCastError, PoolError,

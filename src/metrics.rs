@@ -48,7 +48,7 @@
 //! | `ractor_otp_cluster_peer_rtt_seconds` | gauge | `peer` | the last heartbeat round trip |
 //! | `ractor_otp_cluster_peer_status` | gauge | `peer` | `2` up, `1` suspect, `0` down |
 //! | `ractor_otp_cluster_members` | gauge | `node` | members this node knows (joined and not left) |
-//! | `ractor_otp_cluster_events_total` | counter | `node`, `event` | node events: `up`, `down`, `member_joined`, `member_left`, `name_conflict`, `rejected`, `dead_letter` |
+//! | `ractor_otp_cluster_events_total` | counter | `node`, `event` | node events: `up`, `down`, `member_joined`, `member_left`, `name_conflict`, `checkpoint_lost`, `rejected`, `dead_letter` |
 //! | `ractor_otp_observer_lagged_events_total` | counter | | events an observer's slow browser missed (dropped, never waited for) |
 //!
 //! Label values of reasons are short kinds (`failed`, `killed`,
@@ -724,6 +724,8 @@ impl PeerMetrics {
                 R::ReplyDropped => "reply_dropped",
                 R::ReplyEncode(_) => "reply_encode",
                 R::NotSaved(_) => "not_saved",
+                R::SaveUncertain(_) => "save_uncertain",
+                R::EntityUnavailable(_) => "entity_unavailable",
             };
             ::metrics::counter!(REMOTE_REFUSALS, "peer" => self.peer.clone(), "refusal" => kind)
                 .increment(1);
@@ -746,6 +748,7 @@ pub(crate) fn node_event(node: &str, event: &crate::cluster::NodeEvent) {
             E::NameConflict { .. } => "name_conflict",
             E::Rejected { .. } => "rejected",
             E::DeadLetter { .. } => "dead_letter",
+            E::CheckpointLost { .. } => "checkpoint_lost",
         };
         ::metrics::counter!(CLUSTER_EVENTS, "node" => node.to_owned(), "event" => kind)
             .increment(1);
@@ -771,6 +774,7 @@ pub(crate) fn remote_dead_letter(peer: &str, reason: &crate::cluster::Undelivere
         let kind = match reason {
             U::Refused(_) => "refused",
             U::SessionClosed(_) => "session_closed",
+            U::EntityUnavailable(_) => "entity_unavailable",
         };
         ::metrics::counter!(REMOTE_DEAD_LETTERS, "peer" => peer.to_owned(), "reason" => kind)
             .increment(1);

@@ -1,7 +1,9 @@
 //! Membership: nodes that join through one seed form a full mesh; two
 //! nodes dialing each other at once settle on one session without a flap;
-//! a planned leave is no failure; a second node claiming a live member's
-//! name from another address is refused and the live session untouched.
+//! a planned leave is no failure, and reaches a member the leaving node
+//! had no session with; a member heard of but never reached is forgotten
+//! and no longer dialed; a second node claiming a live member's name from
+//! another address is refused and the live session untouched.
 
 mod cluster_support;
 
@@ -320,4 +322,187 @@ async fn connecting_to_another_form_of_a_connected_peers_address_returns_the_ses
     assert_eq!(downs, vec![], "no flap");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A node that advertises a proxy refusing every connection: members that
+/// learn of it from a list cannot reach it (nor it them) until the proxy
+/// lets connections through.
+async fn behind_refusing_proxy(name: &str) -> (Node, cluster_support::proxy::Proxy) {
+    let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+    let proxy = cluster_support::proxy::Proxy::start(unused).await;
+    proxy.refuse(true);
+    let node = Node::start(fast_config(name).advertise(proxy.reverse_addr()))
+        .await
+        .expect("start a node");
+    proxy.set_reverse_target(node.local_addr());
+    (node, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_reaches_a_member_it_had_no_session_with() {
+    let a = start("a").await;
+    // b and c both reach a directly, but each advertises a proxy that
+    // refuses connections: they hear of each other and cannot connect.
+    let (b, pb) = behind_refusing_proxy("b").await;
+    let (c, _pc) = behind_refusing_proxy("c").await;
+    b.connect(a.local_addr()).await.expect("b joins a");
+    c.connect(a.local_addr()).await.expect("c joins a");
+    until_up_members(&a, 2).await;
+    let deadline = Instant::now() + SOON;
+    // Each hears of the other from a's member list (c must know b to tell
+    // it goodbye).
+    while !b.members().iter().any(|m| m.name == "c") || !c.members().iter().any(|m| m.name == "b") {
+        assert!(
+            Instant::now() < deadline,
+            "b and c hear of each other from a"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c_on_b = b.members().into_iter().find(|m| m.name == "c").expect("c");
+    assert_eq!(c_on_b.status, MemberStatus::Joining, "b cannot reach c");
+    let mut on_b = b.subscribe();
+    // b becomes reachable; c leaves at once, before any redial of its own.
+    pb.refuse(false);
+    c.leave().await;
+    next(
+        &mut on_b,
+        "MemberLeft of c",
+        |e| matches!(e, NodeEvent::MemberLeft { member } if member == "c"),
+    )
+    .await;
+    let c_on_b = b.members().into_iter().find(|m| m.name == "c").expect("c");
+    assert_eq!(
+        c_on_b.status,
+        MemberStatus::Left,
+        "told, though it had no session"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_heard_of_but_never_reached_is_forgotten_and_no_longer_dialed() {
+    let a = start("a").await;
+    let (b, _pb) = behind_refusing_proxy("b").await;
+    let (x, px) = behind_refusing_proxy("x").await;
+    x.connect(a.local_addr()).await.expect("x joins a");
+    b.connect(a.local_addr()).await.expect("b joins a");
+    // b hears of x from a, dials it (refused every time), and after 16
+    // attempts (half a second apart with the test settings) forgets it.
+    let bound = Duration::from_secs(30);
+    let deadline = Instant::now() + bound;
+    while !b.members().iter().any(|m| m.name == "x") {
+        assert!(Instant::now() < deadline, "b hears of x");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while b.members().iter().any(|m| m.name == "x") {
+        assert!(
+            Instant::now() < deadline,
+            "b still lists x after {bound:?}: {:?}",
+            b.members()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tried = px.reverse_attempts().len();
+    assert!(tried >= 16, "b dialed x {tried} times before forgetting it");
+    // Forgotten: no more dials (x's own dials to b cross b's proxy).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        px.reverse_attempts().len(),
+        tried,
+        "a forgotten member is not dialed again"
+    );
+    assert!(
+        a.members()
+            .iter()
+            .any(|m| m.name == "x" && m.status == MemberStatus::Up),
+        "x is still a member for a, which reaches it"
+    );
+    for n in [a, b, x] {
+        n.shutdown().await;
+    }
+}
+
+// A leaving node closes its sockets with the peer's casts still unread, so
+// the peer's writer can fail (broken pipe) before its reader has seen the
+// leave: the leave must still be read and be no failure. The race is won
+// in some rounds only (about 1 in 10 before the fix), hence the rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_under_the_peers_writes_is_still_a_leave() {
+    for round in 0..20 {
+        let a = start("a").await;
+        let b = start("b").await;
+        let _probe = export_probe(&a, "probe").await;
+        b.connect(a.local_addr()).await.expect("b joins a");
+        let remote = b.lookup::<Probe>("a", "probe").await.expect("lookup");
+        let mut on_b = b.subscribe();
+        let writing = tokio_util::sync::CancellationToken::new();
+        let caster = tokio::spawn({
+            let writing = writing.clone();
+            async move {
+                let mut n = 0u64;
+                while !writing.is_cancelled() {
+                    let _ = remote.cast(Probe::Record(n));
+                    n += 1;
+                    if n % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a.leave().await;
+        let end = next(&mut on_b, "MemberLeft or Down of a", |e| {
+            matches!(e, NodeEvent::MemberLeft { .. })
+                || matches!(e, NodeEvent::Down { reason, .. } if *reason != DownReason::PeerLeft)
+        })
+        .await;
+        writing.cancel();
+        caster.await.expect("the caster ends");
+        assert_eq!(
+            end,
+            NodeEvent::MemberLeft { member: "a".into() },
+            "round {round}: a leave, not a failure"
+        );
+        b.shutdown().await;
+    }
+}
+
+// Sixteen nodes joining through one seed dial each other at once about a
+// hundred times per join (every node dials every member it hears of):
+// each crossing pair settles inside the handshake, so no node ever sees a
+// `Down` while the mesh forms (a flap was seen in about 1 join in 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_nodes_joining_through_one_seed_never_flap() {
+    const NODES: usize = 16;
+    for round in 0..10 {
+        let seed = Node::start(ractor_otp::cluster::NodeConfig::new("n00").cookie("flap"))
+            .await
+            .expect("the seed");
+        let mut watched = vec![seed.subscribe()];
+        let addr = seed.local_addr();
+        let mut nodes = vec![seed];
+        for i in 1..NODES {
+            let config = ractor_otp::cluster::NodeConfig::new(format!("n{i:02}"))
+                .cookie("flap")
+                .seeds([addr]);
+            let node = Node::start(config).await.expect("a node");
+            watched.push(node.subscribe());
+            nodes.push(node);
+        }
+        for node in &nodes {
+            until_up_members(node, NODES - 1).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (node, events) in nodes.iter().zip(&mut watched) {
+            let downs: Vec<NodeEvent> = drain(events)
+                .into_iter()
+                .filter(|e| matches!(e, NodeEvent::Down { .. }))
+                .collect();
+            assert_eq!(downs, vec![], "round {round}: {} saw a flap", node.name());
+        }
+        for node in &nodes {
+            node.leave().await;
+        }
+    }
 }

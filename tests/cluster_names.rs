@@ -1,6 +1,7 @@
 //! Cluster-wide names (Erlang's `global`) and process groups (`pg`): read
 //! from each node's replicated view, released with their actor or node,
-//! conflicts after a partition settled alike on every node, groups routed
+//! conflicts after a partition settled alike on every node (two nodes, and
+//! three split 2–1 with every dial crossing a fault proxy), groups routed
 //! over the members of every node.
 
 mod cluster_support;
@@ -365,6 +366,133 @@ async fn weighted_routing_follows_the_members_weights() {
         per.get("a").copied().unwrap_or(0) > 0 && per.get("b").copied().unwrap_or(0) > 0,
         "{per:?}"
     );
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}
+
+/// A node whose advertised address is its own fault proxy: every dial to
+/// it (gossip-driven ones included) crosses the proxy, so faulting the
+/// proxy cuts every session dialed to this node.
+async fn behind_proxy(name: &str) -> (Node, Proxy) {
+    // Only the proxy's reverse listener is used: it leads to the node.
+    let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+    let proxy = Proxy::start(unused).await;
+    let node = Node::start(fast_config(name).advertise(proxy.reverse_addr()))
+        .await
+        .expect("start a node");
+    proxy.set_reverse_target(node.local_addr());
+    (node, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_split_two_to_one_converges_when_it_heals() {
+    let (a, pa) = behind_proxy("a").await;
+    let (b, pb) = behind_proxy("b").await;
+    let (c, pc) = behind_proxy("c").await;
+    // a and b talk directly (b dialed a's listener, not its proxy), so the
+    // proxies carry exactly the sessions with c: c dials a through a's
+    // proxy, learns b from a's member list and dials it at b's advertised
+    // address, its proxy (or b dials c's proxy; either way a proxy).
+    b.connect(a.local_addr()).await.expect("b joins a");
+    c.join(pa.reverse_addr()).await.expect("c joins through a");
+    for n in [&a, &b, &c] {
+        eventually(|| {
+            n.members().len() == 2
+                && n.peers()
+                    .iter()
+                    .all(|p| p.status == ractor_otp::cluster::PeerStatus::Up)
+        })
+        .await;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    b.register("before", tagger("b", &tx).await)
+        .expect("free everywhere");
+    eventually(|| c.whereis("before").as_deref() == Some("b")).await;
+    let mut on_a = a.subscribe();
+    let mut on_b = b.subscribe();
+    let mut on_c = c.subscribe();
+    // A second subscription: waiting for one peer's events skips others'.
+    let mut on_c2 = c.subscribe();
+
+    // Partition {a, b} | {c}: bytes vanish, new connections are refused.
+    for p in [&pa, &pb, &pc] {
+        p.refuse(true);
+        p.set(Mode::Drop);
+    }
+    for (events, peer) in [
+        (&mut on_a, "c"),
+        (&mut on_b, "c"),
+        (&mut on_c, "a"),
+        (&mut on_c2, "b"),
+    ] {
+        expect_down(events, peer, SOON).await;
+    }
+    assert!(
+        a.peers()
+            .iter()
+            .any(|p| p.name == "b" && p.status == ractor_otp::cluster::PeerStatus::Up),
+        "a and b stay connected"
+    );
+    // Each side registers "leader" (c first: the earlier registration) and
+    // adds a member to group "g".
+    let c_leader = tagger("c", &tx).await;
+    c.register("leader", c_leader.clone())
+        .expect("free on c's side");
+    c.join_group("g", tagger("c", &tx).await)
+        .expect("c joins g");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let a_leader = tagger("a", &tx).await;
+    a.register("leader", a_leader.clone())
+        .expect("free on a's side");
+    a.join_group("g", tagger("a", &tx).await)
+        .expect("a joins g");
+    eventually(|| b.whereis("leader").as_deref() == Some("a")).await;
+    assert_eq!(c.whereis("before"), None, "b's names vanished on c's side");
+
+    // Heal.
+    for p in [&pa, &pb, &pc] {
+        p.set(Mode::Pass);
+        p.refuse(false);
+    }
+    for (events, peer) in [
+        (&mut on_a, "c"),
+        (&mut on_b, "c"),
+        (&mut on_c, "a"),
+        (&mut on_c2, "b"),
+    ] {
+        expect_up(events, peer, SOON).await;
+    }
+    // Settled by the rule on both sides of the partition: c registered
+    // first, so a gives the name up (its actor keeps running).
+    let want = NodeEvent::NameConflict {
+        name: "leader".into(),
+        winner: "c".into(),
+        loser: "a".into(),
+    };
+    assert_eq!(conflict(&mut on_a).await, want);
+    assert_eq!(conflict(&mut on_c).await, want);
+    for n in [&a, &b, &c] {
+        eventually(|| {
+            n.whereis("leader").as_deref() == Some("c")
+                && n.whereis("before").as_deref() == Some("b")
+                && n.group::<Hit>("g").members().len() == 2
+        })
+        .await;
+    }
+    assert_eq!(
+        a_leader.get_status(),
+        ractor::ActorStatus::Running,
+        "the loser is unregistered, not killed"
+    );
+    a.named::<Hit>("leader")
+        .cast(Hit(1))
+        .expect("the name reaches the winner");
+    assert_eq!(recv(&mut rx).await, ("c".into(), 1));
+    b.named::<Hit>("before")
+        .cast(Hit(2))
+        .expect("a name from before the partition still works");
+    assert_eq!(recv(&mut rx).await, ("b".into(), 2));
     for n in [a, b, c] {
         n.shutdown().await;
     }

@@ -15,10 +15,13 @@
 //! Unix only: signals are sent with the `kill` program.
 #![cfg(all(feature = "cluster", unix))]
 
+mod cluster_support;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor_otp::cluster::phi::{PhiConfig, PhiDetector};
@@ -135,6 +138,8 @@ struct NodeProcess {
     unread: VecDeque<String>,
     /// Every line received, for failure messages.
     seen: Vec<String>,
+    /// `ENTITY-UP`/`ENTITY-DOWN` lines with the time they were read.
+    entity_log: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
 }
 
 impl NodeProcess {
@@ -155,7 +160,13 @@ impl NodeProcess {
     /// Starts the node `name` with the test's detector settings and the
     /// address options `dials` (`--connect` or `--seed`).
     async fn launch(name: &str, dials: &[(&str, SocketAddr)]) -> NodeProcess {
+        NodeProcess::launch_with(name, dials, &[]).await
+    }
+
+    /// [`launch`](Self::launch) with more options for the program.
+    async fn launch_with(name: &str, dials: &[(&str, SocketAddr)], extra: &[&str]) -> NodeProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ractor-otp-node"));
+        cmd.args(extra);
         cmd.args(["--name", name, "--cookie", COOKIE])
             .args(["--listen", "127.0.0.1:0"])
             .args(["--heartbeat-ms", &HEARTBEAT.as_millis().to_string()])
@@ -179,9 +190,16 @@ impl NodeProcess {
             }
         };
         let (tx, lines) = mpsc::unbounded_channel();
+        let entity_log = Arc::new(Mutex::new(Vec::new()));
+        let log = entity_log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if line.starts_with("ENTITY-") {
+                    log.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((std::time::Instant::now(), line.clone()));
+                }
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -195,6 +213,7 @@ impl NodeProcess {
             lines,
             unread: VecDeque::new(),
             seen: Vec::new(),
+            entity_log,
         };
         let listening = node
             .expect("LISTENING <addr>", START, |l| l.starts_with("LISTENING "))
@@ -1161,4 +1180,400 @@ async fn a_killed_name_holder_loses_its_name_on_the_survivors_and_another_takes_
         })
         .await;
     assert_eq!(got, 10, "every job reached the one member left");
+}
+
+/// The node program's counter entity, declared again here.
+#[derive(Debug, Serialize, Deserialize, ractor_otp::RemoteMessage)]
+#[remote(tag = "ractor-otp-node.Counter")]
+enum Counter {
+    Add(u64, RemoteReply<u64>),
+    Get(RemoteReply<u64>),
+}
+
+/// One live copy of a key on one process: from `ENTITY-UP` to
+/// `ENTITY-DOWN` (or the process's death).
+#[derive(Debug, Clone)]
+struct Copy {
+    process: String,
+    key: String,
+    from: std::time::Instant,
+    to: std::time::Instant,
+}
+
+/// The copies a process's log shows; a copy still up ends at `end`.
+fn copies(process: &str, node: &NodeProcess, end: std::time::Instant) -> Vec<Copy> {
+    let log = node
+        .entity_log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut open: std::collections::HashMap<String, std::time::Instant> = Default::default();
+    let mut out = Vec::new();
+    for (at, line) in log {
+        let mut words = line.split(' ');
+        let (Some(kind), Some(_ty), Some(key)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        match kind {
+            "ENTITY-UP" => {
+                open.insert(key.to_string(), at);
+            }
+            "ENTITY-DOWN" => {
+                if let Some(from) = open.remove(key) {
+                    out.push(Copy {
+                        process: process.into(),
+                        key: key.into(),
+                        from,
+                        to: at,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, from) in open {
+        out.push(Copy {
+            process: process.into(),
+            key,
+            from,
+            to: end,
+        });
+    }
+    out
+}
+
+/// A Jepsen-style consistency test: three processes host counter entities
+/// (a replicated checkpoint after every message, replies only once it is
+/// replicated); clients send increments, each with an id the counter
+/// applies at most once, retried until acknowledged. Meanwhile one process
+/// is killed (SIGKILL) and started again, killed again while its keys are
+/// being handed back to it, and started again; another is frozen (SIGSTOP)
+/// and resumed; a third is cut off from the others through fault proxies
+/// and healed. At the end every counter equals the number of increments
+/// acknowledged for it (none lost, none doubled), and no key ever had two
+/// live copies on healthy processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_increments_survive_kills_a_partition_and_a_freeze_with_one_copy_per_key() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const KEYS: u64 = 8;
+    const WRITERS: u64 = 4;
+    const ENTITIES: [&str; 2] = ["--entities", "counters"];
+    /// The longest one increment may take to be acknowledged, retries
+    /// included (a freeze is detected in well under 1 s here).
+    const ACK_BOUND: Duration = Duration::from_secs(15);
+
+    // Every node advertises its own fault proxy, so every dial to it
+    // crosses that proxy; a and b (and the client) talk directly, so the
+    // proxies carry exactly the sessions with c (until b is frozen, last).
+    use cluster_support::proxy::{Mode, Proxy};
+    let unused: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let (pa, pb, pc) = (
+        Proxy::start(unused).await,
+        Proxy::start(unused).await,
+        Proxy::start(unused).await,
+    );
+    let behind = |p: &Proxy| -> [String; 4] {
+        [
+            ENTITIES[0].to_string(),
+            ENTITIES[1].to_string(),
+            "--advertise".to_string(),
+            p.reverse_addr().to_string(),
+        ]
+    };
+    let launch_c = |pa: SocketAddr, extra: [String; 4]| async move {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        NodeProcess::launch_with("c", &[("--seed", pa)], &extra).await
+    };
+    let extra = behind(&pa);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut a = NodeProcess::launch_with("a", &[], &extra).await;
+    pa.set_reverse_target(a.addr);
+    let extra = behind(&pb);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut b = NodeProcess::launch_with("b", &[("--seed", a.addr)], &extra).await;
+    pb.set_reverse_target(b.addr);
+    let mut c = launch_c(pa.reverse_addr(), behind(&pc)).await;
+    pc.set_reverse_target(c.addr);
+    a.await_members(&[("b", "Up"), ("c", "Up")], CONVERGE).await;
+    b.await_members(&[("a", "Up"), ("c", "Up")], CONVERGE).await;
+    c.await_members(&[("a", "Up"), ("b", "Up")], CONVERGE).await;
+
+    let client = Node::start(survivor_config("client").seeds([a.addr]))
+        .await
+        .expect("client");
+    let owners = |client: &Node| -> std::collections::HashSet<Option<String>> {
+        (0..KEYS * 4)
+            .map(|k| {
+                client
+                    .entity::<Counter>("counters", &format!("key{k}"))
+                    .owner()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + CONVERGE;
+    while owners(&client).len() != 3 || owners(&client).contains(&None) {
+        assert!(
+            Instant::now() < deadline,
+            "the client never saw the three hosts"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    // Writers: each increment retried with the same id until acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_op = Arc::new(AtomicU64::new(1));
+    let acked: Arc<Mutex<std::collections::HashMap<String, u64>>> = Default::default();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (client, stop, next_op, acked) =
+            (client.clone(), stop.clone(), next_op.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let mut retries = 0u64;
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                let op = next_op.fetch_add(1, Ordering::Relaxed);
+                let key = format!("key{}", i % KEYS);
+                i += 1;
+                let entity = client.entity::<Counter>("counters", &key);
+                let give_up = Instant::now() + ACK_BOUND;
+                loop {
+                    match entity
+                        .call(|r| Counter::Add(op, r), Duration::from_millis(800))
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(e) => {
+                            assert!(
+                                Instant::now() < give_up,
+                                "increment {op} of {key} not acknowledged within {ACK_BOUND:?}: {e}"
+                            );
+                            retries += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                *acked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(key)
+                    .or_default() += 1;
+            }
+            retries
+        }));
+    }
+
+    // Faults, one at a time, each while increments flow.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.kill();
+    let killed_at = std::time::Instant::now();
+    let c_old = copies("c", &c, killed_at);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The restarted c takes its keys back (hand-overs from a and b) and is
+    // killed again while those are under way, then comes back for good.
+    let mut c2 = launch_c(pa.reverse_addr(), behind(&pc)).await;
+    pc.set_reverse_target(c2.addr);
+    c2.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], CONVERGE)
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c2.kill();
+    let c2_killed_at = std::time::Instant::now();
+    let c2_copies = copies("c2", &c2, c2_killed_at);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c3 = launch_c(pa.reverse_addr(), behind(&pc)).await;
+    pc.set_reverse_target(c3.addr);
+    c3.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], CONVERGE)
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // c is cut off through the proxies: {a, b} | {c}. c, in the minority,
+    // stops its copies; a and b take its keys over from the replicas.
+    for p in [&pa, &pb, &pc] {
+        p.refuse(true);
+        p.set(Mode::Drop);
+    }
+    let cut_at = std::time::Instant::now();
+    for peer in ["a", "b"] {
+        let prefix = format!("DOWN {peer} ");
+        c3.expect(&format!("c cut off from {peer}"), detection_bound(), |l| {
+            l.starts_with(&prefix)
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for p in [&pa, &pb, &pc] {
+        p.set(Mode::Pass);
+        p.refuse(false);
+    }
+    let healed_at = std::time::Instant::now();
+    c3.await_members(&[("a", "Up"), ("b", "Up"), ("client", "Up")], RECONNECT)
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    b.stop();
+    let frozen_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.resume();
+    let resumed_at = std::time::Instant::now();
+    b.await_members(&[("a", "Up"), ("c", "Up"), ("client", "Up")], RECONNECT)
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut retries = 0;
+    for w in writers {
+        retries += timeout(ACK_BOUND * 2, w)
+            .await
+            .expect("writers finish")
+            .expect("a writer failed");
+    }
+
+    // Every counter equals its acknowledged increments.
+    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let total: u64 = acked.values().sum();
+    assert!(total > 50, "too few increments to mean anything: {total}");
+    for (key, n) in &acked {
+        let value = client
+            .entity::<Counter>("counters", key)
+            .call(Counter::Get, Duration::from_secs(5))
+            .await
+            .expect("final read");
+        assert_eq!(
+            value, *n,
+            "{key}: {n} increments acknowledged, value {value}"
+        );
+    }
+
+    // One live copy per key among healthy processes. A frozen process is
+    // unhealthy from its freeze until its copies can have been stopped
+    // after it resumed (detection plus slack); a killed one until its end.
+    let end = std::time::Instant::now();
+    let unhealthy = [
+        ("b", frozen_at, resumed_at + detection_bound()),
+        ("c3", cut_at, healed_at + detection_bound()),
+    ];
+    let mut all = c_old;
+    all.extend(copies("a", &a, end));
+    all.extend(copies("b", &b, end));
+    all.extend(c2_copies);
+    all.extend(copies("c3", &c3, end));
+    let tolerance = Duration::from_millis(150);
+    for x in &all {
+        for y in &all {
+            if x.process >= y.process || x.key != y.key {
+                continue;
+            }
+            let from = x.from.max(y.from);
+            let to = x.to.min(y.to);
+            if to <= from + tolerance {
+                continue;
+            }
+            let excused = unhealthy.iter().any(|(p, start, end)| {
+                (x.process == *p || y.process == *p) && from < *end && to > *start
+            });
+            if excused {
+                continue;
+            }
+            panic!(
+                "two live copies of {} on {} and {} for {:?}",
+                x.key,
+                x.process,
+                y.process,
+                to - from
+            );
+        }
+    }
+    eprintln!(
+        "consistency: {total} increments acknowledged over {KEYS} keys, {retries} retries, {} copies seen",
+        all.len()
+    );
+    client.shutdown().await;
+}
+
+/// The owner of a key and the only replica of its checkpoint are killed
+/// together: the survivors report the checkpoint lost and do not start the
+/// key from scratch; a key that kept a replica carries on with its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_owner_and_replica_die_together_is_reported_lost_not_restarted_empty() {
+    const ENTITIES: [&str; 2] = ["--entities", "counters"];
+    let mut a = NodeProcess::launch_with("a", &[], &ENTITIES).await;
+    let mut b = NodeProcess::launch_with("b", &[("--seed", a.addr)], &ENTITIES).await;
+    let mut c = NodeProcess::launch_with("c", &[("--seed", a.addr)], &ENTITIES).await;
+    let mut d = NodeProcess::launch_with("d", &[("--seed", a.addr)], &ENTITIES).await;
+    a.await_members(&[("b", "Up"), ("c", "Up"), ("d", "Up")], CONVERGE)
+        .await;
+    let client = Node::start(survivor_config("client").seeds([a.addr]))
+        .await
+        .expect("client");
+    let deadline = Instant::now() + CONVERGE;
+    let order = |key: &str| client.entity::<Counter>("counters", key).hosts_in_order();
+    while order("probe").len() != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the client never saw the four hosts"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let on = |first: &[&str]| -> String {
+        (0..10_000)
+            .map(|k| format!("key{k}"))
+            .find(|k| {
+                let o = order(k);
+                o.len() == 4 && first.contains(&o[0].as_str()) && first.contains(&o[1].as_str())
+            })
+            .expect("such a key")
+    };
+    let doomed = on(&["c", "d"]);
+    let kept = (0..10_000)
+        .map(|k| format!("key{k}"))
+        .find(|k| {
+            let o = order(k);
+            o.len() == 4 && o[0] == "c" && (o[1] == "a" || o[1] == "b")
+        })
+        .expect("a key on c with its replica on a or b");
+    for key in [&doomed, &kept] {
+        let v = client
+            .entity::<Counter>("counters", key)
+            .call(|r| Counter::Add(1, r), CALL)
+            .await
+            .expect("first increment");
+        assert_eq!(v, 1);
+    }
+    c.kill();
+    d.kill();
+    a.await_members(
+        &[("b", "Up"), ("c", "Down"), ("client", "Up"), ("d", "Down")],
+        CLOSED_SOCKET_BOUND * 2,
+    )
+    .await;
+    let deadline = Instant::now() + RECONNECT;
+    loop {
+        let o = order(&kept);
+        if !o.iter().any(|n| n == "c" || n == "d") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c and d still hosts in the client's view: {o:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let v = client
+        .entity::<Counter>("counters", &kept)
+        .call(|r| Counter::Add(2, r), CALL)
+        .await
+        .expect("the key with a surviving replica carries on");
+    assert_eq!(v, 2);
+    let lost = client
+        .entity::<Counter>("counters", &doomed)
+        .call(|r| Counter::Add(2, r), CALL)
+        .await;
+    assert!(
+        lost.is_err(),
+        "a lost key must not start from scratch: {lost:?}"
+    );
+    let new_owner = order(&doomed)[0].clone();
+    let reporter = if new_owner == "a" { &mut a } else { &mut b };
+    let line = format!("CHECKPOINT-LOST counters {doomed} 1");
+    reporter.expect(&line, CALL, |l| l == line).await;
+    client.shutdown().await;
 }

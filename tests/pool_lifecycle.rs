@@ -304,3 +304,85 @@ async fn messages_held_back_by_the_in_flight_limit_are_delivered_by_a_graceful_s
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Transient workers that end normally
+
+fn transient(book: &Book, size: usize) -> PoolBuilder<Jobber> {
+    Pool::builder(Jobber(book.clone()), |i| i)
+        .size(size)
+        .restart(Restart::Transient)
+        .routing(Routing::RoundRobin)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_worker_that_ends_normally_shows_stopped_and_leaves_the_size() {
+    let book = Book::default();
+    let pool = transient(&book, 2)
+        .spawn(None)
+        .await
+        .expect("the pool starts");
+    assert_eq!(pool.size(), 2);
+
+    // A normal end (no reason): its supervisor does not restart it.
+    book.cell(0).stop(None);
+    eventually("worker 0 is stopped", || {
+        statuses(&pool) == [ChildStatus::Stopped, ChildStatus::Running]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        statuses(&pool),
+        [ChildStatus::Stopped, ChildStatus::Running],
+        "a transient worker that ended normally is stopped, not restarting"
+    );
+    assert_eq!(pool.size(), 1, "the size counts only the worker that runs");
+    for id in 0..6 {
+        pool.cast(Job::Work(id)).expect("one worker is left");
+    }
+    eventually("the worker left handles every cast", || book.count() == 6).await;
+    assert!(
+        book.handled().iter().all(|(worker, _)| *worker == 1),
+        "only the live worker gets messages"
+    );
+
+    // A failure is abnormal: a transient worker is restarted in place.
+    pool.cast(Job::Fail).expect("worker 1 runs");
+    pool.cast(Job::Work(6)).expect("worker 1 runs");
+    eventually("worker 1 handles the next job", || book.count() == 7).await;
+    assert_eq!(pool.stats().workers[1].restarts, 1);
+    assert_eq!(pool.size(), 1);
+    stop(&pool).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_pool_whose_workers_all_ended_normally_hands_casts_back() {
+    let book = Book::default();
+    let dead = DeadLetters::default();
+    let pool = transient(&book, 2)
+        .dead_letters(dead.handler())
+        .spawn(None)
+        .await
+        .expect("the pool starts");
+    book.cell(0).stop(None);
+    book.cell(1).stop(Some("shutdown".into()));
+    eventually("both workers are gone", || pool.size() == 0).await;
+    assert_eq!(statuses(&pool), [ChildStatus::Stopped; 2]);
+    match pool.cast(Job::Work(7)) {
+        Err(PoolCastError::NoWorkers(Job::Work(7))) => {}
+        other => panic!("expected NoWorkers with the very message, got {other:?}"),
+    }
+    let call = pool
+        .call(|_reply: ractor::RpcReplyPort<()>| Job::Work(8), None)
+        .await;
+    assert_eq!(call, Err(PoolCallError::NoWorkers), "a call fails at once");
+    assert_eq!(dead.count(), 0, "nothing was lost");
+
+    pool.resize(2)
+        .await
+        .expect("a resize starts the positions again");
+    assert_eq!(statuses(&pool), [ChildStatus::Running; 2]);
+    pool.cast(Job::Work(9)).expect("workers are back");
+    eventually("a new worker handles the cast", || book.count() == 1).await;
+    stop(&pool).await;
+}

@@ -1084,3 +1084,62 @@ async fn a_cast_while_the_child_waits_for_its_backoff_hands_the_message_back() {
     .await;
     stop(&sup).await;
 }
+
+/// A child that keeps the reply port of every request somewhere else (as a
+/// handler that passes it on would) and stops itself without answering.
+#[derive(Clone)]
+struct Keeper(std::sync::Arc<std::sync::Mutex<Vec<ractor::RpcReplyPort<()>>>>);
+
+impl ractor::Actor for Keeper {
+    type Msg = ractor::RpcReplyPort<()>;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<Self::Msg>,
+        (): (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ractor::ActorRef<Self::Msg>,
+        port: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        self.0.lock().expect("kept ports").push(port);
+        myself.stop(None);
+        Ok(())
+    }
+}
+
+// A call with no timeout waits as long as the incarnation lives, not as
+// long as its reply port does: a request that outlives its incarnation
+// (kept elsewhere, or, in a race of ractor's mailbox with the actor's
+// exit, left in a channel that the caller's own reference keeps alive)
+// ends the call with `NoReply` once the incarnation has ended.
+#[tokio::test(start_paused = true)]
+async fn a_call_without_timeout_ends_when_the_incarnation_ends_without_answering() {
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .child(ChildSpec::new("keeper", Keeper(kept.clone()), || ()).restart(Restart::Transient));
+    let sup = spawn(spec).await;
+    let keeper = sup
+        .child::<ractor::RpcReplyPort<()>>("keeper")
+        .expect("a keeper child");
+    let answer = tokio::time::timeout(secs(60), keeper.call(|port| port, None))
+        .await
+        .expect("the call ends with the incarnation, not never");
+    assert!(
+        matches!(answer, Err(ractor_otp::CallError::NoReply(ref id)) if id == "keeper"),
+        "no answer, named as such: {answer:?}"
+    );
+    assert_eq!(
+        kept.lock().expect("kept ports").len(),
+        1,
+        "the port is still held"
+    );
+    stop(&sup).await;
+}

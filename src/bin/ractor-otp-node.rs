@@ -10,8 +10,11 @@
 //! ```text
 //! ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...]
 //!                 [--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N]
-//!                 [--min-std-ms N]
+//!                 [--min-std-ms N] [--entities TYPE] [--advertise ADDR]
 //! ```
+//!
+//! `--advertise` is the address peers are told to dial (a fault proxy in
+//! front of the node, in the tests); it defaults to the listening address.
 //!
 //! `--listen` defaults to `127.0.0.1:0`; the heartbeat options default to the
 //! library's defaults (200 ms, 500 ms, 100 ms). `--connect` and `--seed` may
@@ -24,6 +27,13 @@
 //! would disappear and the tests would see it. It counts what became of its
 //! answers (see `replies`). The same actor is what `register` puts under a
 //! cluster-wide name and `join-group` adds to a group.
+//!
+//! With `--entities TYPE` the node registers the kind `counter` (an
+//! idempotent counter, [`Counter`]) and hosts entities of type `TYPE`
+//! ([`Node::entities`], default spec: a replicated checkpoint after every
+//! message). Each live copy prints `ENTITY-UP TYPE KEY` when it is built
+//! and `ENTITY-DOWN TYPE KEY` once it has ended; a lost checkpoint prints
+//! `CHECKPOINT-LOST TYPE KEY SEQ`.
 //!
 //! The `--seed` addresses become [`NodeConfig::seeds`]: the node joins the
 //! cluster through them in the background (with backoff, until one session
@@ -114,7 +124,8 @@ const MAX_CAST: u64 = 1_000_000;
 
 const USAGE: &str =
     "usage: ractor-otp-node --name N --cookie C [--listen ADDR] [--connect ADDR ...] \
-[--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N] [--min-std-ms N]";
+[--seed ADDR ...] [--heartbeat-ms N] [--pause-ms N] [--min-std-ms N] [--entities TYPE] \
+[--advertise ADDR]";
 
 /// The messages the exported `echo` actor takes. Other programs talking to
 /// it must declare the same enum (same variants in the same order) with the
@@ -207,6 +218,79 @@ impl Actor for EchoActor {
     }
 }
 
+/// The message type of the `counter` kind: an idempotent counter. Each
+/// `Add` carries an operation id, applied at most once however often it is
+/// retried, and answers with the value after it. Programs talking to it
+/// declare the same enum with the same tag.
+#[derive(Debug, Serialize, Deserialize, ractor_otp::RemoteMessage)]
+#[remote(tag = "ractor-otp-node.Counter")]
+enum Counter {
+    /// Adds 1 unless operation `op` was applied before; answers the value.
+    Add(u64, RemoteReply<u64>),
+    /// Answers the value.
+    Get(RemoteReply<u64>),
+}
+
+/// One live copy of a counter entity. It prints `ENTITY-UP <type> <key>`
+/// when it is built (right before it starts) and `ENTITY-DOWN <type> <key>`
+/// when it is dropped (after it ended, killed included), so that a test can
+/// see where copies lived and when.
+struct CounterActor {
+    ty: String,
+    key: String,
+}
+
+impl CounterActor {
+    fn new(ty: &str, key: &str) -> Self {
+        emit(format!("ENTITY-UP {ty} {key}"));
+        CounterActor {
+            ty: ty.to_string(),
+            key: key.to_string(),
+        }
+    }
+}
+
+impl Drop for CounterActor {
+    fn drop(&mut self) {
+        emit(format!("ENTITY-DOWN {} {}", self.ty, self.key));
+    }
+}
+
+impl Actor for CounterActor {
+    type Msg = Counter;
+    /// The value and the operations applied.
+    type State = (u64, std::collections::BTreeSet<u64>);
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Counter>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok((0, std::collections::BTreeSet::new()))
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Counter>,
+        msg: Counter,
+        (value, applied): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Counter::Add(op, reply) => {
+                if applied.insert(op) {
+                    *value += 1;
+                }
+                reply.send(*value);
+            }
+            Counter::Get(reply) => {
+                reply.send(*value);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The parsed command line.
 #[derive(Debug)]
 struct Args {
@@ -218,6 +302,8 @@ struct Args {
     heartbeat: Option<Duration>,
     pause: Option<Duration>,
     min_std: Option<Duration>,
+    entities: Option<String>,
+    advertise: Option<SocketAddr>,
 }
 
 impl Args {
@@ -235,6 +321,8 @@ impl Args {
             heartbeat: None,
             pause: None,
             min_std: None,
+            entities: None,
+            advertise: None,
         };
         while let Some(flag) = args.next() {
             if flag == "--help" || flag == "-h" {
@@ -250,6 +338,8 @@ impl Args {
                 "--heartbeat-ms" => parsed.heartbeat = Some(millis(&flag, &value)?),
                 "--pause-ms" => parsed.pause = Some(millis(&flag, &value)?),
                 "--min-std-ms" => parsed.min_std = Some(millis(&flag, &value)?),
+                "--entities" => parsed.entities = Some(value),
+                "--advertise" => parsed.advertise = Some(addr(&flag, &value)?),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
@@ -266,6 +356,9 @@ impl Args {
             .seeds(self.seeds.iter().copied());
         if let Some(addr) = self.listen {
             config = config.listen(addr);
+        }
+        if let Some(addr) = self.advertise {
+            config = config.advertise(addr);
         }
         if let Some(every) = self.heartbeat {
             config = config.heartbeat_interval(every);
@@ -349,6 +442,9 @@ fn event_line(event: &NodeEvent) -> String {
             "DEADLETTER {peer} {actor} {tag} {count} {}",
             one_line(reason)
         ),
+        NodeEvent::CheckpointLost { ty, key, last_seq } => {
+            format!("CHECKPOINT-LOST {ty} {key} {last_seq}")
+        }
         other => format!("EVENT {}", one_line(format!("{other:?}"))),
     }
 }
@@ -553,6 +649,19 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(ty) = &args.entities {
+        let hosted = async {
+            let kind_ty = ty.clone();
+            node.register_kind("counter", move |key: &str| CounterActor::new(&kind_ty, key))?;
+            node.entities(ractor_otp::cluster::EntitySpec::new(ty.clone(), "counter"))
+                .await
+        };
+        if let Err(e) = hosted.await {
+            emit(format!("ERROR {}", one_line(e)));
+            node.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    }
     for addr in &args.connect {
         match node.connect(*addr).await {
             Ok(peer) => emit(format!("CONNECTED {addr} {}", peer.name)),

@@ -7,6 +7,7 @@ use std::future::Future;
 use super::CheckpointError;
 
 /// An answer given inside a held scope, waiting for the checkpoint.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) trait HeldReply: Send {
     /// Sends the answer (`Ok`) or refuses the call because the state it
     /// reports was not saved (`Err`).
@@ -14,6 +15,7 @@ pub(crate) trait HeldReply: Send {
 }
 
 struct Scope {
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     hold: bool,
     held: RefCell<Vec<Box<dyn HeldReply>>>,
     requested: Cell<bool>,
@@ -35,6 +37,7 @@ pub fn request() -> bool {
 /// Holds `reply` until the checkpoint of the message being handled is
 /// saved, when the handler runs in a holding scope; otherwise hands it back
 /// to be sent at once.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) fn defer_reply<R: HeldReply + 'static>(reply: R) -> Result<(), R> {
     let mut reply = Some(reply);
     let _ = SCOPE.try_with(|s| {

@@ -52,6 +52,32 @@ impl MemoryStore {
         lock!(self.map.lock()).get(id).cloned()
     }
 
+    /// Every id with its checkpoint.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn entries(&self) -> Vec<(String, Checkpoint)> {
+        lock!(self.map.lock())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    /// Puts back `previous` under `id` if `id` still holds checkpoint
+    /// number `seq` (undoing a put that turned out not to count).
+    pub(crate) fn undo(&self, id: &str, seq: u64, previous: Option<Checkpoint>) {
+        let mut map = lock!(self.map.lock());
+        if map.get(id).is_some_and(|c| c.seq == seq) {
+            match previous {
+                Some(p) => {
+                    map.insert(id.to_owned(), p);
+                }
+                None => {
+                    map.remove(id);
+                }
+            }
+        }
+    }
+
     /// Forgets `id`.
     pub(crate) fn delete(&self, id: &str) {
         lock!(self.map.lock()).remove(id);

@@ -63,17 +63,31 @@
 //! ```
 
 mod actor;
+mod child;
+#[cfg(feature = "disk")]
+mod disk;
 mod hold;
+#[cfg(any(feature = "disk", feature = "postgres"))]
+mod limit;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 pub use actor::{Checkpointed, CheckpointedState};
+#[cfg(feature = "disk")]
+pub use disk::DiskStore;
 pub use hold::request;
+#[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use hold::{defer_reply, HeldReply};
+#[cfg(any(feature = "disk", feature = "postgres"))]
+pub use limit::DEFAULT_MAX_CHECKPOINT_BYTES;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 
 /// One saved state: its sequence number and its bytes (the state encoded
 /// with bincode 2's standard configuration).
@@ -110,6 +124,16 @@ pub enum CheckpointError {
     /// The store could not be reached or did not answer.
     #[error("checkpoint store `{store}` is unavailable: {reason}; the state was not saved or loaded, try again once the store is back")]
     Unavailable {
+        /// The store's name.
+        store: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The save may or may not have been stored: a replica or the
+    /// database did not answer after it was sent the checkpoint. The state
+    /// the actor reported must be treated as possibly applied.
+    #[error("checkpoint store `{store}` may or may not have stored the checkpoint: {reason}")]
+    Unconfirmed {
         /// The store's name.
         store: String,
         /// What failed.

@@ -40,6 +40,7 @@ pub struct NodeConfig {
     pub(crate) reconnect: Backoff,
     pub(crate) handshake_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) remove_down_after: Option<Duration>,
     pub(crate) send_buffer: usize,
     pub(crate) on_dead_letter: Option<DeadLetterHandler>,
     pub(crate) seeds: Vec<SocketAddr>,
@@ -64,6 +65,7 @@ impl fmt::Debug for NodeConfig {
             .field("reconnect", &self.reconnect)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("remove_down_after", &self.remove_down_after)
             .field("send_buffer", &self.send_buffer)
             .field("on_dead_letter", &self.on_dead_letter.is_some())
             .field("seeds", &self.seeds)
@@ -91,6 +93,7 @@ impl NodeConfig {
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             handshake_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            remove_down_after: None,
             send_buffer: DEFAULT_SEND_BUFFER,
             on_dead_letter: None,
             seeds: Vec::new(),
@@ -177,6 +180,23 @@ impl NodeConfig {
     /// answer (default 5 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Lets keep-majority downing stop counting a member that has been
+    /// `Down` for `after`, as seen from the majority side (off by default).
+    ///
+    /// By default a crashed member counts among the members this node
+    /// knows until it is back or forgotten, so a second loss can leave the
+    /// survivors in the minority (safe, not available). With this option
+    /// the majority side shrinks to the members it reaches after `after`.
+    /// **Only safe if a node that lost the cluster for that long never
+    /// comes back without a restart** (for instance, your orchestrator
+    /// kills it): a removed node that reappears with the same incarnation
+    /// on the other side of a later partition could let both sides think
+    /// they are the majority. A minority side never removes anyone.
+    pub fn remove_down_after(mut self, after: Duration) -> Self {
+        self.remove_down_after = Some(after);
         self
     }
 

@@ -177,6 +177,27 @@ pub enum ClusterError {
         /// The group.
         group: String,
     },
+    /// No kind of that name is registered on this node
+    /// ([`Node::register_kind`](super::Node::register_kind)).
+    #[error("no kind `{kind}` is registered on this node; call register_kind(\"{kind}\", ...) before using it")]
+    UnknownKind {
+        /// The kind's name.
+        kind: String,
+    },
+    /// This node already hosts entities of that type (or that singleton).
+    #[error("this node already hosts `{0}`; call entities/singleton once per node")]
+    AlreadyHosted(String),
+    /// The entity type (or singleton) is hosted on no reachable node, or
+    /// the message type does not match the kind's.
+    #[error("entity `{ty}`/`{key}` cannot be reached: {reason}")]
+    EntityUnavailable {
+        /// The entity type or singleton name.
+        ty: String,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// The session's send buffer is full: the peer (or the network to it)
     /// is slower than this node's senders. Nothing was sent.
     #[error("the send buffer to node `{peer}` is full ({queued} of {limit} bytes waiting): the peer or the network is slow; retry later, wait for room with `cast_wait`, or raise NodeConfig::send_buffer")]

@@ -26,6 +26,10 @@ pub enum UndeliveredReason {
     /// It was still queued on this node when the session closed.
     #[error("still queued when the session closed: {0}")]
     SessionClosed(DownReason),
+    /// It was held for an entity or singleton that could not be started
+    /// (the text says why: minority side, lost checkpoint, too many held).
+    #[error("its entity could not be started: {0}")]
+    EntityUnavailable(String),
 }
 
 /// A peer's state as this node sees it.
@@ -112,6 +116,19 @@ pub enum NodeEvent {
         winner: String,
         /// The node that gave it up.
         loser: String,
+    },
+    /// An entity or singleton could not be started because every copy of
+    /// its checkpoint is gone (its owner and the replicas holding it died
+    /// together). It is not started from scratch unless its spec allows
+    /// ([`EntitySpec::fresh_when_lost`](super::EntitySpec::fresh_when_lost));
+    /// its messages are dead letters.
+    CheckpointLost {
+        /// The entity type (or `\u{1}singleton:<name>`).
+        ty: String,
+        /// The key.
+        key: String,
+        /// The last checkpoint number known to have been saved.
+        last_seq: u64,
     },
     /// Connections from `addr` failed the handshake and were closed.
     Rejected {

@@ -495,6 +495,24 @@ impl NodeInner {
         true
     }
 
+    /// Announces that membership `id` leaves its group while its actor
+    /// stays reachable (a leaving entity host passes on what still reaches
+    /// it); [`leave_local`](Self::leave_local) or the actor's end removes
+    /// the rest.
+    pub(crate) fn withdraw_local(&self, id: u64) -> bool {
+        let mut view = lock!(self.view.lock());
+        let Some(group) = lock!(self.locals.lock())
+            .members
+            .get(&id)
+            .map(|(g, _)| g.clone())
+        else {
+            return false;
+        };
+        view.left_group(&self.name, &group, id);
+        self.broadcast(&Frame::GroupLeft { group, id });
+        true
+    }
+
     /// An export of ours ended (its actor stopped): release the name or
     /// membership behind it.
     pub(crate) fn export_ended(&self, export: &str) {
@@ -599,7 +617,7 @@ impl NodeInner {
 
 /// Calls a local actor with a [`RemoteReply`] bound to this caller; the
 /// answer crosses as bytes, as it would between nodes.
-async fn local_call<M, T, F>(
+pub(crate) async fn local_call<M, T, F>(
     node: &NodeInner,
     what: &str,
     any: &Arc<dyn Any + Send + Sync>,
@@ -646,14 +664,19 @@ where
 }
 
 /// Where one send goes.
-enum Target<M: RemoteMessage> {
+pub(crate) enum Target<M: RemoteMessage> {
     Local(Arc<dyn Any + Send + Sync>),
     Remote(RemoteRef<M>),
 }
 
 impl<M: RemoteMessage> Target<M> {
     /// Casts `msg` to the target, known to others as `what`.
-    fn cast(&self, node: &NodeInner, what: &str, msg: M) -> Result<(), RemoteCastError<M>> {
+    pub(crate) fn cast(
+        &self,
+        node: &NodeInner,
+        what: &str,
+        msg: M,
+    ) -> Result<(), RemoteCastError<M>> {
         let stopped = |node: &str| ClusterError::Refused {
             peer: node.to_string(),
             actor: what.to_string(),
@@ -902,7 +925,7 @@ impl<M: RemoteMessage> GroupRef<M> {
             .collect()
     }
 
-    fn live_snapshot(&self) -> Snapshot {
+    pub(crate) fn live_snapshot(&self) -> Snapshot {
         // Read before the view: a change after this read bumps it again, so
         // a snapshot is never kept under a newer generation than its own.
         let generation = self.node.groups_generation.load(Ordering::Acquire);
@@ -920,7 +943,7 @@ impl<M: RemoteMessage> GroupRef<M> {
         self.live_snapshot().0
     }
 
-    fn target(&self, m: &GroupMember) -> Result<Target<M>, ClusterError> {
+    pub(crate) fn target(&self, m: &GroupMember) -> Result<Target<M>, ClusterError> {
         if m.node == self.node.name {
             return lock!(self.node.locals.lock())
                 .members

@@ -16,9 +16,9 @@
 //! | `Joining` | learned from a peer's list; no session yet (being dialed; forgotten after about a minute of failed attempts, until a live member lists it again) |
 //! | `Up` | a session is up and its heartbeats arrive |
 //! | `Suspect` | a session is up but heartbeats are late (phi above half the threshold) |
-//! | `Down` | the session ended for a failure; every node redials it with backoff |
+//! | `Down` | the session ended for a failure; every node redials it with backoff for as long as it runs (a member gone for good is redialed at the backoff's cap, every 5 s by default) |
 //! | `Leaving` | it said it leaves (planned); its session is closing |
-//! | `Left` | it left; not a failure, never redialed, forgotten unless it comes back |
+//! | `Left` | it left; not a failure, never redialed, forgotten unless it comes back. A leaving node tells the members it has a session with, and dials the others once (for at most 1 s); a member it cannot reach then (behind a partition) is not told, and keeps it `Down` |
 //!
 //! Pure bookkeeping: the node acts on what the table says to dial.
 //! A list larger than 200 members is cut: full mesh is meant for

@@ -98,6 +98,7 @@
 //! | supervision | [`ChildSpec::remote`](crate::ChildSpec::remote) puts a remote actor under a local supervisor: a stand-in child that casts to it and exits abnormally when it (or its node) goes down, so restart types, intensity, backoff and escalation apply. [`Node::export_child`] goes the other way: an export that follows a supervised child across restarts. |
 //! | duplicates | if two nodes dial each other at once, the connection dialed by the node with the smaller name wins, settled inside the handshake before either side installs anything: each side sees one `Up` and no `Down`, and a call made right after `connect` returns never meets a closed session (the loser's `connect` returns the winning session). A node dialing a peer whose session is established keeps that session. A new connection from a restarted peer (new incarnation) replaces the old one. |
 //! | membership | [`NodeConfig::seeds`] or [`Node::join`]: one live member is a door in. Sessions exchange member lists (name, listen address, incarnation) when they come up and whenever a member joins, and every node dials the members it lacks, so the cluster becomes a full mesh (Erlang's transitive connections). [`Node::members`] shows each member's [`MemberStatus`]; [`NodeEvent::MemberJoined`] and [`NodeEvent::MemberLeft`] report changes (`Up`/`Down` stay the session's health). Every node redials a member that went `Down`, with backoff, not only the side that first dialed. [`Node::leave`] is a planned leave: members mark it `Left` (its `Down` carries [`DownReason::PeerLeft`], not a failure) and never redial it. A node claiming a live member's name from another address is refused ([`HandshakeError::DuplicateName`]) and the live session is untouched; the same address with a new incarnation is a restart. |
+//! | entities | [`Node::register_kind`], [`Node::entities`], [`Node::entity`] ([`EntityRef`]), [`Node::singleton`], [`Node::singleton_ref`]: an actor starts on its key's owner (rendezvous hashing over the hosts of its type; a singleton on the oldest host), from its latest checkpoint; a new owner has every reachable host hand the key over (finish, save, stop) before it starts it; checkpoints go to the next hosts in the key's order before a reply is sent; a host that loses a session stops the keys the peer could take; a node on the minority side runs none (keep-majority). Details and the exact promises: `RELIABILITY.md`. |
 //! | panics | nothing read from the network panics or allocates beyond what the maximum frame size allows; a payload is decoded within [`DecodeLimits`] (nesting depth, elements claimed), so no single frame can overflow the reader's stack or keep it busy; a panic in a message type's `Deserialize` refuses that message; names and tags are 1 to 1024 bytes. |
 
 //! # Concurrent maps on the send path
@@ -127,6 +128,8 @@
 //! every member.
 
 mod config;
+mod entities;
+mod entity_host;
 mod error;
 mod events;
 mod gate;
@@ -139,9 +142,11 @@ mod node;
 mod outbox;
 mod peer;
 pub mod phi;
+mod placement;
 mod registry;
 mod remote_child;
 mod remote_ref;
+mod replica;
 mod session;
 mod tally;
 pub mod tls;
@@ -149,6 +154,7 @@ pub mod wire;
 mod wire_limits;
 
 pub use config::{NodeConfig, DEFAULT_SEND_BUFFER};
+pub use entities::{EntityRef, EntitySpec, SingletonSpec};
 pub use error::{ClusterError, DownReason, RemoteCastError};
 pub use events::{
     NodeEvent, NodeEvents, PeerInfo, PeerStatus, RemoteDeadLetter, UndeliveredReason,

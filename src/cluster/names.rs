@@ -97,6 +97,8 @@ pub(crate) struct View {
     /// Bumped at every change of `groups`, readable without the view's
     /// lock: a handle may keep a snapshot while it is unchanged.
     groups_generation: Arc<AtomicU64>,
+    /// The peers whose full state has arrived since their session came up.
+    synced: std::collections::HashSet<String>,
 }
 
 impl View {
@@ -107,7 +109,14 @@ impl View {
             groups: HashMap::new(),
             snapshots: HashMap::new(),
             groups_generation: Arc::new(AtomicU64::new(0)),
+            synced: std::collections::HashSet::new(),
         }
+    }
+
+    /// Whether `node`'s full state of names and groups has arrived since
+    /// its session came up.
+    pub(crate) fn is_synced(&self, node: &str) -> bool {
+        self.synced.contains(node)
     }
 
     /// The counter bumped at every change of the groups.
@@ -197,6 +206,7 @@ impl View {
     ) -> Vec<Conflict> {
         self.names.retain(|_, h| h.node != node);
         self.drop_groups_of(node);
+        self.synced.insert(node.to_string());
         for g in groups {
             self.joined(node, g);
         }
@@ -208,6 +218,7 @@ impl View {
 
     /// Everything `node` held vanishes (it went down or left).
     pub(crate) fn node_gone(&mut self, node: &str) {
+        self.synced.remove(node);
         self.names.retain(|_, h| h.node != node);
         self.drop_groups_of(node);
     }

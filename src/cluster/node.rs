@@ -46,6 +46,10 @@ const FRESH_DIAL: Duration = Duration::from_secs(1);
 /// is forgotten (about a minute with the default backoff).
 const FORGET_UNREACHED: u32 = 16;
 
+/// How long [`Node::leave`] tries to reach the members it has no session
+/// with (at most the handshake timeout).
+const LEAVE_REACH: Duration = Duration::from_secs(1);
+
 /// The shortest time a reconnection attempt is given before the next one
 /// starts (see [`reconnect`]).
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
@@ -111,6 +115,10 @@ pub(crate) struct NodeInner {
     dialing: Mutex<HashMap<DialKey, (usize, Instant)>>,
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     watcher: ActorCell,
+    /// Kinds and entity hosts (see [`entities`](super::entities)).
+    pub(crate) migration: Mutex<super::entities::Migration>,
+    /// This node, for code that holds only `&NodeInner`.
+    this: std::sync::Weak<NodeInner>,
 }
 
 impl Node {
@@ -138,7 +146,10 @@ impl Node {
         let advertised = config.advertise.unwrap_or(local_addr);
         let local_name = config.name.clone();
         let view = View::new(&local_name);
-        let incarnation: u64 = rand::random();
+        // A start time (microseconds) with random low bits: unique per
+        // start, and ordered by age, so every node agrees on which member
+        // is the oldest (a singleton's place).
+        let incarnation: u64 = start_incarnation();
         let members = Members::new(MemberWire {
             name: config.name.clone(),
             addr: advertised,
@@ -147,7 +158,7 @@ impl Node {
         let watcher = registry.start_watcher().await?;
         let events = Arc::new(EventBus::new(&config.name, config.on_dead_letter.clone()));
         tokio::spawn(events::flush_loop(events.clone(), closed_token.clone()));
-        let inner = Arc::new(NodeInner {
+        let inner = Arc::new_cyclic(|this| NodeInner {
             name: config.name.clone(),
             incarnation,
             key,
@@ -168,6 +179,8 @@ impl Node {
             dialing: Mutex::new(HashMap::new()),
             writers: Mutex::new(Vec::new()),
             watcher,
+            migration: Mutex::new(Default::default()),
+            this: this.clone(),
         });
         let weak = Arc::downgrade(&inner);
         inner.registry.on_ended(Box::new(move |export: &str| {
@@ -234,18 +247,81 @@ impl Node {
         })
     }
 
-    /// Leaves the cluster for good: tells every member this node is
-    /// leaving (they mark it `Left`: no failure, no reconnection), then
-    /// shuts down as [`shutdown`](Self::shutdown) does.
+    /// Leaves the cluster for good: tells every member it can reach that
+    /// this node is leaving (they mark it `Left`: no failure, no
+    /// reconnection), then shuts down as [`shutdown`](Self::shutdown) does.
+    ///
+    /// Members with a session hear it on that session. Members without one
+    /// (`Down`, or `Joining`: heard of, not reached yet) are dialed once,
+    /// all at once, for at most 1 s (or the handshake timeout if shorter),
+    /// and told on the new session. A member that cannot be reached then
+    /// (behind a partition) is not told: members do not relay a leave, so
+    /// it keeps this node `Down` and redials it with backoff (every 5 s at
+    /// the default cap) for as long as it runs, as it does any member that
+    /// failed, unless this node's name comes back.
     pub async fn leave(&self) {
         if !self.inner.shutdown.is_cancelled() {
-            let peers: Vec<Arc<Peer>> = lock!(self.inner.peers.lock()).values().cloned().collect();
-            for link in peers.iter().filter_map(|p| p.link().ok()) {
-                link.send_plain(&Frame::Leaving);
-            }
+            // Entities and singletons first: they finish their mailboxes and
+            // save while the sessions are still up; the keys move on.
+            self.inner.stop_hosts().await;
             tracing::info!(node = %self.inner.name, "leaving the cluster");
+            self.say_leaving();
+            if self.reach_unconnected_to_leave().await {
+                // A goodbye dial can cross a dial of the member's own (or
+                // of ours) and its session be replaced before the member
+                // read it: say it again on every session now current.
+                self.say_leaving();
+            }
         }
         self.shutdown().await;
+    }
+
+    /// [`leave`](Self::leave)'s second part: dials the members without a
+    /// session and says goodbye on each session that comes up.
+    /// Sends `Leaving` on every live session.
+    fn say_leaving(&self) {
+        let peers: Vec<Arc<Peer>> = lock!(self.inner.peers.lock()).values().cloned().collect();
+        for link in peers.iter().filter_map(|p| p.link().ok()) {
+            link.send_plain(&Frame::Leaving);
+        }
+    }
+
+    /// Returns whether any member without a session was dialed.
+    async fn reach_unconnected_to_leave(&self) -> bool {
+        let unconnected: Vec<(String, SocketAddr)> = lock!(self.inner.members.lock())
+            .list(|_| MemberStatus::Up)
+            .into_iter()
+            .filter(|m| matches!(m.status, MemberStatus::Down | MemberStatus::Joining))
+            .map(|m| (m.name, m.addr))
+            .collect();
+        if unconnected.is_empty() {
+            return false;
+        }
+        // Each member is tried until it takes the goodbye or the time is
+        // up: a first attempt can be refused while the member's own dial
+        // to us is in flight (simultaneous dials are settled for one side).
+        let deadline = tokio::time::Instant::now() + LEAVE_REACH;
+        let attempt = self.inner.config.handshake_timeout.min(LEAVE_REACH);
+        let told = futures::future::join_all(unconnected.iter().map(|(name, addr)| async move {
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                let reached =
+                    tokio::time::timeout(attempt.min(left), dial(&self.inner, *addr, Some(name)))
+                        .await;
+                if let Ok(Ok(Ok(link))) = reached.map(|dialed| dialed.map(|peer| peer.link())) {
+                    link.send_plain(&Frame::Leaving);
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50).min(left)).await;
+            }
+        }))
+        .await;
+        let reached = told.iter().filter(|t| **t).count();
+        tracing::info!(node = %self.inner.name, reached, unreached = told.len() - reached, "told the members without a session that this node leaves");
+        true
     }
 
     /// Every peer this node knows, with its status, phi, round-trip time
@@ -406,6 +482,9 @@ impl Node {
             inner.closed.cancelled().await;
             return;
         }
+        // Entities and singletons finish their mailboxes and save while the
+        // sessions are still up.
+        inner.stop_hosts().await;
         inner.shutdown.cancel();
         // The rest runs in its own task, so that dropping this future (a
         // timeout around it, say) cannot leave the node half shut down.
@@ -468,7 +547,30 @@ async fn shut_down(inner: Arc<NodeInner>) {
     tracing::info!(node = %inner.name, "node shut down");
 }
 
+/// A new incarnation: microseconds since the Unix epoch in the high bits,
+/// 8 random bits below (two starts in the same microsecond still differ).
+fn start_incarnation() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    (micros << 8) | u64::from(rand::random::<u8>())
+}
+
 impl NodeInner {
+    /// This node's incarnation (a start time, see [`start_incarnation`]).
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// This node as an `Arc` (it is always held in one).
+    pub(crate) fn arc(&self) -> Arc<NodeInner> {
+        // Upgrading cannot fail while `&self` is borrowed from the Arc.
+        self.this
+            .upgrade()
+            .unwrap_or_else(|| unreachable!("NodeInner lives in an Arc"))
+    }
+
     pub(crate) fn peer(&self, name: &str) -> Option<Arc<Peer>> {
         lock!(self.peers.lock()).get(name).cloned()
     }
@@ -772,11 +874,14 @@ impl NodeInner {
     /// A session's tasks ended: clean up, publish `Down`, reconnect.
     pub(crate) fn session_ended(self: &Arc<Self>, peer: &Arc<Peer>, link: &Arc<Link>) {
         let leaving = lock!(self.members.lock()).phase(peer.name()) == Some(Phase::Leaving);
-        if leaving {
-            // A planned leave: not a failure.
+        let reason = if leaving {
+            // A planned leave: not a failure, whatever ended the transport
+            // (its socket closing under our writes, say).
             link.close(DownReason::PeerLeft);
-        }
-        let reason = link.reason();
+            DownReason::PeerLeft
+        } else {
+            link.reason()
+        };
         self.registry.drop_session(link.session);
         if !peer.end_session(link.session, &reason) {
             return;

@@ -35,6 +35,23 @@ thread_local! {
     /// Set while a message that could not be delivered is dropped: its
     /// reply ports stay silent, because the refusal answers the caller.
     static DISARMED: Cell<bool> = const { Cell::new(false) };
+    /// Set while a message is dropped for a known reason: its reply ports
+    /// answer their callers with it instead of `ReplyDropped`.
+    static DROP_REFUSAL: RefCell<Option<Refusal>> = const { RefCell::new(None) };
+}
+
+/// Drops `value`, its reply ports answering their callers with `refusal`.
+pub(crate) fn drop_refusing<T>(value: T, refusal: Refusal) {
+    /// Clears the reason even if a drop panics.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            DROP_REFUSAL.with(|r| *r.borrow_mut() = None);
+        }
+    }
+    DROP_REFUSAL.with(|r| *r.borrow_mut() = Some(refusal));
+    let _clear = Clear;
+    drop(value);
 }
 
 /// Runs `f` (which decodes a message) with `link` as the session reply
@@ -427,7 +444,7 @@ impl<T: Serialize> RemoteReply<T> {
     pub fn send(mut self, value: T) -> Replied {
         if let Some(tx) = self.local.take() {
             return match wire::encode_payload(&value) {
-                Ok(bytes) => hold_or_deliver(Held::Local { tx, bytes }),
+                Ok(bytes) => hold_or_deliver(Held(Some(Answer::Local { tx, bytes }))),
                 Err(reason) => {
                     let _ = tx.send(Err(Refusal::ReplyEncode(reason.to_string())));
                     Replied::Unencodable(reason)
@@ -446,11 +463,11 @@ impl<T: Serialize> RemoteReply<T> {
             result: Ok(()),
         };
         match wire::encode(&frame, Some(&value), link.max_frame) {
-            Ok(bytes) => hold_or_deliver(Held::Remote {
+            Ok(bytes) => hold_or_deliver(Held(Some(Answer::Remote {
                 link,
                 id: self.id,
                 bytes,
-            }),
+            }))),
             Err(reason) => {
                 tracing::warn!(
                     call = self.id,
@@ -466,7 +483,7 @@ impl<T: Serialize> RemoteReply<T> {
 }
 
 /// An encoded answer, sent at once or held for a checkpoint.
-enum Held {
+enum Answer {
     Local {
         tx: oneshot::Sender<Result<Bytes, Refusal>>,
         bytes: Bytes,
@@ -478,14 +495,14 @@ enum Held {
     },
 }
 
-impl Held {
+impl Answer {
     fn deliver(self) -> Replied {
         match self {
-            Held::Local { tx, bytes } => match tx.send(Ok(bytes)) {
+            Answer::Local { tx, bytes } => match tx.send(Ok(bytes)) {
                 Ok(()) => Replied::Sent,
                 Err(_) => Replied::CallerGone,
             },
-            Held::Remote { link, id, bytes } => match link.send(bytes) {
+            Answer::Remote { link, id, bytes } => match link.send(bytes) {
                 Ok(()) => Replied::Sent,
                 Err(()) => {
                     tracing::debug!(
@@ -498,23 +515,56 @@ impl Held {
             },
         }
     }
+
+    fn refuse(self, refusal: Refusal) {
+        match self {
+            Answer::Local { tx, .. } => {
+                let _ = tx.send(Err(refusal));
+            }
+            Answer::Remote { link, id, .. } => link.refuse(id, refusal),
+        }
+    }
+}
+
+/// An answer waiting for its checkpoint. Dropped unreleased (the handler
+/// was killed or panicked before the save), it refuses its caller rather
+/// than leave it waiting for its timeout.
+struct Held(Option<Answer>);
+
+impl Held {
+    fn deliver(mut self) -> Replied {
+        match self.0.take() {
+            Some(a) => a.deliver(),
+            None => Replied::CallerGone,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            a.refuse(Refusal::NotSaved(
+                "the handler ended before its state was saved".into(),
+            ));
+        }
+    }
 }
 
 impl crate::checkpoint::HeldReply for Held {
-    fn release(self: Box<Self>, saved: Result<(), &crate::checkpoint::CheckpointError>) {
+    fn release(mut self: Box<Self>, saved: Result<(), &crate::checkpoint::CheckpointError>) {
+        let Some(answer) = self.0.take() else {
+            return;
+        };
         match saved {
             Ok(()) => {
-                self.deliver();
+                answer.deliver();
             }
-            Err(e) => {
-                let refusal = Refusal::NotSaved(e.to_string());
-                match *self {
-                    Held::Local { tx, .. } => {
-                        let _ = tx.send(Err(refusal));
-                    }
-                    Held::Remote { link, id, .. } => link.refuse(id, refusal),
-                }
+            // Stored or not, nobody can tell: the caller must not take it
+            // as not done.
+            Err(e @ crate::checkpoint::CheckpointError::Unconfirmed { .. }) => {
+                answer.refuse(Refusal::SaveUncertain(e.to_string()))
             }
+            Err(e) => answer.refuse(Refusal::NotSaved(e.to_string())),
         }
     }
 }
@@ -574,15 +624,19 @@ impl fmt::Display for Replied {
 
 impl<T> Drop for RemoteReply<T> {
     fn drop(&mut self) {
+        if DISARMED.with(|d| d.get()) {
+            return;
+        }
+        let refusal = || {
+            DROP_REFUSAL
+                .with(|r| r.borrow().clone())
+                .unwrap_or(Refusal::ReplyDropped)
+        };
         if let Some(tx) = self.local.take() {
-            if !DISARMED.with(|d| d.get()) {
-                let _ = tx.send(Err(Refusal::ReplyDropped));
-            }
+            let _ = tx.send(Err(refusal()));
         }
         if let Some(link) = self.link.take() {
-            if !DISARMED.with(|d| d.get()) {
-                link.refuse(self.id, Refusal::ReplyDropped);
-            }
+            link.refuse(self.id, refusal());
         }
     }
 }

@@ -463,7 +463,15 @@ async fn read_loop(node: Arc<NodeInner>, peer: Arc<Peer>, link: Arc<Link>, mut c
     let reason = loop {
         tokio::select! {
             biased;
-            _ = link.closed.cancelled() => break link.reason(),
+            _ = link.closed.cancelled() => {
+                // The writer failed (the peer closed its end): what the
+                // peer said before closing, a leave or a goodbye, may
+                // still wait unread; read it before the session ends.
+                if matches!(link.reason(), DownReason::ConnectionError(_)) {
+                    let _ = drain_ready(&node, &peer, &link, &mut hb, &mut conn);
+                }
+                break link.reason();
+            }
             scheduled = tick.tick() => {
                 // Judge the silence only on what already arrived: read what
                 // waits in the socket first. If this runtime itself was

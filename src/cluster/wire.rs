@@ -123,10 +123,21 @@ pub enum Refusal {
     #[error("the reply could not be sent: {0}; keep replies under the caller's max_frame_size")]
     ReplyEncode(String),
     /// The handler answered, but the checkpoint of the state its answer
-    /// reports was not saved (the actor then failed and restarts from its
-    /// last saved state): treat the call as not done, and retry.
-    #[error("the answer was withheld: its state was not saved ({0}); treat the call as not done and retry")]
+    /// reports was not saved anywhere (the actor then failed and restarts
+    /// from its last saved state): the call did not take effect; retry.
+    #[error("the answer was withheld: its state was not saved ({0}); the call did not take effect, retry it")]
     NotSaved(String),
+    /// The handler answered, but whether the checkpoint of its state was
+    /// stored is unknown (a replica did not answer in time): the call may
+    /// or may not have taken effect, like a timeout. Retry only a message
+    /// that can be applied twice or carries an id the entity remembers.
+    #[error("the answer was withheld: whether its state was saved is unknown ({0}); the call may have taken effect")]
+    SaveUncertain(String),
+    /// The message was for an entity or singleton that could not be
+    /// started or reached (the text says why: minority side of a
+    /// partition, checkpoint lost, too many messages held, host stopped).
+    #[error("the entity could not take it: {0}")]
+    EntityUnavailable(String),
 }
 
 /// One frame. The handshake frames come first; after `Welcome` only session

@@ -88,6 +88,11 @@ fn node_event(event: &crate::cluster::NodeEvent) -> Event {
             name.clone(),
             format!("name conflict: {winner} keeps it, {loser} gave it up"),
         ),
+        E::CheckpointLost { ty, key, last_seq } => (
+            EventKind::Node,
+            format!("{ty}/{key}"),
+            format!("checkpoint lost: the last saved was #{last_seq}"),
+        ),
         E::Rejected {
             addr,
             reason,

@@ -211,6 +211,7 @@ impl<A: Actor + Clone> PoolBuilder<A> {
             },
             max_waiting: self.max_waiting,
             temporary: self.restart == Restart::Temporary,
+            can_end: self.restart != Restart::Permanent,
         }));
         let plan = PoolPlan {
             max_restarts: self.max_restarts,
@@ -242,6 +243,16 @@ impl<A: Actor + Clone> PoolBuilder<A> {
                 spec = spec.backoff(backoff);
             }
             spec.drain_on_stop = true;
+            // The supervisor lets an ended worker stay down (temporary, or
+            // transient that ended normally): the pool stops counting it.
+            // What it still counted died in its mailbox (killed: no
+            // `post_stop` detached it); after a `post_stop` that is nothing.
+            let ended_core = worker_core.clone();
+            spec.on_ended = Some(Arc::new(move || {
+                if let Some(worker) = ended_core.worker(index) {
+                    ended_core.worker_gone(&worker, true);
+                }
+            }));
             spec
         });
         (core, worker_spec, plan)

@@ -13,8 +13,9 @@
 //!   that comes up or finishes a message;
 //! - in shared-queue mode the message waits in the queue until an idle
 //!   worker pulls it;
-//! - once every worker has ended for good (temporary workers), a cast is
-//!   handed back and whatever still waits becomes a dead letter.
+//! - once every worker has ended for good (temporary workers, or transient
+//!   ones that ended normally), a cast is handed back and whatever still
+//!   waits becomes a dead letter.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -45,7 +46,8 @@ pub(crate) struct Worker<M: Message> {
     pub(crate) up: AtomicBool,
     /// Being removed by a resize: never chosen again.
     pub(crate) retiring: AtomicBool,
-    /// Ended for good: a temporary worker that gave up or ended. Cleared
+    /// Ended for good: a temporary worker that gave up or ended, or a
+    /// transient one that ended normally (told by the supervisor). Cleared
     /// when a resize starts the position again.
     pub(crate) gone: AtomicBool,
     /// The workers are `Restart::Temporary`: an incarnation that ends is
@@ -223,6 +225,9 @@ pub(crate) struct CoreConfig<M: Message> {
     pub(crate) limit: InFlightLimit,
     pub(crate) max_waiting: Option<usize>,
     pub(crate) temporary: bool,
+    /// Workers can end for good: temporary, or transient (one that ends
+    /// normally is not restarted).
+    pub(crate) can_end: bool,
 }
 
 /// The router and its state.
@@ -260,6 +265,9 @@ pub(crate) struct PoolCore<M: Message> {
     max_waiting: Option<usize>,
     /// The workers are temporary.
     temporary: bool,
+    /// Workers can end for good (temporary or transient): with none left,
+    /// a cast is handed back.
+    can_end: bool,
     /// Shared-queue mode: jobs waiting for an idle worker.
     queue: Mutex<JobQueue<M>>,
     /// `Some` when redelivery is on: copies the message a worker is about
@@ -294,6 +302,7 @@ impl<M: Message> PoolCore<M> {
             limit,
             max_waiting,
             temporary,
+            can_end,
         } = config;
         let (router, order) = match &routing {
             Routing::RoundRobin => (Router::RoundRobin(RoundRobin::new()), QueueOrder::Fifo),
@@ -328,6 +337,7 @@ impl<M: Message> PoolCore<M> {
             limit,
             max_waiting,
             temporary,
+            can_end,
             queue: Mutex::new(JobQueue::new(order)),
             redelivery,
             dead_letter_handler,
@@ -537,9 +547,10 @@ impl<M: Message> PoolCore<M> {
     /// Some worker is running or restarting (or is being started by a
     /// resize): a waiting message will be taken one day.
     fn any_alive(&self) -> bool {
-        // Only temporary workers end for good, and a resize keeps at least
-        // one position: other pools always have a worker to wait for.
-        !self.temporary || lock!(self.workers.read()).iter().any(|w| w.is_alive())
+        // Only temporary and transient workers end for good, and a resize
+        // keeps at least one position: a pool of permanent workers always
+        // has a worker to wait for.
+        !self.can_end || lock!(self.workers.read()).iter().any(|w| w.is_alive())
     }
 
     /// Routes waiting messages, oldest first, while some worker takes them.
@@ -777,8 +788,9 @@ impl<M: Message> PoolCore<M> {
         self.dead_letter_leftovers(&DeadLetterReason::PoolStopped);
     }
 
-    /// A worker has ended for good (a temporary worker that gave up, or
-    /// one found killed). `report`: also report what it still counted in
+    /// A worker has ended for good: a temporary worker that gave up, ended
+    /// or was found killed, or a transient one its supervisor did not
+    /// restart (it ended normally). `report`: also report what it still counted in
     /// flight, which died in its mailbox (not so for a worker that gave up:
     /// it hands its mailbox to the others). With no worker left, whatever
     /// waits becomes a dead letter.
@@ -789,7 +801,7 @@ impl<M: Message> PoolCore<M> {
         tracing::info!(
             pool = %self.label(),
             worker = worker.index,
-            "pool worker ended for good (temporary)"
+            "pool worker ended for good (not restarted)"
         );
         if report {
             let lost = worker.detach();

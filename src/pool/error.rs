@@ -34,9 +34,10 @@ pub enum PoolCastError<M> {
     /// The pool has stopped.
     #[error("the pool has stopped; the message is returned so it can be sent elsewhere")]
     Stopped(M),
-    /// Every worker has ended for good (temporary workers are not
-    /// restarted), so nothing would ever handle the message.
-    #[error("no worker is left in the pool (temporary workers that ended are not restarted); the message is returned: resize the pool to start workers again, or send it elsewhere")]
+    /// Every worker has ended for good (temporary workers, and transient
+    /// ones that ended normally, are not restarted), so nothing would ever
+    /// handle the message.
+    #[error("no worker is left in the pool (temporary workers that ended, and transient ones that ended normally, are not restarted); the message is returned: resize the pool to start workers again, or send it elsewhere")]
     NoWorkers(M),
     /// The pool's waiting room is at its bound
     /// ([`max_waiting`](crate::pool::PoolBuilder::max_waiting)).
@@ -116,8 +117,9 @@ pub enum DeadLetterReason {
     MailboxClosed,
     /// The pool stopped before any worker took it.
     PoolStopped,
-    /// Every worker had ended for good (temporary workers are not
-    /// restarted) while it waited in the pool.
+    /// Every worker had ended for good (temporary workers, and transient
+    /// ones that ended normally, are not restarted) while it waited in the
+    /// pool.
     NoWorkers,
 }
 

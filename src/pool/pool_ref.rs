@@ -67,9 +67,9 @@ pub struct WorkerStats {
     pub in_flight: u64,
     /// Times it was restarted.
     pub restarts: u64,
-    /// Running, restarting, or stopped: being removed by a resize, or a
-    /// temporary worker that ended (it is not restarted; a resize starts
-    /// the position again).
+    /// Running, restarting, or stopped: being removed by a resize, a
+    /// temporary worker that ended, or a transient one that ended normally
+    /// (neither is restarted; a resize starts the position again).
     pub status: ChildStatus,
 }
 
@@ -91,7 +91,7 @@ impl<M: Message> PoolRef<M> {
     ///
     /// The message back in a [`PoolCastError`]: `Stopped` once the pool has
     /// stopped, `NoWorkers` when every worker has ended for good (temporary
-    /// workers), `Full` when it would wait and the waiting room is at its
+    /// workers, or transient ones that ended normally), `Full` when it would wait and the waiting room is at its
     /// [bound](crate::pool::PoolBuilder::max_waiting).
     pub fn cast(&self, message: M) -> Result<(), PoolCastError<M>> {
         self.send(message, None, 0)
@@ -192,7 +192,7 @@ impl<M: Message> PoolRef<M> {
     /// Grows or shrinks the pool to `workers`. New workers start before this
     /// returns; removed ones (the highest indexes) stop taking work at once,
     /// finish what is in their mailbox, and stop. Nothing is lost. Positions
-    /// kept whose worker had ended for good (temporary workers) start a new
+    /// kept whose worker had ended for good (temporary or transient) start a new
     /// worker too, so afterwards [`size`](Self::size) is `workers`.
     ///
     /// # Errors
@@ -310,7 +310,8 @@ impl<M: Message> PoolRef<M> {
     }
 
     /// Number of workers running or restarting: not those being removed by
-    /// a resize, nor temporary workers that ended.
+    /// a resize, nor workers that ended for good (temporary, or transient
+    /// that ended normally).
     #[must_use]
     pub fn size(&self) -> usize {
         self.core.reap();

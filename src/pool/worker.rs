@@ -24,7 +24,9 @@
 //! A worker killed from outside dies with its mailbox: the supervisor starts
 //! a new one, and the messages that were in it are reported as dead letters.
 //! A temporary worker that ends (gives up, stops, or is killed) is gone for
-//! good: the pool stops routing to it and counting it in its size.
+//! good: the pool stops routing to it and counting it in its size. So is a
+//! transient worker that ends normally (it stops itself): its supervisor
+//! decides not to restart it and tells the pool (the spec's `on_ended`).
 //!
 //! When a graceful stop drains the worker, its mailbox refuses new messages;
 //! after each message it then takes the oldest one waiting in the pool (the

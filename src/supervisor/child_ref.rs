@@ -177,12 +177,38 @@ impl<M: Message> ChildRef<M> {
         let Some(actor) = self.current() else {
             return Err(CallError::NotRunning(self.id.to_string()));
         };
-        match actor.call(build, timeout).await {
+        match call_while_alive(&actor, build, timeout).await {
             Ok(CallResult::Success(value)) => Ok(value),
             Ok(CallResult::Timeout) => Err(CallError::Timeout(self.id.to_string())),
             Ok(CallResult::SenderError) => Err(CallError::NoReply(self.id.to_string())),
             Err(_) => Err(CallError::Closed(self.id.to_string())),
         }
+    }
+}
+
+/// ractor's `call`, ended with `SenderError` when the actor exits first.
+///
+/// A request enqueued at the very moment the actor stops can outlive its
+/// mailbox: the mailbox is drained when the actor ends, but a send already
+/// admitted may land in the channel just after that drain, where it stays
+/// until the last reference to the actor is dropped. The caller holds one,
+/// so without this guard a call with no timeout would wait forever (seen
+/// in one-for-all restarts: a call to a sibling being stopped). The reply
+/// is polled first, so an answer sent before the exit is never lost.
+pub(crate) async fn call_while_alive<M, T, F>(
+    actor: &ActorRef<M>,
+    build: F,
+    timeout: Option<Duration>,
+) -> Result<CallResult<T>, MessagingErr<M>>
+where
+    M: Message,
+    T: Send + 'static,
+    F: FnOnce(RpcReplyPort<T>) -> M,
+{
+    tokio::select! {
+        biased;
+        answer = actor.call(build, timeout) => answer,
+        _ = actor.wait(None) => Ok(CallResult::SenderError),
     }
 }
 

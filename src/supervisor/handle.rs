@@ -11,7 +11,7 @@ use ractor::{ActorCell, ActorRef, Message, RpcReplyPort};
 
 use crate::exit::SHUTDOWN_REASON;
 use crate::supervisor::actor::{self, ChildKey, Nested, SharedSlots, SlotEntry, SupervisorMsg};
-use crate::supervisor::child_ref::{ChildRef, Slot};
+use crate::supervisor::child_ref::{call_while_alive, ChildRef, Slot};
 use crate::supervisor::dynamic::DynamicSupervisorRef;
 use crate::supervisor::error::{ChildLookupError, SupervisorError};
 use crate::supervisor::root::{spawn_watch, SupervisorExit};
@@ -410,7 +410,7 @@ pub(crate) async fn call<T: Send + 'static>(
     actor: &ActorRef<SupervisorMsg>,
     build: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
 ) -> Result<T, SupervisorError> {
-    match actor.call(build, None).await {
+    match call_while_alive(actor, build, None).await {
         Ok(CallResult::Success(value)) => Ok(value),
         Ok(CallResult::Timeout) | Ok(CallResult::SenderError) | Err(_) => {
             Err(SupervisorError::NotRunning)

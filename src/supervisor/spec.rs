@@ -156,6 +156,10 @@ pub struct ChildSpec {
     /// Stop gracefully with ractor's `drain` (process the mailbox first)
     /// instead of `stop`; used by pool workers so that no message is lost.
     pub(crate) drain_on_stop: bool,
+    /// Told when the supervisor decides not to restart an incarnation that
+    /// ended by itself (temporary, or transient that ended normally): the
+    /// pool uses it to show the worker stopped and stop counting it.
+    pub(crate) on_ended: Option<OnStop>,
 }
 
 /// How the supervisor stops one child: its `Shutdown` and whether it
@@ -286,6 +290,7 @@ impl ChildSpec {
             backoff: None,
             nested,
             drain_on_stop: false,
+            on_ended: None,
         }
     }
 
@@ -386,7 +391,8 @@ pub struct SupervisorSpec {
     pub(crate) on_stop: Option<OnStop>,
 }
 
-/// A hook run when a supervisor has stopped its children for good.
+/// A hook run when a supervisor has stopped its children for good, or (as
+/// [`ChildSpec`]'s `on_ended`) when it lets a child that ended stay down.
 pub(crate) type OnStop = Arc<dyn Fn() + Send + Sync>;
 
 impl fmt::Debug for SupervisorSpec {

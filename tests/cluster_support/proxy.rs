@@ -92,6 +92,8 @@ struct Shared {
     next_id: AtomicU64,
     /// When each connection attempt was accepted (refused ones included).
     accepted: Mutex<Vec<Instant>>,
+    /// The same, on the reverse listener.
+    reverse_accepted: Mutex<Vec<Instant>>,
     passed: [AtomicU64; 2],
     dropped: [AtomicU64; 2],
 }
@@ -124,6 +126,7 @@ impl Proxy {
             conns: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             accepted: Mutex::new(Vec::new()),
+            reverse_accepted: Mutex::new(Vec::new()),
             passed: Default::default(),
             dropped: Default::default(),
         });
@@ -215,6 +218,12 @@ impl Proxy {
         lock(&self.shared.accepted).clone()
     }
 
+    /// When each connection attempt to the reverse listener was accepted,
+    /// refused ones included.
+    pub fn reverse_attempts(&self) -> Vec<Instant> {
+        lock(&self.shared.reverse_accepted).clone()
+    }
+
     /// Bytes forwarded in direction `dir` (injected ones included).
     pub fn passed(&self, dir: Direction) -> u64 {
         self.shared.passed[dir as usize].load(Ordering::SeqCst)
@@ -244,7 +253,9 @@ async fn accept_loop(
                 Err(_) => continue,
             },
         };
-        if !reverse {
+        if reverse {
+            lock(&shared.reverse_accepted).push(Instant::now());
+        } else {
             lock(&shared.accepted).push(Instant::now());
         }
         if shared.refuse.load(Ordering::SeqCst) {
