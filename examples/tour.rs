@@ -20,6 +20,15 @@
 //!
 //! Run it with `cargo run --example tour`. Set `TOUR_TRACE=1` to also see
 //! the supervisors' structured tracing events.
+//!
+//! Options:
+//!
+//! - `--observe 127.0.0.1:4000` (feature `observer`): after step 7 the tree
+//!   keeps running, with a pool that keeps working and two nodes, and the
+//!   observer's page is served there until Ctrl-C:
+//!   `cargo run --example tour --features observer -- --observe 127.0.0.1:4000`
+//! - `--metrics 127.0.0.1:9000` (feature `prometheus`): serves the metrics
+//!   for Prometheus to scrape.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -210,6 +219,10 @@ async fn tree(app: &SupervisorRef, pool: &PoolRef<u64>) -> Result<String, Superv
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = Options::parse()?;
+    if let Some(addr) = options.metrics {
+        serve_metrics(addr)?;
+    }
     if std::env::var_os("TOUR_TRACE").is_some() {
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::INFO)
@@ -405,6 +418,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     print!("{}", tree(&app, &hashers).await?);
 
+    if let Some(addr) = options.observe {
+        return observe(addr, &app, &hashers).await;
+    }
+
     step("8. Graceful shutdown: children stop in reverse start order");
     app.cell()
         .stop_and_wait(None, Some(Duration::from_secs(10)))
@@ -412,6 +429,120 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cluster().await?;
     println!("\nThe tour is over.");
     Ok(())
+}
+
+/// The command line: `--observe ADDR`, `--metrics ADDR`.
+#[derive(Default)]
+struct Options {
+    observe: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+}
+
+impl Options {
+    fn parse() -> Result<Options, Box<dyn std::error::Error>> {
+        let mut options = Options::default();
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let slot = match arg.as_str() {
+                "--observe" => &mut options.observe,
+                "--metrics" => &mut options.metrics,
+                other => {
+                    return Err(format!(
+                        "unknown argument {other:?}; options: --observe ADDR, --metrics ADDR"
+                    )
+                    .into())
+                }
+            };
+            let addr = args
+                .next()
+                .ok_or_else(|| format!("{arg} needs an address, such as 127.0.0.1:4000"))?;
+            *slot = Some(addr.parse().map_err(|e| format!("{arg} {addr}: {e}"))?);
+        }
+        if options.observe.is_some() && cfg!(not(feature = "observer")) {
+            return Err("--observe needs the `observer` feature: cargo run --example tour --features observer -- --observe 127.0.0.1:4000".into());
+        }
+        Ok(options)
+    }
+}
+
+/// Serves the metrics for Prometheus on `addr`.
+#[cfg(feature = "prometheus")]
+fn serve_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    ractor_otp::metrics::install_prometheus(addr)?;
+    println!("metrics for Prometheus at http://{addr}/metrics");
+    Ok(())
+}
+
+#[cfg(not(feature = "prometheus"))]
+fn serve_metrics(_: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    Err("--metrics needs the `prometheus` feature: cargo run --example tour --features prometheus -- --metrics 127.0.0.1:9000".into())
+}
+
+/// Keeps the tree running and observable at `addr` until Ctrl-C: the pool
+/// keeps hashing, two nodes heartbeat each other, and children can be
+/// killed, terminated and restarted from the page (on this machine).
+#[cfg(feature = "observer")]
+async fn observe(
+    addr: SocketAddr,
+    app: &SupervisorRef,
+    hashers: &PoolRef<u64>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use ractor_otp::observer::{Actions, Observer};
+    step("8. Observe: the tree keeps running, with a pool at work and a two-node cluster");
+    let alpha = Node::start(fast_node("alpha")).await?;
+    let beta = Node::start(fast_node("beta")).await?;
+    alpha.connect(beta.local_addr()).await?;
+    // Beta runs a small tree of its own and an observer of it (on any
+    // port): alpha's page shows beta's tree as beta reports it.
+    let edge = SupervisorSpec::new(Strategy::OneForOne)
+        .child(worker("gateway"))
+        .child(worker("sessions-cache"));
+    let (edge, _) = Supervisor::spawn(Some("edge".into()), edge).await?;
+    let on_beta = Observer::builder()
+        .supervisor(&edge)
+        .node(&beta)
+        .serve("127.0.0.1:0".parse()?)
+        .await?;
+    let observer = Observer::builder()
+        .supervisor(app)
+        .pool("hashers", hashers)
+        .node(&alpha)
+        .actions(Actions::Loopback)
+        .serve(addr)
+        .await?;
+    println!("  open {} to watch it live", observer.url());
+    println!("  (kill, terminate or restart children from the page; Ctrl-C stops the tour)");
+    let jobs = hashers.clone();
+    let traffic = tokio::spawn(async move {
+        for job in 1000u64.. {
+            if jobs.cast(job).is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::signal::ctrl_c().await?;
+    traffic.abort();
+    observer.shutdown().await;
+    on_beta.shutdown().await;
+    edge.stop(Some(Duration::from_secs(5))).await?;
+    step("9. Graceful shutdown: children stop in reverse start order");
+    app.cell()
+        .stop_and_wait(None, Some(Duration::from_secs(10)))
+        .await?;
+    alpha.shutdown().await;
+    beta.shutdown().await;
+    println!("\nThe tour is over.");
+    Ok(())
+}
+
+#[cfg(not(feature = "observer"))]
+async fn observe(
+    _: SocketAddr,
+    _: &SupervisorRef,
+    _: &PoolRef<u64>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    Err("--observe needs the `observer` feature".into())
 }
 
 /// The actor id of the storage supervisor's running incarnation.

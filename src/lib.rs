@@ -69,6 +69,8 @@
 //! - [`exit`]: [`ExitReason`], how a child ended.
 //! - `cluster` (feature `cluster`): [`Node`], remote actors
 //!   ([`RemoteRef`], [`RemoteReply`]), heartbeats and node events.
+//! - [`metrics`]: the names of every metric, and the Prometheus helper.
+//! - `observer` (feature `observer`): the observer's page and API.
 //!
 //! # Features
 //!
@@ -76,6 +78,10 @@
 //! |----------|---------|--------------|
 //! | `cluster` | yes    | [`cluster`]: nodes over TCP, remote actors, heartbeats, phi-accrual failure detection |
 //! | `macros` | yes     | `#[derive(RemoteMessage)]` from `ractor-otp-macros` |
+//! | `metrics` | yes    | [`metrics`]: every supervisor, pool and peer reports through the `metrics` facade (a no-op without a recorder) |
+//! | `prometheus` | no  | `metrics::install_prometheus(addr)`: a Prometheus exporter in one line |
+//! | `observer` | no    | `observer`: a live web page and JSON API over trees, pools and the cluster |
+//! | `tls`    | no      | TLS 1.3 with mutual certificates for the cluster transport |
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -100,6 +106,9 @@ pub mod checkpoint;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod exit;
+pub mod metrics;
+#[cfg(feature = "observer")]
+pub mod observer;
 pub mod pool;
 pub mod supervisor;
 

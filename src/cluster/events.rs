@@ -342,6 +342,7 @@ impl EventBus {
 
     /// Publishes an event to every subscriber.
     pub(crate) fn emit(&self, event: NodeEvent) {
+        crate::metrics::node_event(&self.node, &event);
         // Reports come at most once per key and second, but keys can be
         // many (one per address a flood comes from): a subscriber that does
         // not read stops getting them past a backlog. Lifecycle events are
@@ -369,6 +370,7 @@ impl EventBus {
 
     /// A cast that was not delivered: to the handler, and counted.
     pub(crate) fn dead_letter(&self, letter: RemoteDeadLetter) {
+        crate::metrics::remote_dead_letter(&letter.peer, &letter.reason);
         let key =
             ReportKey::DeadLetter(letter.peer.clone(), std::mem::discriminant(&letter.reason));
         let hit =

@@ -80,11 +80,14 @@ pub(crate) struct Peer {
     pub(crate) dial_addr: Mutex<Option<SocketAddr>>,
     /// Serializes reconnection loops (at most one runs).
     pub(crate) reconnecting: tokio::sync::Mutex<()>,
+    /// This peer's metric handles.
+    pub(crate) metrics: crate::metrics::PeerMetrics,
 }
 
 impl Peer {
     pub(crate) fn new(name: String, addr: SocketAddr, events: Arc<EventBus>) -> Self {
         Peer {
+            metrics: crate::metrics::PeerMetrics::new(&name),
             name,
             events,
             link: RwLock::new(None),
@@ -188,6 +191,7 @@ impl Peer {
             let mut st = lock!(self.state.lock());
             let current = st.session == session && st.status != PeerStatus::Down;
             if current {
+                self.metrics.down();
                 st.status = PeerStatus::Down;
                 st.down_reason = Some(reason.clone());
                 let mut link = lock!(self.link.write());
@@ -255,7 +259,8 @@ impl Peer {
             self.forget_call(id);
             return Err(e);
         }
-        match tokio::time::timeout(timeout, rx).await {
+        let sent_at = Instant::now();
+        let answer = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(ClusterError::Shutdown),
             Err(_) => {
@@ -266,7 +271,9 @@ impl Peer {
                     after: timeout,
                 })
             }
-        }
+        };
+        self.metrics.request(sent_at.elapsed(), &answer);
+        answer
     }
 
     /// Registers a call (or lookup) sent on `session` to `actor`.
@@ -342,6 +349,7 @@ impl Peer {
             return;
         }
         st.phi = phi;
+        self.metrics.phi(phi, suspect);
         let status = if suspect {
             PeerStatus::Suspect
         } else {
@@ -361,6 +369,7 @@ impl Peer {
     pub(crate) fn observe_rtt(&self, session: u64, rtt: Duration) {
         let mut st = lock!(self.state.lock());
         if st.session == session {
+            self.metrics.rtt(rtt);
             st.rtt = Some(rtt);
         }
     }

@@ -267,11 +267,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, link: Arc<Link>, peer: Arc<
         {
             break 'run;
         }
+        peer.metrics.bytes_out(taken.ctrl.len());
         while done < pending.len() {
             let ctrl = out.take_ctrl();
             if !ctrl.is_empty() && write_all_or_closed(&mut w, &link, &ctrl).await.is_err() {
                 break 'run;
             }
+            peer.metrics.bytes_out(ctrl.len());
             let end = done + outbox::batch_end(&pending[done..], WRITE_BATCH);
             while done < end {
                 // `write` is cancel safe: dropped before it is ready, it
@@ -291,6 +293,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, link: Arc<Link>, peer: Arc<
                     Ok(n) => {
                         done += n;
                         out.written(n);
+                        peer.metrics.bytes_out(n);
                     }
                     Err(e) => {
                         link.close(DownReason::ConnectionError(e.to_string()));
@@ -518,6 +521,7 @@ fn on_read(
         // read per socket read) and this flag, read at the next tick.
         Ok(Some(body)) => {
             hb.handled = true;
+            peer.metrics.frame_in(body.len());
             if let Some(payload) = hb.repeated_cast(&body, node) {
                 hb.deliver_last_cast(peer, link, payload);
                 return Ok(());
@@ -618,6 +622,7 @@ fn beat(
 
 /// Tells the sender its cast was refused (it reports a dead letter).
 fn refuse_cast(peer: &Peer, link: &Link, actor: String, tag: String, refusal: Refusal) {
+    peer.metrics.refused(&refusal);
     tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "cast refused");
     link.send_plain(&Frame::Undelivered {
         actor,
@@ -668,6 +673,7 @@ fn handle(
                 match reply {
                     Some(id) => {
                         tracing::debug!(peer = peer.name(), %actor, %tag, %refusal, "call refused");
+                        peer.metrics.refused(&refusal);
                         link.refuse(id, refusal);
                     }
                     None => refuse_cast(peer, link, actor, tag, refusal),

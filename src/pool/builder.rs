@@ -390,6 +390,11 @@ impl ChildSpec {
             let core = core.clone();
             let slots = slots.clone();
             async move {
+                // Inside the parent's start: named by the full path in the
+                // tree, as the pool's own supervisor is.
+                if let Some(path) = crate::supervisor::actor::child_path(&parent) {
+                    core.set_label(path);
+                }
                 let (sup, _join) = spawn_static(None, spec, Some(parent), slots).await?;
                 let actor = sup.actor.clone();
                 *lock!(core.supervisor.write()) = Some(sup);

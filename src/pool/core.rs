@@ -742,6 +742,7 @@ impl<M: Message> PoolCore<M> {
     pub(crate) fn dead_letter(&self, letter: DeadLetter<M>) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(pool = %self.label(), worker = ?letter.worker, reason = %letter.reason, "pool dead letter");
+        crate::metrics::pool_dead_letter(&self.label(), letter.worker, &letter.reason);
         if let Some(handler) = &self.dead_letter_handler {
             // A panicking handler must not cut short the bookkeeping that
             // called it (a stop reporting many letters, a worker failing).

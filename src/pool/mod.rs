@@ -62,7 +62,7 @@
 //! (`stats()` shows both).
 
 pub mod admission;
-mod builder;
+pub(crate) mod builder;
 mod core;
 mod error;
 mod pool_ref;

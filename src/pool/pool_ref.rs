@@ -280,6 +280,12 @@ impl<M: Message> PoolRef<M> {
         Ok(())
     }
 
+    /// The pool's name in logs and metrics: its path in the tree.
+    #[cfg_attr(not(feature = "observer"), allow(dead_code))]
+    pub(crate) fn label(&self) -> String {
+        self.core.label().to_string()
+    }
+
     /// Counters per worker and for the pool. A temporary worker found
     /// killed here (no `post_stop` ran to say so) is marked gone, and the
     /// messages its mailbox held are reported as dead letters first.

@@ -43,6 +43,7 @@ use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 
 use crate::exit::ExitReason;
+use crate::metrics::WorkerMetrics;
 use crate::pool::core::{PoolCore, Worker};
 use crate::pool::{DeadLetter, DeadLetterReason};
 use crate::supervisor::actor::now;
@@ -86,6 +87,8 @@ pub(crate) struct WorkerState<A: Actor> {
     attempt: u32,
     /// When `A` last started, for the backoff reset.
     started_at: Instant,
+    /// This incarnation's metric handles.
+    metrics: WorkerMetrics,
 }
 
 impl<A: Actor + Clone> PoolWorker<A> {
@@ -153,6 +156,7 @@ impl<A: Actor + Clone> PoolWorker<A> {
                 Ok(inner) => {
                     state.inner = inner;
                     state.worker.starts.fetch_add(1, Ordering::Relaxed);
+                    state.metrics.restarted();
                     tracing::info!(pool = %self.core.label(), worker = self.index, "pool worker restarted in place");
                     return Ok(());
                 }
@@ -175,11 +179,15 @@ impl<A: Actor + Clone> PoolWorker<A> {
     ) -> bool {
         let worker = state.worker.clone();
         let copy = self.core.redelivery.map(|clone| clone(&message));
+        let started = state.metrics.start();
         let outcome =
             AssertUnwindSafe(self.inner.handle(myself.clone(), message, &mut state.inner))
                 .catch_unwind()
                 .await;
         worker.finish_one();
+        let ok = matches!(outcome, Ok(Ok(())));
+        let in_flight = worker.in_flight.load(Ordering::Relaxed);
+        state.metrics.handled(started, ok, in_flight);
         let failure = match outcome {
             Ok(Ok(())) => {
                 worker.processed.fetch_add(1, Ordering::Relaxed);
@@ -250,6 +258,7 @@ impl<A: Actor + Clone> Actor for PoolWorker<A> {
             failure: None,
             attempt: 0,
             started_at: now(),
+            metrics: WorkerMetrics::new(&self.core.label(), self.index),
         })
     }
 

@@ -85,6 +85,9 @@ pub(crate) enum SupervisorMsg {
     WhichChildren(RpcReplyPort<Vec<ChildInfo>>),
     CountChildren(RpcReplyPort<ChildCounts>),
     Describe(RpcReplyPort<String>),
+    /// The observer's view of this supervisor and its children.
+    #[cfg_attr(not(feature = "observer"), allow(dead_code))]
+    Inspect(RpcReplyPort<crate::supervisor::snapshot::TreeSnapshot>),
     StartChild(ChildSpec, RpcReplyPort<Result<ActorCell, SupervisorError>>),
     StartChildren(
         Vec<ChildSpec>,
@@ -186,6 +189,9 @@ pub(crate) struct State {
     on_stop: Option<OnStop>,
     /// The span of every event of this supervisor, built once.
     span: tracing::Span,
+    /// This supervisor's metrics (the children-running gauge is set after
+    /// every message).
+    metrics: crate::metrics::SupervisorMetrics,
 }
 
 // ---------------------------------------------------------------------------
@@ -279,6 +285,7 @@ impl Actor for SupervisorActor {
         let span = tracing::info_span!("supervisor", name = %label);
         let mut state = State {
             span,
+            metrics: crate::metrics::SupervisorMetrics::new(&label),
             label,
             myself,
             strategy: args.strategy,
@@ -316,6 +323,7 @@ impl Actor for SupervisorActor {
             }
         }
         tracing::debug!(supervisor = %state.label, children = state.children.len(), "supervisor started");
+        state.metrics.running(state.children.running());
         Ok(state)
     }
 
@@ -338,6 +346,10 @@ impl Actor for SupervisorActor {
                 }
                 SupervisorMsg::Describe(port) => {
                     let _ = port.send(state.describe());
+                    Ok(())
+                }
+                SupervisorMsg::Inspect(port) => {
+                    let _ = port.send(state.inspect());
                     Ok(())
                 }
                 SupervisorMsg::StartChild(spec, port) => {
@@ -382,6 +394,7 @@ impl Actor for SupervisorActor {
         let Some(cell) = event.actor_cell() else {
             return Ok(());
         };
+        state.note_exit(cell, &reason);
         let span = state.span();
         async move {
             let outcome = state.child_exited(cell, reason).await;
@@ -420,10 +433,16 @@ impl State {
 
     /// Acts on an [`Exit`]: stops the children and makes the actor end.
     async fn finish(&mut self, outcome: Result<(), Exit>) -> Result<(), ActorProcessingErr> {
+        self.metrics.running(self.children.running());
         match outcome {
             Ok(()) => Ok(()),
             Err(Exit::Escalate(err)) => {
                 tracing::error!(supervisor = %self.label, error = %err, "restart intensity exceeded; stopping all children and escalating");
+                let child = match &err {
+                    SupervisorError::IntensityExceeded { child, .. } => child.as_str(),
+                    _ => "",
+                };
+                self.metrics.intensity_exceeded(child, &err);
                 self.shutdown_children().await;
                 Err(Box::new(err))
             }
@@ -486,6 +505,7 @@ impl State {
 
     fn remove_child(&mut self, seq: u64) {
         if let Some(child) = self.children.remove(seq) {
+            self.metrics.forget(&child.spec.id);
             if self.mode == Mode::Static {
                 let mut slots = lock!(self.slots.write());
                 slots.remove(&child.spec.id);
@@ -513,11 +533,31 @@ impl State {
         };
         tracing::debug!(supervisor = %self.label, child = %self.child_id(seq), actor = %cell.get_id(), "child started");
         if let Some(child) = self.children.get_mut(seq) {
-            child.started_at = Some(now());
+            if child.started_at.replace(now()).is_some() {
+                child.restarts += 1;
+                self.metrics.restarted(&child.spec.id, child.restarts);
+            }
         }
         self.children
             .set_state(seq, ChildState::Running(cell.clone()));
         Ok(cell)
+    }
+
+    /// Records how a child's incarnation ended, before the restart
+    /// decision: its last exit (for the observer), and, unless a group
+    /// restart stopped it, the exit metric and event.
+    fn note_exit(&mut self, cell: &ActorCell, reason: &ExitReason) {
+        let Some(seq) = self.children.seq_of_actor(cell.get_id()) else {
+            return;
+        };
+        let Some(child) = self.children.get_mut(seq) else {
+            return;
+        };
+        child.last_exit = Some(reason.clone());
+        if matches!(child.state, ChildState::Running(_)) {
+            let is_supervisor = child.spec.kind == ChildKind::Supervisor;
+            self.metrics.exited(&child.spec.id, reason, is_supervisor);
+        }
     }
 
     fn child_id(&self, seq: u64) -> String {

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use ractor::{ActorCell, ActorId};
 
+use crate::exit::ExitReason;
 use crate::supervisor::child_ref::ErasedSlot;
 use crate::supervisor::spec::{ChildSpec, ChildStatus};
 
@@ -43,6 +44,10 @@ pub(crate) struct Child {
     last_actor: Option<ActorId>,
     /// Its key in `Children::restarting_from`, while restarting.
     restarting_from: Option<ActorId>,
+    /// Incarnations started after the first (shown by the observer).
+    pub(crate) restarts: u64,
+    /// How the last incarnation ended (shown by the observer).
+    pub(crate) last_exit: Option<ExitReason>,
 }
 
 impl Child {
@@ -83,6 +88,9 @@ pub(crate) struct Children {
     restarting_from: HashMap<ActorId, u64>,
     next_seq: u64,
     unique_ids: bool,
+    /// Children in state `Running`, kept in step by `set_state` and
+    /// `remove` (the children-running gauge reads it on every message).
+    running: usize,
 }
 
 impl Children {
@@ -95,6 +103,11 @@ impl Children {
 
     pub(crate) fn len(&self) -> usize {
         self.order.len()
+    }
+
+    /// Children running now.
+    pub(crate) fn running(&self) -> usize {
+        self.running
     }
 
     /// Adds a child at the end of the start order, in state `Stopped`, with
@@ -115,6 +128,8 @@ impl Children {
                 started_at: None,
                 last_actor: None,
                 restarting_from: None,
+                restarts: 0,
+                last_exit: None,
             },
         );
         seq
@@ -122,6 +137,9 @@ impl Children {
 
     pub(crate) fn remove(&mut self, seq: u64) -> Option<Child> {
         let child = self.order.remove(&seq)?;
+        if matches!(child.state, ChildState::Running(_)) {
+            self.running -= 1;
+        }
         if let Some(cell) = child.cell() {
             self.by_actor.remove(&cell.get_id());
         }
@@ -167,6 +185,9 @@ impl Children {
         let Some(child) = self.order.get_mut(&seq) else {
             return;
         };
+        let was_running = matches!(child.state, ChildState::Running(_));
+        let now_running = matches!(state, ChildState::Running(_));
+        self.running = self.running + usize::from(now_running) - usize::from(was_running);
         let last = child.cell().map(ActorCell::get_id);
         if let Some(old) = last {
             self.by_actor.remove(&old);

@@ -205,7 +205,7 @@ impl DynamicSupervisorRef {
     }
 
     /// The current incarnation, if one runs.
-    fn actor(&self) -> Result<ActorRef<SupervisorMsg>, SupervisorError> {
+    pub(crate) fn actor(&self) -> Result<ActorRef<SupervisorMsg>, SupervisorError> {
         match &self.target {
             Target::Fixed(actor) => Ok(actor.clone()),
             Target::Child(child) => child.current().ok_or(SupervisorError::NotRunning),

@@ -101,9 +101,12 @@ mod child_ref;
 mod children;
 mod dynamic;
 mod error;
-mod handle;
+pub(crate) mod handle;
 pub mod intensity;
 mod root;
+// Read only by the observer.
+#[cfg_attr(not(feature = "observer"), allow(dead_code))]
+pub(crate) mod snapshot;
 mod spec;
 pub mod strategy;
 

@@ -8,6 +8,7 @@ use crate::supervisor::actor::shutdown::stop_child;
 use crate::supervisor::children::ChildState;
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::handle::{ChildCounts, ChildInfo};
+use crate::supervisor::snapshot::{ChildSnapshot, TreeSnapshot};
 use crate::supervisor::spec::{ChildKind, ChildSpec, Restart};
 
 impl State {
@@ -39,6 +40,30 @@ impl State {
             }
         }
         counts
+    }
+
+    pub(super) fn inspect(&self) -> TreeSnapshot {
+        TreeSnapshot {
+            label: self.label.clone(),
+            strategy: match self.mode {
+                Mode::Static => format!("{:?}", self.strategy),
+                Mode::Dynamic { .. } => "dynamic".to_string(),
+            },
+            children: self
+                .children
+                .iter()
+                .map(|(_, child)| ChildSnapshot {
+                    id: child.spec.id.clone(),
+                    kind: child.spec.kind,
+                    restart: child.spec.restart,
+                    status: child.status(),
+                    actor: child.cell().cloned(),
+                    restarts: child.restarts,
+                    last_exit: child.last_exit.clone(),
+                    backoff_attempt: child.attempt,
+                })
+                .collect(),
+        }
     }
 
     pub(super) fn describe(&self) -> String {

@@ -80,6 +80,7 @@ impl State {
 
     /// Records a restart attempt; `Err` when it is one too many.
     fn count_restart(&mut self, id: &str, reason: &ExitReason) -> Result<(), Exit> {
+        self.metrics.restarting(id, reason);
         self.window.add_restart(now()).map_err(|exceeded| {
             Exit::Escalate(SupervisorError::IntensityExceeded {
                 child: id.to_string(),
