@@ -69,6 +69,11 @@
 //! - [`exit`]: [`ExitReason`], how a child ended.
 //! - `cluster` (feature `cluster`): [`Node`], remote actors
 //!   ([`RemoteRef`], [`RemoteReply`]), heartbeats and node events.
+//! - [`checkpoint`]: [`Checkpointed`](checkpoint::Checkpointed) actors whose
+//!   state is saved by policy into a [`CheckpointStore`](checkpoint::CheckpointStore)
+//!   and restored on every start; `ChildSpec::checkpointed`.
+//! - `cluster::EntitySpec`, `Node::entities`, `Node::singleton`: sharded
+//!   entities and singletons that move with their state (feature `cluster`).
 //! - [`metrics`]: the names of every metric, and the Prometheus helper.
 //! - `observer` (feature `observer`): the observer's page and API.
 //!
@@ -82,6 +87,9 @@
 //! | `prometheus` | no  | `metrics::install_prometheus(addr)`: a Prometheus exporter in one line |
 //! | `observer` | no    | `observer`: a live web page and JSON API over trees, pools and the cluster |
 //! | `tls`    | no      | TLS 1.3 with mutual certificates for the cluster transport |
+//! | `checkpoint` | yes (with `cluster`) | [`checkpoint`]: checkpointed actors and the in-memory store (serde + bincode) |
+//! | `disk`   | no      | `checkpoint::DiskStore`: checkpoints in an embedded `redb` file |
+//! | `postgres` | no    | `checkpoint::PostgresStore`: checkpoints in PostgreSQL (`tokio-postgres`) |
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
