@@ -31,8 +31,8 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use ractor_otp::{
-    ChildRef, ChildSpec, DynamicSpec, DynamicSupervisor, Strategy, Supervisor, SupervisorExit,
-    SupervisorRef, SupervisorSpec,
+    ChildRef, ChildSpec, DynamicSpec, DynamicSupervisor, GroupStop, Strategy, Supervisor,
+    SupervisorExit, SupervisorRef, SupervisorSpec,
 };
 use tokio::runtime::Runtime;
 
@@ -508,15 +508,24 @@ async fn raw_group_restart(slots: RawGroup, iters: u64) -> Duration {
     total
 }
 
-/// A one-for-all supervisor of `size` workers and handles to them.
-async fn one_for_all_group(size: usize) -> (SupervisorRef, SupervisorExit, Vec<ChildRef<Msg>>) {
-    let (sup, exit) = Supervisor::spawn(None, spec(Strategy::OneForAll, size))
+/// A one-for-all supervisor of `size` workers stopping its group `how`,
+/// and handles to them.
+async fn one_for_all_group_with(
+    size: usize,
+    how: GroupStop,
+) -> (SupervisorRef, SupervisorExit, Vec<ChildRef<Msg>>) {
+    let (sup, exit) = Supervisor::spawn(None, spec(Strategy::OneForAll, size).group_stop(how))
         .await
         .expect("one-for-all supervisor");
     let children = (0..size)
         .map(|i| sup.child::<Msg>(&format!("w{i}")).expect("child"))
         .collect();
     (sup, exit, children)
+}
+
+/// A one-for-all supervisor of `size` workers (OTP's reverse-order stop).
+async fn one_for_all_group(size: usize) -> (SupervisorRef, SupervisorExit, Vec<ChildRef<Msg>>) {
+    one_for_all_group_with(size, GroupStop::InOrder).await
 }
 
 /// A [`RawGroupRestarter`] of `size` workers and its published slots.
@@ -890,10 +899,20 @@ fn paired_check_scale(rt: &Runtime) {
                         || raw_group_restart(sequential_slots.clone(), 1),
                     )
                     .await;
+                    let (psup, pexit, pchildren) =
+                        one_for_all_group_with(size, GroupStop::Parallel).await;
+                    let (ours_par, floor_par, par_vs_parallel) = paired_ratio(
+                        rounds,
+                        rounds / 5,
+                        || restart_one_for_all(pchildren.clone(), 1),
+                        || raw_group_restart(parallel_slots.clone(), 1),
+                    )
+                    .await;
                     lines.push(format!(
                         "one-for-all restart of {size}: supervisor {ours:.2?}; by hand, parallel \
                          stop {floor:.2?} ({vs_parallel:.2} x), reverse-order stop {ordered:.2?} \
-                         ({vs_ordered:.2} x){}",
+                         ({vs_ordered:.2} x); GroupStop::Parallel {ours_par:.2?} vs parallel by \
+                         hand {floor_par:.2?} ({par_vs_parallel:.2} x){}",
                         if size == 100 {
                             " (target <= 1.3 x parallel)"
                         } else {
@@ -902,6 +921,8 @@ fn paired_check_scale(rt: &Runtime) {
                     ));
                     sup.stop(None).await.expect("stop");
                     exit.await;
+                    psup.stop(None).await.expect("stop");
+                    pexit.await;
                     for restarter in [parallel, sequential] {
                         restarter.stop_and_wait(None, None).await.expect("stop");
                     }

@@ -129,8 +129,8 @@ pub use pool::{
 pub use supervisor::{
     AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind,
     ChildLookupError, ChildRef, ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor,
-    DynamicSupervisorRef, Restart, Shutdown, Strategy, Supervisor, SupervisorError, SupervisorExit,
-    SupervisorRef, SupervisorSpec,
+    DynamicSupervisorRef, GroupStop, Restart, Shutdown, Strategy, Supervisor, SupervisorError,
+    SupervisorExit, SupervisorRef, SupervisorSpec,
 };
 
 #[cfg(feature = "cluster")]
@@ -165,7 +165,7 @@ pub mod prelude {
     pub use crate::supervisor::{
         AutoShutdown, Backoff, CallError, CastError, ChildCounts, ChildInfo, ChildKind,
         ChildLookupError, ChildRef, ChildSpec, ChildStatus, DynamicSpec, DynamicSupervisor,
-        DynamicSupervisorRef, Restart, Shutdown, Strategy, Supervisor, SupervisorError,
+        DynamicSupervisorRef, GroupStop, Restart, Shutdown, Strategy, Supervisor, SupervisorError,
         SupervisorExit, SupervisorRef, SupervisorSpec,
     };
     #[cfg(all(feature = "macros", feature = "cluster"))]

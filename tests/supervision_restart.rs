@@ -19,8 +19,8 @@ use std::time::Duration;
 use ractor::concurrency::JoinHandle;
 use ractor::{ActorId, ActorStatus};
 use ractor_otp::{
-    Backoff, CastError, ChildRef, ChildSpec, ChildStatus, Restart, Strategy, SupervisorError,
-    SupervisorRef, SupervisorSpec,
+    Backoff, CastError, ChildRef, ChildSpec, ChildStatus, GroupStop, Restart, Strategy,
+    SupervisorError, SupervisorRef, SupervisorSpec,
 };
 use tokio::time::Instant;
 
@@ -369,6 +369,35 @@ async fn one_for_all_stops_the_siblings_in_reverse_order_and_restarts_all_in_for
         ["stop:c", "stop:a", "start:a", "start:b", "start:c"],
         "siblings stop gracefully in reverse start order, then all start in start order"
     );
+    stop(&sup).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_for_all_with_a_parallel_group_stop_stops_the_siblings_at_once_then_starts_in_order() {
+    let log = Log::new();
+    let spec = SupervisorSpec::new(Strategy::OneForAll)
+        .intensity(3, secs(5))
+        .group_stop(GroupStop::Parallel)
+        .child(probe("a", &log))
+        .child(slow("b", &log, ms(30)))
+        .child(slow("c", &log, ms(10)))
+        .child(slow("d", &log, ms(20)));
+    let sup = spawn(spec).await;
+    let before = incarnations(&sup, &["a", "b", "c", "d"]).await;
+    log.clear();
+
+    let t0 = Instant::now();
+    send(&sup, "a", Cmd::Panic);
+    wait_all_restarted(&sup, &before).await;
+    let took = t0.elapsed();
+
+    assert_eq!(
+        log.events(),
+        ["stop:c", "stop:d", "stop:b", "start:a", "start:b", "start:c", "start:d"],
+        "the siblings stop together (the quickest first), then all start in start order"
+    );
+    // Together: about the slowest stop (30 ms), not their sum (60 ms).
+    assert!(took < ms(50), "{took:?}");
     stop(&sup).await;
 }
 

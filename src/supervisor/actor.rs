@@ -38,7 +38,9 @@ use crate::supervisor::children::{ChildState, Children};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::handle::{ChildCounts, ChildInfo, SupervisorRef};
 use crate::supervisor::intensity::RestartWindow;
-use crate::supervisor::spec::{AutoShutdown, ChildKind, ChildSpec, OnStop, SupervisorSpec};
+use crate::supervisor::spec::{
+    AutoShutdown, ChildKind, ChildSpec, GroupStop, OnStop, SupervisorSpec,
+};
 use crate::supervisor::strategy::Strategy;
 
 /// Child id → its slot, shared with every `SupervisorRef` so that
@@ -113,6 +115,7 @@ pub(crate) enum SupervisorMsg {
 /// Everything needed to start a supervisor.
 pub(crate) struct Args {
     pub(crate) strategy: Strategy,
+    pub(crate) group_stop: GroupStop,
     pub(crate) window: RestartWindow,
     pub(crate) auto_shutdown: AutoShutdown,
     pub(crate) mode: Mode,
@@ -168,6 +171,7 @@ pub(crate) struct State {
     label: String,
     myself: ActorRef<SupervisorMsg>,
     strategy: Strategy,
+    group_stop: GroupStop,
     auto_shutdown: AutoShutdown,
     mode: Mode,
     window: RestartWindow,
@@ -208,6 +212,7 @@ pub(crate) async fn spawn_static(
         .map_err(|e| SpawnErr::StartupFailed(Box::new(e)))?;
     let args = Args {
         strategy: spec.strategy,
+        group_stop: spec.group_stop,
         window: RestartWindow::new(spec.max_restarts, spec.period),
         auto_shutdown: spec.auto_shutdown,
         mode: Mode::Static,
@@ -289,6 +294,7 @@ impl Actor for SupervisorActor {
             label,
             myself,
             strategy: args.strategy,
+            group_stop: args.group_stop,
             auto_shutdown: args.auto_shutdown,
             mode: args.mode,
             window: args.window,

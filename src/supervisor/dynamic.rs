@@ -45,7 +45,7 @@ use crate::supervisor::child_ref::ChildRef;
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::handle::{call, ChildCounts, ChildInfo};
 use crate::supervisor::intensity::RestartWindow;
-use crate::supervisor::spec::{validate_period, AutoShutdown, ChildSpec};
+use crate::supervisor::spec::{validate_period, AutoShutdown, ChildSpec, GroupStop};
 use crate::supervisor::strategy::Strategy;
 
 /// Elixir's default intensity for dynamic supervisors: 3 restarts...
@@ -153,6 +153,7 @@ pub(crate) async fn spawn_dynamic_actor(
         .map_err(|e| SpawnErr::StartupFailed(Box::new(e)))?;
     let args = Args {
         strategy: Strategy::OneForOne,
+        group_stop: GroupStop::InOrder,
         window: RestartWindow::new(spec.max_restarts, spec.period),
         auto_shutdown: AutoShutdown::Never,
         mode: Mode::Dynamic {

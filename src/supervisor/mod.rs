@@ -120,7 +120,7 @@ pub use error::{ChildLookupError, SupervisorError};
 pub use handle::{ChildCounts, ChildInfo, Supervisor, SupervisorRef};
 pub use root::SupervisorExit;
 pub use spec::{
-    AutoShutdown, ChildKind, ChildSpec, ChildStatus, Restart, Shutdown, SupervisorSpec,
+    AutoShutdown, ChildKind, ChildSpec, ChildStatus, GroupStop, Restart, Shutdown, SupervisorSpec,
     DEFAULT_INTENSITY, DEFAULT_PERIOD, DEFAULT_WORKER_SHUTDOWN,
 };
 pub use strategy::Strategy;

@@ -76,6 +76,23 @@ pub enum ChildKind {
     Supervisor,
 }
 
+/// How a one-for-all or rest-for-one supervisor stops the rest of the group
+/// before restarting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GroupStop {
+    /// One after another, in reverse start order, each within its
+    /// `Shutdown` (OTP's behaviour, the default): a child never outlives
+    /// one started after it, so a child may rely on those started before
+    /// it while it stops.
+    #[default]
+    InOrder,
+    /// All at once, each within its `Shutdown`: faster for large groups
+    /// whose children do not depend on one another while stopping (1.2–1.3×
+    /// less time at 100 children; see `BENCHMARKS.md`). Starting again is
+    /// still in start order.
+    Parallel,
+}
+
 /// When a supervisor stops itself because significant children ended
 /// (OTP 24's `auto_shutdown`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -384,6 +401,7 @@ pub struct SupervisorSpec {
     pub(crate) max_restarts: u32,
     pub(crate) period: Duration,
     pub(crate) auto_shutdown: AutoShutdown,
+    pub(crate) group_stop: GroupStop,
     pub(crate) children: Vec<ChildSpec>,
     /// Called once the supervisor has stopped all its children for good
     /// (shutdown, escalation or a failed start); the pool uses it to report
@@ -402,6 +420,7 @@ impl fmt::Debug for SupervisorSpec {
             .field("max_restarts", &self.max_restarts)
             .field("period", &self.period)
             .field("auto_shutdown", &self.auto_shutdown)
+            .field("group_stop", &self.group_stop)
             .field("children", &self.children)
             .finish_non_exhaustive()
     }
@@ -416,6 +435,7 @@ impl SupervisorSpec {
             max_restarts: DEFAULT_INTENSITY,
             period: DEFAULT_PERIOD,
             auto_shutdown: AutoShutdown::Never,
+            group_stop: GroupStop::InOrder,
             children: Vec::new(),
             on_stop: None,
         }
@@ -432,6 +452,14 @@ impl SupervisorSpec {
     /// When significant children ending stops the supervisor.
     pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
         self.auto_shutdown = auto_shutdown;
+        self
+    }
+
+    /// How the rest of a group stops before a one-for-all or rest-for-one
+    /// restart (default [`GroupStop::InOrder`], as OTP). The supervisor's
+    /// own shutdown always stops children in reverse order.
+    pub fn group_stop(mut self, how: GroupStop) -> Self {
+        self.group_stop = how;
         self
     }
 
