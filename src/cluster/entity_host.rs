@@ -701,6 +701,12 @@ impl<M: RemoteMessage> Host<M> {
     /// keys stop here at once (finishing their mailboxes and saving if they
     /// can), so that when the two sides meet again no key runs on both.
     fn fence(&self, myself: &ActorRef<HostMsg<M>>, st: &mut HostState<M>, peer: &str) {
+        if let Some(node) = self.node.upgrade() {
+            // Saves read this: a lost majority must not wait for the tick.
+            self.store
+                .majority
+                .store(node.has_majority(), std::sync::atomic::Ordering::Release);
+        }
         let me = self.me();
         let mut nodes: Vec<String> = self
             .hosts
@@ -742,6 +748,9 @@ impl<M: RemoteMessage> Host<M> {
             return;
         };
         let majority = node.has_majority();
+        self.store
+            .majority
+            .store(majority, std::sync::atomic::Ordering::Release);
         if !majority && !st.paused {
             tracing::warn!(node = %node.name, ty = %self.spec.ty, "minority side of a partition: stopping entities until the majority is back");
         } else if majority && st.paused {

@@ -37,6 +37,10 @@ pub(crate) struct ReplicaStore<M: RemoteMessage> {
     pub(crate) known: Mutex<HashMap<String, u64>>,
     k: usize,
     timeout: Duration,
+    /// Keep-majority as the host last computed it (at every tick and
+    /// whenever a session ends): a save reads it instead of computing it
+    /// from the member list each time.
+    pub(crate) majority: std::sync::atomic::AtomicBool,
 }
 
 impl<M: RemoteMessage> ReplicaStore<M> {
@@ -49,6 +53,7 @@ impl<M: RemoteMessage> ReplicaStore<M> {
             known: Mutex::new(HashMap::new()),
             k,
             timeout,
+            majority: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -83,7 +88,7 @@ impl<M: RemoteMessage> ReplicaStore<M> {
             .node
             .upgrade()
             .ok_or_else(|| self.unavailable("the node has shut down"))?;
-        if !node.has_majority() {
+        if !self.majority.load(std::sync::atomic::Ordering::Acquire) {
             return Err(self.unavailable(
                 "this node is on the minority side of a partition and acknowledges nothing",
             ));
@@ -183,6 +188,14 @@ impl<M: RemoteMessage> ReplicaStore<M> {
         // Fewer than k stored without any refusal or silence means fewer
         // than k other hosts are up: as many as there are hold it.
         let Some(reason) = failure else {
+            // Fewer replicas than asked because hosts are gone: make sure
+            // this node did not just fall into the minority (the cached
+            // answer may be a moment old).
+            if stored < self.k && !node.has_majority() {
+                return Err(self.unavailable(
+                    "this node is on the minority side of a partition and acknowledges nothing",
+                ));
+            }
             return Ok(());
         };
         if uncertain || stored > 0 {
