@@ -344,17 +344,51 @@ async fn unknown_kinds_and_bad_arguments_are_clear_errors() {
         .unwrap_err();
     assert!(matches!(err, ClusterError::AlreadyHosted(_)), "{err}");
 
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn casts_are_held_in_order_while_no_owner_is_reachable_then_delivered() {
+    // Nobody hosts the type yet: casts are held by the handle (and its
+    // clones), in order, up to the bound; past it they are handed back.
     let lonely = Node::start(fast_config("b")).await.expect("start");
-    let err = lonely
-        .entity::<Counter>("counters", "x")
-        .cast(Counter::Bump(1))
-        .unwrap_err();
+    let x = lonely.entity::<Counter>("counters", "x");
+    x.cast(Counter::Bump(1)).expect("held");
+    x.clone().cast(Counter::Bump(2)).expect("held");
+    for _ in 2..ractor_otp::cluster::MAX_HELD_CASTS {
+        x.cast(Counter::Bump(0)).expect("held");
+    }
+    let err = x.cast(Counter::Bump(100)).unwrap_err();
     assert!(
-        matches!(err.error(), ClusterError::EntityUnavailable { .. }),
+        matches!(err.error(), ClusterError::EntityUnavailable { reason, .. } if reason.contains("already held")),
         "{}",
         err.error()
     );
-    a.shutdown().await;
+    // A host appears: the held casts go to it, in order, once.
+    lonely
+        .register_kind("counter", |_: &str| CounterActor { node: "b".into() })
+        .expect("kind");
+    lonely
+        .entities(
+            EntitySpec::new("counters", "counter")
+                .args(&0u64)
+                .expect("args"),
+        )
+        .await
+        .expect("entities");
+    let deadline = Instant::now() + SOON;
+    loop {
+        if let Ok(n) = x.call(Counter::Get, CALL).await {
+            if n == 3 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the held casts were not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     lonely.shutdown().await;
 }
 

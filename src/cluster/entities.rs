@@ -433,6 +433,7 @@ impl Node {
         EntityRef {
             hosts: Hosts::new(self.clone(), ty, Placement::Rendezvous),
             key: key.to_owned(),
+            held: Default::default(),
             _msg: PhantomData,
         }
     }
@@ -442,6 +443,7 @@ impl Node {
         EntityRef {
             hosts: Hosts::new(self.clone(), &singleton_type(name), Placement::Oldest),
             key: name.to_owned(),
+            held: Default::default(),
             _msg: PhantomData,
         }
     }
@@ -661,20 +663,58 @@ impl<M: RemoteMessage> Hosts<M> {
 // ---------------------------------------------------------------------------
 // Handles
 
+/// Whether a send failed because the key's owner cannot be reached (it is
+/// moving): such casts are held rather than handed back.
+fn moving(e: &ClusterError) -> bool {
+    matches!(
+        e,
+        ClusterError::EntityUnavailable { .. }
+            | ClusterError::NotConnected { .. }
+            | ClusterError::NodeDown { .. }
+    )
+}
+
 /// A handle to one entity (or a singleton), wherever it runs; from
 /// [`Node::entity`] and [`Node::singleton_ref`]. Each send goes to the
 /// key's owner in this node's view; the owner starts the actor if needed.
 pub struct EntityRef<M: RemoteMessage> {
     hosts: Hosts<M>,
     key: String,
+    /// Casts held while no owner can be reached (shared by the clones).
+    held: Arc<std::sync::Mutex<Held<M>>>,
     _msg: PhantomData<fn(M)>,
 }
+
+/// Casts an [`EntityRef`] holds, in order, while its key has no reachable
+/// owner (it is moving), each with the time it was held.
+struct Held<M> {
+    queue: std::collections::VecDeque<(Instant, M)>,
+    draining: bool,
+}
+
+impl<M> Default for Held<M> {
+    fn default() -> Self {
+        Held {
+            queue: Default::default(),
+            draining: false,
+        }
+    }
+}
+
+/// The most casts one entity handle holds while its key moves; past it,
+/// casts are handed back.
+pub const MAX_HELD_CASTS: usize = 10_000;
+/// How long a held cast waits for an owner before it is a dead letter.
+pub const HOLD_CASTS_FOR: Duration = Duration::from_secs(30);
+/// How often held casts are tried again.
+const HELD_RETRY: Duration = Duration::from_millis(20);
 
 impl<M: RemoteMessage> Clone for EntityRef<M> {
     fn clone(&self) -> Self {
         EntityRef {
             hosts: self.hosts.clone(),
             key: self.key.clone(),
+            held: self.held.clone(),
             _msg: PhantomData,
         }
     }
@@ -757,13 +797,105 @@ impl<M: RemoteMessage> EntityRef<M> {
 
     /// Sends `msg` to the entity.
     ///
+    /// While the key has no reachable owner (no host is up, or the owner's
+    /// node is down and the key is moving), the cast is held by this handle
+    /// (and its clones), in order with the casts after it, and sent once an
+    /// owner is reachable; a cast held longer than [`HOLD_CASTS_FOR`] is a
+    /// dead letter. Casts sent to an owner that dies before it is detected
+    /// are dead letters there, like any remote cast.
+    ///
     /// # Errors
     ///
-    /// Hands `msg` back with [`ClusterError::EntityUnavailable`] when no
-    /// host of the type is reachable, or with the error of the send to the
-    /// owner (down, busy). Once the owner has it, a message that cannot be
-    /// delivered is a dead letter there.
+    /// Hands `msg` back when [`MAX_HELD_CASTS`] are already held
+    /// ([`ClusterError::EntityUnavailable`]), or with the error of the send
+    /// to the owner when it is not about reachability (its send buffer is
+    /// full: [`ClusterError::Busy`]; the message does not encode).
     pub fn cast(&self, msg: M) -> Result<(), RemoteCastError<M>> {
+        let mut held = lock!(self.held.lock());
+        if !held.queue.is_empty() {
+            // Behind the casts already held: order is kept.
+            return self.hold(&mut held, msg);
+        }
+        drop(held);
+        match self.send_now(msg) {
+            Ok(()) => Ok(()),
+            Err(e) if moving(e.error()) => {
+                let msg = e.into_message();
+                let mut held = lock!(self.held.lock());
+                self.hold(&mut held, msg)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn hold(&self, held: &mut Held<M>, msg: M) -> Result<(), RemoteCastError<M>> {
+        if held.queue.len() >= MAX_HELD_CASTS {
+            return Err(RemoteCastError::new(
+                self.unavailable(&format!(
+                    "no owner is reachable and {MAX_HELD_CASTS} casts are already held"
+                )),
+                msg,
+            ));
+        }
+        held.queue.push_back((Instant::now(), msg));
+        if !held.draining {
+            held.draining = true;
+            let me = self.clone();
+            tokio::spawn(async move { me.drain_held().await });
+        }
+        Ok(())
+    }
+
+    /// Sends the held casts in order as soon as an owner is reachable.
+    async fn drain_held(self) {
+        loop {
+            tokio::time::sleep(HELD_RETRY).await;
+            let mut held = lock!(self.held.lock());
+            while let Some((since, msg)) = held.queue.pop_front() {
+                if since.elapsed() > HOLD_CASTS_FOR {
+                    self.dead_letter(msg, "no owner was reachable while it was held");
+                    continue;
+                }
+                match self.send_now(msg) {
+                    Ok(()) => {}
+                    Err(e) if moving(e.error()) => {
+                        held.queue.push_front((since, e.into_message()));
+                        break;
+                    }
+                    Err(e) => {
+                        let reason = e.error().to_string();
+                        self.dead_letter(e.into_message(), &reason);
+                    }
+                }
+            }
+            if held.queue.is_empty() || self.hosts.node.is_shut_down() {
+                for (_, msg) in held.queue.drain(..) {
+                    self.dead_letter(msg, "the node shut down while it was held");
+                }
+                held.draining = false;
+                return;
+            }
+        }
+    }
+
+    fn dead_letter(&self, msg: M, reason: &str) {
+        let node = &self.hosts.node.inner;
+        node.events
+            .dead_letter(super::events::RemoteDeadLetter::new(
+                &node.name,
+                self.display_name(),
+                M::TAG.to_string(),
+                super::events::UndeliveredReason::EntityUnavailable(reason.to_owned()),
+                None,
+            ));
+        super::remote_ref::drop_refusing(
+            msg,
+            super::wire::Refusal::EntityUnavailable(reason.to_owned()),
+        );
+    }
+
+    /// One attempt to send `msg` to the key's owner in this node's view.
+    fn send_now(&self, msg: M) -> Result<(), RemoteCastError<M>> {
         let Some(owner) = self.hosts.owner(&self.key) else {
             return Err(RemoteCastError::new(
                 self.unavailable("no host of this type is reachable; call entities() on some node"),

@@ -154,7 +154,7 @@ pub mod wire;
 mod wire_limits;
 
 pub use config::{NodeConfig, DEFAULT_SEND_BUFFER};
-pub use entities::{EntityRef, EntitySpec, SingletonSpec};
+pub use entities::{EntityRef, EntitySpec, SingletonSpec, HOLD_CASTS_FOR, MAX_HELD_CASTS};
 pub use error::{ClusterError, DownReason, RemoteCastError};
 pub use events::{
     NodeEvent, NodeEvents, PeerInfo, PeerStatus, RemoteDeadLetter, UndeliveredReason,
