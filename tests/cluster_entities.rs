@@ -61,20 +61,23 @@ impl Actor for CounterActor {
     }
 }
 
+/// A node hosting `counters` (kind `counter`) with the default spec.
 async fn host(config: NodeConfig) -> Node {
+    host_with(config, |spec| spec).await
+}
+
+/// A node hosting `counters` (kind `counter`), its spec adjusted by `tune`.
+async fn host_with(config: NodeConfig, tune: impl FnOnce(EntitySpec) -> EntitySpec) -> Node {
     let node = Node::start(config).await.expect("start");
     let name = node.name().to_string();
     node.register_kind("counter", move |_key: &str| CounterActor {
         node: name.clone(),
     })
     .expect("kind");
-    node.entities(
-        EntitySpec::new("counters", "counter")
-            .args(&0u64)
-            .expect("args"),
-    )
-    .await
-    .expect("entities");
+    let spec = EntitySpec::new("counters", "counter")
+        .args(&0u64)
+        .expect("args");
+    node.entities(tune(spec)).await.expect("entities");
     node
 }
 

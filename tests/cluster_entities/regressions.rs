@@ -7,70 +7,9 @@
 use std::time::Duration;
 
 use super::cluster_support::{self, fast_config};
+use super::{add, host, host_with, Counter, CounterActor};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use ractor_otp::cluster::{EntitySpec, Node, RemoteReply};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize, ractor_otp::RemoteMessage)]
-enum Counter {
-    Add(u64, RemoteReply<u64>),
-    Where(RemoteReply<String>),
-    Bump(u64),
-}
-
-struct CounterActor {
-    node: String,
-}
-
-impl Actor for CounterActor {
-    type Msg = Counter;
-    type State = u64;
-    type Arguments = u64;
-    async fn pre_start(&self, _: ActorRef<Counter>, start: u64) -> Result<u64, ActorProcessingErr> {
-        Ok(start)
-    }
-    async fn handle(
-        &self,
-        _: ActorRef<Counter>,
-        msg: Counter,
-        n: &mut u64,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            Counter::Add(k, r) => {
-                *n += k;
-                r.send(*n);
-            }
-            Counter::Where(r) => {
-                r.send(self.node.clone());
-            }
-            Counter::Bump(k) => *n += k,
-        }
-        Ok(())
-    }
-}
-
-async fn host(config: ractor_otp::cluster::NodeConfig) -> Node {
-    let node = Node::start(config).await.expect("start");
-    let name = node.name().to_string();
-    node.register_kind("counter", move |_key: &str| CounterActor {
-        node: name.clone(),
-    })
-    .expect("kind");
-    node.entities(
-        EntitySpec::new("counters", "counter")
-            .args(&0u64)
-            .expect("args"),
-    )
-    .await
-    .expect("entities");
-    node
-}
-
-async fn add(node: &Node, key: &str, k: u64) -> Result<u64, ractor_otp::cluster::ClusterError> {
-    node.entity::<Counter>("counters", key)
-        .call(|r| Counter::Add(k, r), Duration::from_secs(5))
-        .await
-}
+use ractor_otp::cluster::{EntitySpec, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_with_seeds_serves_a_key_only_after_it_reached_the_cluster() {
@@ -169,21 +108,7 @@ async fn casts_during_a_planned_leave_are_kept() {
 }
 
 async fn host_t(config: ractor_otp::cluster::NodeConfig, t: Duration) -> Node {
-    let node = Node::start(config).await.expect("start");
-    let name = node.name().to_string();
-    node.register_kind("counter", move |_key: &str| CounterActor {
-        node: name.clone(),
-    })
-    .expect("kind");
-    node.entities(
-        EntitySpec::new("counters", "counter")
-            .args(&0u64)
-            .expect("args")
-            .timeout(t),
-    )
-    .await
-    .expect("entities");
-    node
+    host_with(config, |spec| spec.timeout(t)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,9 +225,8 @@ async fn a_node_alone_without_the_smallest_name_serves_nothing() {
     b.shutdown().await;
 }
 
-struct SlowStart {
-    node: String,
-}
+/// A counter whose start takes 500 ms.
+struct SlowStart(CounterActor);
 
 impl Actor for SlowStart {
     type Msg = Counter;
@@ -314,21 +238,11 @@ impl Actor for SlowStart {
     }
     async fn handle(
         &self,
-        _: ActorRef<Counter>,
+        myself: ActorRef<Counter>,
         msg: Counter,
         n: &mut u64,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            Counter::Add(k, r) => {
-                *n += k;
-                r.send(*n);
-            }
-            Counter::Where(r) => {
-                r.send(self.node.clone());
-            }
-            Counter::Bump(k) => *n += k,
-        }
-        Ok(())
+        self.0.handle(myself, msg, n).await
     }
 }
 
@@ -339,8 +253,10 @@ async fn a_start_that_ends_after_the_node_fell_into_the_minority_does_not_stay_l
     async fn h(config: ractor_otp::cluster::NodeConfig) -> Node {
         let node = Node::start(config).await.expect("start");
         let name = node.name().to_string();
-        node.register_kind("slow", move |_key: &str| SlowStart { node: name.clone() })
-            .expect("kind");
+        node.register_kind("slow", move |_key: &str| {
+            SlowStart(CounterActor { node: name.clone() })
+        })
+        .expect("kind");
         node.entities(
             EntitySpec::new("counters", "slow")
                 .args(&0u64)
