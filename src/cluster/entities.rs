@@ -625,6 +625,11 @@ impl<M: RemoteMessage> Hosts<M> {
 
     /// The host owning `key`.
     pub(crate) fn owner(&self, key: &str) -> Option<GroupMember> {
+        if self.placement == Placement::Rendezvous {
+            // Every send asks this: no sort, no list of every host.
+            let hosts = self.snapshot();
+            return placement::owner(&self.ty, key, &hosts).map(|i| hosts[i].clone());
+        }
         self.order(key).into_iter().next()
     }
 
@@ -681,20 +686,20 @@ pub struct EntityRef<M: RemoteMessage> {
     hosts: Hosts<M>,
     key: String,
     /// Casts held while no owner can be reached (shared by the clones).
-    held: Arc<std::sync::Mutex<Held<M>>>,
+    held: Arc<std::sync::Mutex<HeldCasts<M>>>,
     _msg: PhantomData<fn(M)>,
 }
 
 /// Casts an [`EntityRef`] holds, in order, while its key has no reachable
 /// owner (it is moving), each with the time it was held.
-struct Held<M> {
+struct HeldCasts<M> {
     queue: std::collections::VecDeque<(Instant, M)>,
     draining: bool,
 }
 
-impl<M> Default for Held<M> {
+impl<M> Default for HeldCasts<M> {
     fn default() -> Self {
-        Held {
+        HeldCasts {
             queue: Default::default(),
             draining: false,
         }
@@ -828,7 +833,7 @@ impl<M: RemoteMessage> EntityRef<M> {
         }
     }
 
-    fn hold(&self, held: &mut Held<M>, msg: M) -> Result<(), RemoteCastError<M>> {
+    fn hold(&self, held: &mut HeldCasts<M>, msg: M) -> Result<(), RemoteCastError<M>> {
         if held.queue.len() >= MAX_HELD_CASTS {
             return Err(RemoteCastError::new(
                 self.unavailable(&format!(

@@ -79,6 +79,13 @@ pub(crate) struct GroupMember {
     pub(crate) id: u64,
 }
 
+/// A member stands for its node where placement ranks nodes.
+impl AsRef<str> for GroupMember {
+    fn as_ref(&self) -> &str {
+        &self.node
+    }
+}
+
 /// A group's members taking one tag, with their weights (same order).
 pub(crate) type Snapshot = (Arc<[GroupMember]>, Arc<[u32]>);
 

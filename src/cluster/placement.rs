@@ -50,6 +50,22 @@ pub(crate) fn rank<S: AsRef<str>>(ty: &str, key: &str, nodes: &[S]) -> Vec<usize
     ranked.into_iter().map(|(_, _, i)| i).collect()
 }
 
+/// The index of the owner of `(ty, key)` among `nodes`: the first of
+/// [`rank`], found without sorting (the send path's lookup).
+pub(crate) fn owner<S: AsRef<str>>(ty: &str, key: &str, nodes: &[S]) -> Option<usize> {
+    nodes
+        .iter()
+        .enumerate()
+        .max_by(|(_, a), (_, b)| {
+            let (a, b) = (a.as_ref(), b.as_ref());
+            // Highest score; on equal scores the smaller name, as `rank`.
+            score(ty, key, a)
+                .cmp(&score(ty, key, b))
+                .then_with(|| b.cmp(a))
+        })
+        .map(|(i, _)| i)
+}
+
 /// The indexes of `nodes` (name, incarnation) oldest first: the smallest
 /// incarnation (a start time) first, ties by name.
 pub(crate) fn oldest<S: AsRef<str>>(nodes: &[(S, u64)]) -> Vec<usize> {
@@ -149,6 +165,19 @@ mod tests {
         for c in count {
             assert!((9_000..11_000).contains(&c), "{count:?}");
         }
+    }
+
+    #[test]
+    fn owner_is_the_first_of_the_rank() {
+        let nodes = ["n1", "n2", "n3", "n4", "n5"];
+        for key in 0..500 {
+            let key = key.to_string();
+            assert_eq!(
+                owner("t", &key, &nodes),
+                rank("t", &key, &nodes).first().copied()
+            );
+        }
+        assert_eq!(owner::<&str>("t", "k", &[]), None);
     }
 
     #[test]
